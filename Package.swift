@@ -1,0 +1,63 @@
+// swift-tools-version:6.1
+// actcluster: distributed activation collection for sparse-dictionary research.
+//
+// Layers (each depends only on the ones below it):
+//   actcluster (executable) -> ActClusterCLI (commands)
+//   -> roles and domain libraries (added by later milestones)
+//   -> ZeroMQ, LZ4, BLAS, Platform, Logfmt (thin Swift wrappers, Swift types only)
+//   -> CZeroMQ, CLZ4, COpenBLAS (system-library targets; C names stop at the wrappers)
+import PackageDescription
+
+let package = Package(
+    name: "actcluster",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "actcluster", targets: ["actcluster"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+    ],
+    targets: [
+        // C libraries from Debian. libzmq has no pkgConfig on purpose: Debian's libzmq.pc
+        // drags in krb5 include flags that SwiftPM rejects; zmq.h is on the default path.
+        .systemLibrary(
+            name: "CZeroMQ", path: "Sources/CZeroMQ",
+            providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(
+            name: "CLZ4", path: "Sources/CLZ4", pkgConfig: "liblz4",
+            providers: [.apt(["liblz4-dev"])]),
+        // Debian keeps cblas.h under openblas-pthread/; the "openblas" .pc file points there.
+        .systemLibrary(
+            name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
+
+        // Thin wrappers: the only modules that import the C targets.
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
+        .target(name: "LZ4", dependencies: ["CLZ4"]),
+        .target(name: "BLAS", dependencies: ["COpenBLAS"]),
+        .target(name: "Platform"),
+        .target(
+            name: "Logfmt",
+            dependencies: [.product(name: "Logging", package: "swift-log")]),
+
+        // Command line: the only place that bootstraps logging or parses arguments.
+        .target(
+            name: "ActClusterCLI",
+            dependencies: [
+                "ZeroMQ", "LZ4", "BLAS", "Platform", "Logfmt",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(name: "actcluster", dependencies: ["ActClusterCLI"]),
+
+        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
+        .testTarget(name: "LZ4Tests", dependencies: ["LZ4"]),
+        .testTarget(name: "BLASTests", dependencies: ["BLAS"]),
+        .testTarget(
+            name: "LogfmtTests",
+            dependencies: ["Logfmt", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
+        .testTarget(name: "ActClusterCLITests", dependencies: ["ActClusterCLI", "ZeroMQ"]),
+    ]
+)

@@ -1,0 +1,49 @@
+import ArgumentParser
+import Platform
+import ZeroMQ
+
+/// `actcluster keygen`: a CURVE key pair for securing a cluster.
+struct KeygenCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keygen",
+        abstract: "Write a CURVE key pair: PREFIX.key (secret, mode 0600) and PREFIX.pub (public).",
+        discussion: """
+            Give the coordinator the secret key (--curve-secret-key PREFIX.key) and give every \
+            worker the coordinator's public key (--curve-server-key PREFIX.pub). Peers without \
+            the public key cannot reach the coordinator, and all traffic is encrypted.
+            """
+    )
+
+    @Option(help: ArgumentHelp("Path prefix of the two key files.", valueName: "prefix"))
+    var out: String
+
+    @Flag(help: "Replace existing key files instead of refusing.")
+    var force = false
+
+    func validate() throws {
+        guard !out.isEmpty, !out.hasSuffix("/") else {
+            throw ValidationError("--out needs a file name prefix such as keys/cluster, not '\(out)'")
+        }
+    }
+
+    var secretKeyPath: String { out + ".key" }
+    var publicKeyPath: String { out + ".pub" }
+
+    func run() throws {
+        let pair: CurveKeyPair
+        do {
+            pair = try CurveKeyPair.generate()
+        } catch {
+            throw CommandFailure(error.description)
+        }
+        do {
+            // Secret first: a crash between the two writes leaves no public key without its secret.
+            try AtomicFile.write(pair.secretKey + "\n", to: secretKeyPath, mode: 0o600, replacing: force)
+            try AtomicFile.write(pair.publicKey + "\n", to: publicKeyPath, mode: 0o644, replacing: force)
+        } catch {
+            throw CommandFailure(error.alreadyExists ? "\(error.description), or pass --force" : error.description)
+        }
+        print("secret key: \(secretKeyPath) (mode 0600; keep it on the coordinator)")
+        print("public key: \(publicKeyPath) \(pair.publicKey)")
+    }
+}

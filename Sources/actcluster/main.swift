@@ -1,0 +1,3 @@
+import ActClusterCLI
+
+ActCluster.main()
