@@ -37,6 +37,9 @@ let package = Package(
         .target(name: "LZ4", dependencies: ["CLZ4"]),
         .target(name: "BLAS", dependencies: ["COpenBLAS"]),
         .target(name: "Platform"),
+
+        // File formats and domain libraries: no processes, sockets or CLI.
+        .target(name: "SafeTensors", dependencies: ["Platform"]),
         .target(
             name: "Logfmt",
             dependencies: [.product(name: "Logging", package: "swift-log")]),
@@ -58,6 +61,7 @@ let package = Package(
             name: "LogfmtTests",
             dependencies: ["Logfmt", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "Platform"]),
         .testTarget(name: "ActClusterCLITests", dependencies: ["ActClusterCLI", "ZeroMQ"]),
     ]
 )

@@ -40,7 +40,7 @@ struct KeygenCommand: ParsableCommand {
             // Secret first: a crash between the two writes leaves no public key without its secret.
             try AtomicFile.write(pair.secretKey + "\n", to: secretKeyPath, mode: 0o600, replacing: force)
             try AtomicFile.write(pair.publicKey + "\n", to: publicKeyPath, mode: 0o644, replacing: force)
-        } catch {
+        } catch let error as FileError {
             throw CommandFailure(error.alreadyExists ? "\(error.description), or pass --force" : error.description)
         }
         print("secret key: \(secretKeyPath) (mode 0600; keep it on the coordinator)")

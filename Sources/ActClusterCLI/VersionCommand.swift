@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import BLAS
 import LZ4
 import Platform
@@ -34,7 +35,9 @@ struct VersionCommand: ParsableCommand {
             ("amx", cpu.amx ? "yes" : "no"),
         ]
         if json {
-            print("{" + facts.map { "\(jsonString($0.0)): \(jsonString($0.1))" }.joined(separator: ", ") + "}")
+            let object = Dictionary(uniqueKeysWithValues: facts)
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
             return
         }
         print("actcluster \(ActCluster.version)")
@@ -44,28 +47,6 @@ struct VersionCommand: ParsableCommand {
         print("CPU        \(cpu.modelName)")
         print("features   \(cpu.summary)")
     }
-}
-
-/// A JSON string literal with the escapes JSON requires.
-func jsonString(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if scalar.value < 0x20 {
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return out + "\""
 }
 
 extension String {

@@ -31,41 +31,18 @@ public enum AtomicFile {
     ///   - replacing: when false, an existing file at `path` is an error and stays untouched.
     public static func write(
         _ bytes: [UInt8], to path: String, mode: mode_t = 0o644, replacing: Bool = true
-    ) throws(FileError) {
-        let temporary = temporaryName(for: path)
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
-        guard descriptor >= 0 else { throw FileError(operation: "create", path: temporary, code: errno) }
-        do throws(FileError) {
-            defer { close(descriptor) }
-            try writeAll(bytes, to: descriptor, path: temporary)
-            guard fchmod(descriptor, mode) == 0 else { throw FileError(operation: "chmod", path: temporary, code: errno) }
-            guard fsync(descriptor) == 0 else { throw FileError(operation: "fsync", path: temporary, code: errno) }
-        } catch {
-            unlink(temporary)
-            throw error
-        }
-        if replacing {
-            guard rename(temporary, path) == 0 else {
-                let error = FileError(operation: "rename into place", path: path, code: errno)
-                unlink(temporary)
-                throw error
-            }
-        } else {
-            // link(2) never replaces: it fails with EEXIST, atomically.
-            let status = link(temporary, path)
-            let code = errno
-            unlink(temporary)
-            guard status == 0 else { throw FileError(operation: "create", path: path, code: code) }
-        }
-        try syncDirectory(containing: path)
+    ) throws {
+        let writer = try DurableFileWriter(path: path, mode: mode, replacing: replacing)
+        try bytes.withUnsafeBytes { buffer in try writer.write(buffer) }
+        try writer.commit()
     }
 
-    public static func write(_ text: String, to path: String, mode: mode_t = 0o644, replacing: Bool = true) throws(FileError) {
+    public static func write(_ text: String, to path: String, mode: mode_t = 0o644, replacing: Bool = true) throws {
         try write(Array(text.utf8), to: path, mode: mode, replacing: replacing)
     }
 
     /// Makes a completed rename durable.
-    public static func syncDirectory(containing path: String) throws(FileError) {
+    public static func syncDirectory(containing path: String) throws {
         let directory = parentDirectory(of: path)
         let descriptor = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard descriptor >= 0 else { throw FileError(operation: "open directory", path: directory, code: errno) }
@@ -84,14 +61,98 @@ public enum AtomicFile {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         return slash == path.startIndex ? "/" : String(path[..<slash])
     }
+}
 
-    static func writeAll(_ bytes: [UInt8], to descriptor: Int32, path: String) throws(FileError) {
+/// Streams a file of any size to a temporary name and moves it into place on ``commit()``.
+/// Dropped without a commit, it removes the temporary file: a crash or error never leaves
+/// a partial file under the final name.
+public final class DurableFileWriter {
+    public let path: String
+    private let temporaryPath: String
+    private let mode: mode_t
+    private let replacing: Bool
+    private var descriptor: Int32
+    private var buffer: [UInt8] = []
+    private let bufferLimit = 1 << 20
+    public private(set) var bytesWritten = 0
+
+    public init(path: String, mode: mode_t = 0o644, replacing: Bool = true) throws {
+        self.path = path
+        self.mode = mode
+        self.replacing = replacing
+        temporaryPath = AtomicFile.temporaryName(for: path)
+        descriptor = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard descriptor >= 0 else { throw FileError(operation: "create", path: temporaryPath, code: errno) }
+        buffer.reserveCapacity(bufferLimit)
+    }
+
+    deinit { abandon() }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        precondition(descriptor >= 0, "DurableFileWriter used after commit or abandon")
+        bytesWritten += bytes.count
+        if buffer.count + bytes.count <= bufferLimit {
+            buffer.append(contentsOf: bytes)
+            return
+        }
+        try flush()
+        if bytes.count >= bufferLimit {
+            try writeAll(bytes)
+        } else {
+            buffer.append(contentsOf: bytes)
+        }
+    }
+
+    public func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { raw in try write(raw) }
+    }
+
+    /// fsync, then rename (or, when not replacing, link) into place, then fsync the folder.
+    public func commit() throws {
+        do {
+            try flush()
+            guard fchmod(descriptor, mode) == 0 else { throw FileError(operation: "chmod", path: temporaryPath, code: errno) }
+            guard fsync(descriptor) == 0 else { throw FileError(operation: "fsync", path: temporaryPath, code: errno) }
+            close(descriptor)
+            descriptor = -1
+            if replacing {
+                guard rename(temporaryPath, path) == 0 else {
+                    throw FileError(operation: "rename into place", path: path, code: errno)
+                }
+            } else {
+                // link(2) never replaces: it fails with EEXIST, atomically.
+                guard link(temporaryPath, path) == 0 else { throw FileError(operation: "create", path: path, code: errno) }
+                unlink(temporaryPath)
+            }
+        } catch {
+            abandon()
+            throw error
+        }
+        try AtomicFile.syncDirectory(containing: path)
+    }
+
+    /// Closes and removes the temporary file. Idempotent.
+    public func abandon() {
+        if descriptor >= 0 {
+            close(descriptor)
+            descriptor = -1
+        }
+        unlink(temporaryPath)
+    }
+
+    private func flush() throws {
+        guard !buffer.isEmpty else { return }
+        try buffer.withUnsafeBytes { raw in try writeAll(raw) }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
         var offset = 0
         while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress! + offset, $0.count - offset) }
+            let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
             if written < 0 {
                 if errno == EINTR { continue }
-                throw FileError(operation: "write", path: path, code: errno)
+                throw FileError(operation: "write", path: temporaryPath, code: errno)
             }
             offset += written
         }
@@ -99,7 +160,7 @@ public enum AtomicFile {
 }
 
 /// Reads a whole file. Works for /proc files, whose reported size is zero.
-public func readFile(_ path: String) throws(FileError) -> [UInt8] {
+public func readFile(_ path: String) throws -> [UInt8] {
     let descriptor = open(path, O_RDONLY | O_CLOEXEC)
     guard descriptor >= 0 else { throw FileError(operation: "open", path: path, code: errno) }
     defer { close(descriptor) }
@@ -123,7 +184,7 @@ public func readWholeFile(_ path: String) -> String? {
 }
 
 /// Permission bits of a file (for checks such as "the secret key is 0600").
-public func filePermissions(_ path: String) throws(FileError) -> mode_t {
+public func filePermissions(_ path: String) throws -> mode_t {
     var info = stat()
     guard stat(path, &info) == 0 else { throw FileError(operation: "stat", path: path, code: errno) }
     return info.st_mode & 0o7777

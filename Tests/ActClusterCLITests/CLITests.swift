@@ -46,11 +46,4 @@ import ZeroMQ
         #expect(help.contains("--out <prefix>          Path prefix of the two key files."))
         #expect(help.contains("--curve-server-key PREFIX.pub"))
     }
-
-    @Test func jsonStringsEscapeWhatJSONRequires() throws {
-        let encoded = jsonString("a\"b\\c\nd\u{01}é")
-        #expect(encoded == "\"a\\\"b\\\\c\\nd\\u0001é\"")
-        let decoded = try JSONSerialization.jsonObject(with: Data("[\(encoded)]".utf8)) as? [String]
-        #expect(decoded == ["a\"b\\c\nd\u{01}é"])
-    }
 }
