@@ -40,6 +40,9 @@ let package = Package(
 
         // File formats and domain libraries: no processes, sockets or CLI.
         .target(name: "SafeTensors", dependencies: ["Platform"]),
+        // Vectorised forward-pass kernels, built for AVX-512, AVX2 and baseline (target_clones).
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
+        .target(name: "Transformers", dependencies: ["BLAS", "CKernels", "SafeTensors"]),
         .target(
             name: "Logfmt",
             dependencies: [.product(name: "Logging", package: "swift-log")]),
@@ -62,6 +65,7 @@ let package = Package(
             dependencies: ["Logfmt", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "Platform"]),
+        .testTarget(name: "TransformersTests", dependencies: ["Transformers", "SafeTensors", "CKernels"]),
         .testTarget(name: "ActClusterCLITests", dependencies: ["ActClusterCLI", "ZeroMQ"]),
     ]
 )

@@ -1,0 +1,51 @@
+#ifndef ACTCLUSTER_CKERNELS_H
+#define ACTCLUSTER_CKERNELS_H
+
+#include <stddef.h>
+
+/* Elementwise and row-wise kernels of the forward pass. Each is compiled for AVX-512, AVX2
+ * and baseline x86-64 (target_clones) and picked at load time for this CPU. Plain loops
+ * written to vectorise; no allocation. Rows are contiguous with the given stride. */
+
+/* out[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta; out may equal x. */
+void ak_layer_norm(const float *x, float *out, const float *gamma, const float *beta,
+                   size_t rows, size_t d, size_t stride, float eps);
+
+/* out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight; out may equal x. */
+void ak_rms_norm(const float *x, float *out, const float *weight, size_t rows, size_t d,
+                 size_t stride, float eps);
+
+/* In place: x = 0.5 x (1 + erf(x / sqrt 2)) (BERT "gelu"). */
+void ak_gelu_erf(float *x, size_t n);
+
+/* In place: x = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (GPT-2 "gelu_new"). */
+void ak_gelu_tanh(float *x, size_t n);
+
+/* In place: gate = silu(gate) * up (Llama SwiGLU). */
+void ak_silu_mul(float *gate, const float *up, size_t n);
+
+/* Softmax of each row of a [rows, cols] block with row stride ld. With causal set, row i
+ * only sees columns 0..i (columns beyond get 0). */
+void ak_softmax_rows(float *scores, size_t rows, size_t cols, size_t ld, int causal);
+
+/* Each row of x ([rows, d], stride ld) becomes row + bias (bias may be NULL: copy only). */
+void ak_add_rows(float *x, const float *bias, size_t rows, size_t d, size_t ld);
+
+/* Fills each row of out ([rows, d], stride ld) with bias. */
+void ak_broadcast_rows(float *out, const float *bias, size_t rows, size_t d, size_t ld);
+
+/* x += y over n floats. */
+void ak_add(float *x, const float *y, size_t n);
+
+/* Rotary embedding with the "rotate half" layout of Hugging Face Llama, in place on
+ * heads [tokens, heads * head_dim] (stride ld). cos_table and sin_table are
+ * [positions, head_dim / 2]; positions[t] picks the row for token t. */
+void ak_rope(float *x, size_t tokens, size_t heads, size_t head_dim, size_t ld,
+             const int *positions, const float *cos_table, const float *sin_table);
+
+/* Vector-friendly exp, erf and tanh over arrays (for tests against libm). */
+void ak_exp(const float *x, float *out, size_t n);
+void ak_erf(const float *x, float *out, size_t n);
+void ak_tanh(const float *x, float *out, size_t n);
+
+#endif

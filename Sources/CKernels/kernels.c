@@ -1,0 +1,173 @@
+#include "CKernels.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MULTI __attribute__((target_clones("arch=skylake-avx512", "avx2", "default")))
+
+/* exp for float: range reduction by ln 2 and a degree-6 polynomial (Cephes expf
+ * coefficients); about 1 ulp, branch-free so loops vectorise. */
+static inline float fast_exp(float x) {
+    x = fminf(fmaxf(x, -87.3f), 88.0f);
+    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float r2 = r * r;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r2 + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* erf for float as a rational polynomial in x^2 on [-4, 4] (the approximation XLA and
+ * Eigen use); erf(+-4) rounds to +-1 in float. */
+static inline float fast_erf(float x) {
+    x = fminf(fmaxf(x, -4.0f), 4.0f);
+    float x2 = x * x;
+    float p = -2.72614225801306e-10f;
+    p = p * x2 + 2.77068142495902e-08f;
+    p = p * x2 + -2.10102402082508e-06f;
+    p = p * x2 + -5.69250639462346e-05f;
+    p = p * x2 + -7.34990630326855e-04f;
+    p = p * x2 + -2.95459980854025e-03f;
+    p = p * x2 + -1.60960333262415e-02f;
+    p = p * x;
+    float q = -1.45660718464996e-05f;
+    q = q * x2 + -2.13374055278905e-04f;
+    q = q * x2 + -1.68282697438203e-03f;
+    q = q * x2 + -7.37332916720468e-03f;
+    q = q * x2 + -1.42647390514189e-02f;
+    return p / q;
+}
+
+/* tanh through exp: accurate to a few ulp away from 0; near 0 use the odd series. */
+static inline float fast_tanh(float x) {
+    float e = fast_exp(-2.0f * fabsf(x));
+    float t = (1.0f - e) / (1.0f + e);
+    t = copysignf(t, x);
+    float x2 = x * x;
+    float series = x * (1.0f + x2 * (-0.333333333f + x2 * (0.133333333f + x2 * -0.0539682540f)));
+    return fabsf(x) < 0.0625f ? series : t;
+}
+
+MULTI void ak_exp(const float *x, float *out, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = fast_exp(x[i]);
+}
+
+MULTI void ak_erf(const float *x, float *out, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = fast_erf(x[i]);
+}
+
+MULTI void ak_tanh(const float *x, float *out, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = fast_tanh(x[i]);
+}
+
+MULTI void ak_layer_norm(const float *x, float *out, const float *gamma, const float *beta,
+                         size_t rows, size_t d, size_t stride, float eps) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *row = x + r * stride;
+        float *dst = out + r * stride;
+        float sum = 0.0f;
+        for (size_t i = 0; i < d; i++) sum += row[i];
+        float mean = sum / (float)d;
+        float squares = 0.0f;
+        for (size_t i = 0; i < d; i++) {
+            float centered = row[i] - mean;
+            squares += centered * centered;
+        }
+        float inv = 1.0f / sqrtf(squares / (float)d + eps);
+        for (size_t i = 0; i < d; i++) dst[i] = (row[i] - mean) * inv * gamma[i] + beta[i];
+    }
+}
+
+MULTI void ak_rms_norm(const float *x, float *out, const float *weight, size_t rows, size_t d,
+                       size_t stride, float eps) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *row = x + r * stride;
+        float *dst = out + r * stride;
+        float squares = 0.0f;
+        for (size_t i = 0; i < d; i++) squares += row[i] * row[i];
+        float inv = 1.0f / sqrtf(squares / (float)d + eps);
+        for (size_t i = 0; i < d; i++) dst[i] = weight[i] * (row[i] * inv);
+    }
+}
+
+MULTI void ak_gelu_erf(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = 0.5f * v * (1.0f + fast_erf(v * 0.70710678118654752f));
+    }
+}
+
+MULTI void ak_gelu_tanh(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        float inner = 0.79788456080286536f * (v + 0.044715f * v * v * v);
+        x[i] = 0.5f * v * (1.0f + fast_tanh(inner));
+    }
+}
+
+MULTI void ak_silu_mul(float *gate, const float *up, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        gate[i] = g / (1.0f + fast_exp(-g)) * up[i];
+    }
+}
+
+MULTI void ak_softmax_rows(float *scores, size_t rows, size_t cols, size_t ld, int causal) {
+    for (size_t r = 0; r < rows; r++) {
+        float *row = scores + r * ld;
+        size_t visible = causal ? (r + 1 < cols ? r + 1 : cols) : cols;
+        float maximum = -INFINITY;
+        for (size_t i = 0; i < visible; i++) maximum = fmaxf(maximum, row[i]);
+        float sum = 0.0f;
+        for (size_t i = 0; i < visible; i++) {
+            float e = fast_exp(row[i] - maximum);
+            row[i] = e;
+            sum += e;
+        }
+        float inv = 1.0f / sum;
+        for (size_t i = 0; i < visible; i++) row[i] *= inv;
+        for (size_t i = visible; i < cols; i++) row[i] = 0.0f;
+    }
+}
+
+MULTI void ak_add_rows(float *x, const float *bias, size_t rows, size_t d, size_t ld) {
+    if (!bias) return;
+    for (size_t r = 0; r < rows; r++) {
+        float *row = x + r * ld;
+        for (size_t i = 0; i < d; i++) row[i] += bias[i];
+    }
+}
+
+void ak_broadcast_rows(float *out, const float *bias, size_t rows, size_t d, size_t ld) {
+    for (size_t r = 0; r < rows; r++) memcpy(out + r * ld, bias, d * sizeof(float));
+}
+
+MULTI void ak_add(float *x, const float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+MULTI void ak_rope(float *x, size_t tokens, size_t heads, size_t head_dim, size_t ld,
+                   const int *positions, const float *cos_table, const float *sin_table) {
+    size_t half = head_dim / 2;
+    for (size_t t = 0; t < tokens; t++) {
+        const float *c = cos_table + (size_t)positions[t] * half;
+        const float *s = sin_table + (size_t)positions[t] * half;
+        for (size_t h = 0; h < heads; h++) {
+            float *v = x + t * ld + h * head_dim;
+            for (size_t i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half];
+                v[i] = a * c[i] - b * s[i];
+                v[i + half] = b * c[i] + a * s[i];
+            }
+        }
+    }
+}

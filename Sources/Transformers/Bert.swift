@@ -1,0 +1,91 @@
+import CKernels
+
+/// BERT (and MiniLM, which is a small BERT): absolute positions, post-LayerNorm blocks, GELU.
+///
+/// Per block, with x the residual stream [rows, d]:
+///   a = Attention(x) Wₒ + bₒ                  → hook_attn_out
+///   x = LayerNorm(a + x)
+///   h = GELU(x Wᵢ + bᵢ)                       → mlp.hook_post [rows, m]
+///   f = h Wₒ₂ + bₒ₂                           → hook_mlp_out
+///   x = LayerNorm(f + x)                      → hook_resid_post
+final class BertModel: ForwardModel {
+    private struct Block {
+        let qkv: Linear, attentionOutput: Linear, attentionNorm: LayerNorm
+        let intermediate: Linear, output: Linear, outputNorm: LayerNorm
+    }
+
+    let config: BertConfig
+    private let wordEmbeddings, positionEmbeddings, tokenTypeEmbeddings: FloatBuffer
+    private let embeddingNorm: LayerNorm
+    private let blocks: [Block]
+    private let attention: Attention
+
+    init(config: BertConfig, weights: WeightStore) throws {
+        self.config = config
+        let d = config.hidden, m = config.intermediate, eps = config.layerNormEpsilon
+        // BertForMaskedLM and friends nest the encoder under "bert.".
+        let p = weights.prefix(probing: "embeddings.word_embeddings.weight", candidates: ["", "bert."])
+        wordEmbeddings = try weights.take(p + "embeddings.word_embeddings.weight", [config.vocabularySize, d])
+        positionEmbeddings = try weights.take(p + "embeddings.position_embeddings.weight", [config.maxPositions, d])
+        tokenTypeEmbeddings = try weights.take(p + "embeddings.token_type_embeddings.weight", [config.typeVocabularySize, d])
+        embeddingNorm = try weights.layerNorm(p + "embeddings.LayerNorm", width: d, epsilon: eps)
+        blocks = try (0..<config.layers).map { layer in
+            let b = "\(p)encoder.layer.\(layer)."
+            return Block(
+                qkv: Linear.concatenating([
+                    try weights.linear(b + "attention.self.query", inputs: d, outputs: d),
+                    try weights.linear(b + "attention.self.key", inputs: d, outputs: d),
+                    try weights.linear(b + "attention.self.value", inputs: d, outputs: d),
+                ]),
+                attentionOutput: try weights.linear(b + "attention.output.dense", inputs: d, outputs: d),
+                attentionNorm: try weights.layerNorm(b + "attention.output.LayerNorm", width: d, epsilon: eps),
+                intermediate: try weights.linear(b + "intermediate.dense", inputs: d, outputs: m),
+                output: try weights.linear(b + "output.dense", inputs: m, outputs: d),
+                outputNorm: try weights.layerNorm(b + "output.LayerNorm", width: d, epsilon: eps))
+        }
+        attention = Attention(heads: config.heads, kvHeads: config.heads, headDim: d / config.heads, causal: false)
+        // Position ids buffer, pooler and pre-training heads are not part of the encoder pass.
+        weights.ignore { name in
+            name.hasSuffix("embeddings.position_ids") || name.hasPrefix(p + "pooler.") || name.hasPrefix("cls.")
+        }
+    }
+
+    func forward(_ batch: TokenBatch, capture: inout Capture, workspace: Workspace) {
+        let rows = batch.rows, d = config.hidden, m = config.intermediate
+        let x = workspace.slot(0, count: rows * d)
+        let qkv = workspace.slot(1, count: rows * attention.fusedWidth)
+        let context = workspace.slot(2, count: rows * d)
+        let sublayer = workspace.slot(3, count: rows * d)
+        let hidden = workspace.slot(4, count: rows * m)
+        let scores = workspace.slot(5, count: batch.longest * batch.longest)
+
+        // Embeddings: word + position + token type 0, then LayerNorm.
+        gatherRows(wordEmbeddings, width: d, indices: batch.tokens, into: x)
+        addRows(positionEmbeddings, width: d, indices: batch.positions, into: x)
+        ak_add_rows(x, tokenTypeEmbeddings.pointer, rows, d, d)
+        embeddingNorm.apply(x, into: x, rows: rows, width: d)
+
+        for (layer, block) in blocks.enumerated() {
+            func hook(_ site: HookPoint.Site, _ source: UnsafeMutablePointer<Float>, _ width: Int) -> Bool {
+                capture.record(HookPoint(layer: layer, site: site), source, width: width, ld: width)
+            }
+            if hook(.residPre, x, d) { return }
+
+            block.qkv.apply(x, rows: rows, ldx: d, into: qkv, ldy: attention.fusedWidth)
+            attention.apply(qkv: qkv, batch: batch, scores: scores, into: context)
+            block.attentionOutput.apply(context, rows: rows, ldx: d, into: sublayer, ldy: d)
+            if hook(.attnOut, sublayer, d) { return }
+            ak_add(x, sublayer, rows * d)
+            block.attentionNorm.apply(x, into: x, rows: rows, width: d)
+
+            block.intermediate.apply(x, rows: rows, ldx: d, into: hidden, ldy: m)
+            ak_gelu_erf(hidden, rows * m)
+            if hook(.mlpPost, hidden, m) { return }
+            block.output.apply(hidden, rows: rows, ldx: m, into: sublayer, ldy: d)
+            if hook(.mlpOut, sublayer, d) { return }
+            ak_add(x, sublayer, rows * d)
+            block.outputNorm.apply(x, into: x, rows: rows, width: d)
+            if hook(.residPost, x, d) { return }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+import BLAS
+import CKernels
+
+/// Token layout of one forward pass: sequences back to back with no padding. Every row is a
+/// real token, and attention runs per sequence, so a short sequence batched with long
+/// ones computes exactly what it computes alone.
+public struct TokenBatch: Sendable {
+    public let tokens: [Int32]
+    /// Row range of each sequence.
+    public let sequences: [Range<Int>]
+    /// Position of each row within its sequence.
+    public let positions: [Int32]
+
+    public init(_ sequences: [[Int32]]) {
+        var tokens: [Int32] = [], ranges: [Range<Int>] = [], positions: [Int32] = []
+        for sequence in sequences {
+            ranges.append(tokens.count..<(tokens.count + sequence.count))
+            tokens += sequence
+            positions += (0..<sequence.count).map(Int32.init)
+        }
+        self.tokens = tokens
+        self.sequences = ranges
+        self.positions = positions
+    }
+
+    public var rows: Int { tokens.count }
+    public var longest: Int { sequences.map(\.count).max() ?? 0 }
+}
+
+/// Reusable float buffers, grown on demand, so that steady-state passes never allocate.
+final class Workspace {
+    private var buffers: [FloatBuffer] = []
+
+    func slot(_ index: Int, count: Int) -> UnsafeMutablePointer<Float> {
+        while buffers.count <= index { buffers.append(FloatBuffer(count: 0)) }
+        if buffers[index].count < count { buffers[index] = FloatBuffer(count: count) }
+        return buffers[index].pointer
+    }
+}
+
+/// Collects the requested hooks of one pass as `[rows, width]` arrays.
+struct Capture {
+    let hooks: HookSet
+    let rows: Int
+    private(set) var outputs: [HookPoint: [Float]] = [:]
+
+    init(hooks: HookSet, rows: Int) {
+        self.hooks = hooks
+        self.rows = rows
+    }
+
+    /// Copies the activation if requested; returns true when the pass can stop here.
+    mutating func record(_ point: HookPoint, _ source: UnsafePointer<Float>, width: Int, ld: Int) -> Bool {
+        if hooks.contains(point) {
+            var copy = [Float](repeating: 0, count: rows * width)
+            copy.withUnsafeMutableBufferPointer { destination in
+                for row in 0..<rows {
+                    (destination.baseAddress! + row * width).update(from: source + row * ld, count: width)
+                }
+            }
+            outputs[point] = copy
+        }
+        return hooks.isDone(after: point)
+    }
+}
+
+/// A dense layer `y = x Wᵀ + b` over rows of x.
+struct Linear {
+    let weight: FloatBuffer
+    let bias: FloatBuffer?
+    let inputs: Int
+    let outputs: Int
+    /// GPT-2's Conv1D keeps W as [in, out]; nn.Linear keeps [out, in].
+    let inputMajor: Bool
+
+    func apply(_ x: UnsafePointer<Float>, rows: Int, ldx: Int, into y: UnsafeMutablePointer<Float>, ldy: Int) {
+        guard rows > 0 else { return }
+        if let bias {
+            ak_broadcast_rows(y, bias.pointer, rows, outputs, ldy)
+        }
+        BLAS.sgemm(
+            .none, inputMajor ? .none : .transpose, m: rows, n: outputs, k: inputs,
+            a: UnsafeBufferPointer(start: x, count: (rows - 1) * ldx + inputs), lda: ldx,
+            b: weight.readOnly, ldb: inputMajor ? outputs : inputs,
+            beta: bias == nil ? 0 : 1,
+            c: UnsafeMutableBufferPointer(start: y, count: (rows - 1) * ldy + outputs), ldc: ldy)
+    }
+
+    /// One layer computing several `[out, in]` layers side by side (q, k and v in one GEMM).
+    static func concatenating(_ parts: [Linear]) -> Linear {
+        precondition(parts.allSatisfy { !$0.inputMajor && $0.inputs == parts[0].inputs })
+        let outputs = parts.reduce(0) { $0 + $1.outputs }
+        let weight = FloatBuffer(count: outputs * parts[0].inputs)
+        var offset = 0
+        for part in parts {
+            (weight.pointer + offset).update(from: part.weight.pointer, count: part.weight.count)
+            offset += part.weight.count
+        }
+        var bias: FloatBuffer?
+        if parts.contains(where: { $0.bias != nil }) {
+            let joined = FloatBuffer(count: outputs)
+            var position = 0
+            for part in parts {
+                if let b = part.bias { (joined.pointer + position).update(from: b.pointer, count: part.outputs) }
+                position += part.outputs
+            }
+            bias = joined
+        }
+        return Linear(weight: weight, bias: bias, inputs: parts[0].inputs, outputs: outputs, inputMajor: false)
+    }
+}
+
+struct LayerNorm {
+    let weight: FloatBuffer
+    let bias: FloatBuffer
+    let epsilon: Float
+
+    func apply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+        ak_layer_norm(x, y, weight.pointer, bias.pointer, rows, width, width, epsilon)
+    }
+}
+
+struct RMSNorm {
+    let weight: FloatBuffer
+    let epsilon: Float
+
+    func apply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+        ak_rms_norm(x, y, weight.pointer, rows, width, width, epsilon)
+    }
+}
+
+extension WeightStore {
+    func linear(_ name: String, inputs: Int, outputs: Int, bias: Bool = true) throws -> Linear {
+        Linear(
+            weight: try take(name + ".weight", [outputs, inputs]),
+            bias: bias ? try take(name + ".bias", [outputs]) : nil,
+            inputs: inputs, outputs: outputs, inputMajor: false)
+    }
+
+    func conv1D(_ name: String, inputs: Int, outputs: Int) throws -> Linear {
+        Linear(
+            weight: try take(name + ".weight", [inputs, outputs]), bias: try take(name + ".bias", [outputs]),
+            inputs: inputs, outputs: outputs, inputMajor: true)
+    }
+
+    func layerNorm(_ name: String, width: Int, epsilon: Float, weightKey: String = "weight", biasKey: String = "bias") throws -> LayerNorm {
+        LayerNorm(weight: try take("\(name).\(weightKey)", [width]), bias: try take("\(name).\(biasKey)", [width]), epsilon: epsilon)
+    }
+}
+
+/// Copies embedding rows for each token: out[r] = table[tokens[r]].
+func gatherRows(_ table: FloatBuffer, width: Int, indices: [Int32], into out: UnsafeMutablePointer<Float>) {
+    for (row, index) in indices.enumerated() {
+        (out + row * width).update(from: table.pointer + Int(index) * width, count: width)
+    }
+}
+
+/// Adds table rows: out[r] += table[indices[r]].
+func addRows(_ table: FloatBuffer, width: Int, indices: [Int32], into out: UnsafeMutablePointer<Float>) {
+    for (row, index) in indices.enumerated() {
+        ak_add(out + row * width, table.pointer + Int(index) * width, width)
+    }
+}

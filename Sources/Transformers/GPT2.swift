@@ -1,0 +1,86 @@
+import CKernels
+
+/// GPT-2: learned positions, pre-LayerNorm blocks, causal attention, tanh GELU. Conv1D
+/// weights are stored [in, out]; the output embedding is tied to the input one.
+///
+/// Per block, with x the residual stream [rows, d]:
+///   a = CausalAttention(LN₁(x)) W_proj + b     → hook_attn_out
+///   x = x + a
+///   h = GELU(LN₂(x) W_fc + b_fc)               → mlp.hook_post [rows, 4d]
+///   f = h W_proj2 + b                          → hook_mlp_out
+///   x = x + f                                  → hook_resid_post
+final class GPT2Model: ForwardModel {
+    private struct Block {
+        let norm1: LayerNorm, qkv: Linear, projection: Linear
+        let norm2: LayerNorm, up: Linear, down: Linear
+    }
+
+    let config: GPT2Config
+    private let tokenEmbeddings, positionEmbeddings: FloatBuffer
+    private let blocks: [Block]
+    private let attention: Attention
+
+    init(config: GPT2Config, weights: WeightStore) throws {
+        self.config = config
+        let d = config.hidden, m = config.intermediate, eps = config.layerNormEpsilon
+        // GPT2LMHeadModel nests the model under "transformer.".
+        let p = weights.prefix(probing: "wte.weight", candidates: ["", "transformer."])
+        tokenEmbeddings = try weights.take(p + "wte.weight", [config.vocabularySize, d])
+        positionEmbeddings = try weights.take(p + "wpe.weight", [config.maxPositions, d])
+        blocks = try (0..<config.layers).map { layer in
+            let b = "\(p)h.\(layer)."
+            return Block(
+                norm1: try weights.layerNorm(b + "ln_1", width: d, epsilon: eps),
+                qkv: try weights.conv1D(b + "attn.c_attn", inputs: d, outputs: 3 * d),
+                projection: try weights.conv1D(b + "attn.c_proj", inputs: d, outputs: d),
+                norm2: try weights.layerNorm(b + "ln_2", width: d, epsilon: eps),
+                up: try weights.conv1D(b + "mlp.c_fc", inputs: d, outputs: m),
+                down: try weights.conv1D(b + "mlp.c_proj", inputs: m, outputs: d))
+        }
+        // The final LayerNorm follows the last block: no hook reads it yet.
+        _ = try weights.layerNorm(p + "ln_f", width: d, epsilon: eps)
+        attention = Attention(heads: config.heads, kvHeads: config.heads, headDim: d / config.heads, causal: true)
+        // Causal-mask buffers of old checkpoints and the tied LM head.
+        weights.ignore { name in name.hasSuffix(".attn.bias") || name.hasSuffix(".attn.masked_bias") || name == "lm_head.weight" }
+    }
+
+    func forward(_ batch: TokenBatch, capture: inout Capture, workspace: Workspace) {
+        let rows = batch.rows, d = config.hidden, m = config.intermediate
+        let x = workspace.slot(0, count: rows * d)
+        let normed = workspace.slot(1, count: rows * d)
+        let qkv = workspace.slot(2, count: rows * 3 * d)
+        let context = workspace.slot(3, count: rows * d)
+        let sublayer = workspace.slot(4, count: rows * d)
+        let hidden = workspace.slot(5, count: rows * m)
+        let scores = workspace.slot(6, count: batch.longest * batch.longest)
+
+        gatherRows(tokenEmbeddings, width: d, indices: batch.tokens, into: x)
+        addRows(positionEmbeddings, width: d, indices: batch.positions, into: x)
+
+        for (layer, block) in blocks.enumerated() {
+            func hook(_ site: HookPoint.Site, _ source: UnsafeMutablePointer<Float>, _ width: Int) -> Bool {
+                capture.record(HookPoint(layer: layer, site: site), source, width: width, ld: width)
+            }
+            if hook(.residPre, x, d) { return }
+
+            block.norm1.apply(x, into: normed, rows: rows, width: d)
+            block.qkv.apply(normed, rows: rows, ldx: d, into: qkv, ldy: 3 * d)
+            attention.apply(qkv: qkv, batch: batch, scores: scores, into: context)
+            block.projection.apply(context, rows: rows, ldx: d, into: sublayer, ldy: d)
+            if hook(.attnOut, sublayer, d) { return }
+            ak_add(x, sublayer, rows * d)
+
+            block.norm2.apply(x, into: normed, rows: rows, width: d)
+            block.up.apply(normed, rows: rows, ldx: d, into: hidden, ldy: m)
+            switch config.activation {
+            case .geluTanh: ak_gelu_tanh(hidden, rows * m)
+            case .geluErf: ak_gelu_erf(hidden, rows * m)
+            }
+            if hook(.mlpPost, hidden, m) { return }
+            block.down.apply(hidden, rows: rows, ldx: m, into: sublayer, ldy: d)
+            if hook(.mlpOut, sublayer, d) { return }
+            ak_add(x, sublayer, rows * d)
+            if hook(.residPost, x, d) { return }
+        }
+    }
+}
