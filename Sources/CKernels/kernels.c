@@ -4,13 +4,53 @@
 #include <stdint.h>
 #include <string.h>
 
-#define MULTI __attribute__((target_clones("arch=skylake-avx512", "avx2", "default")))
+#define MULTI __attribute__((target_clones("avx512f", "avx2", "default")))
+
+/* Sums and maxima with 16 independent lanes, so they vectorise without -ffast-math. */
+static inline float lane_sum(const float *x, size_t n) {
+    float acc[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) acc[l] += x[i + l];
+    float total = 0.0f;
+    for (int l = 0; l < 16; l++) total += acc[l];
+    for (; i < n; i++) total += x[i];
+    return total;
+}
+
+static inline float lane_max(const float *x, size_t n) {
+    float acc[16];
+    for (int l = 0; l < 16; l++) acc[l] = -INFINITY;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) acc[l] = fmaxf(acc[l], x[i + l]);
+    float best = -INFINITY;
+    for (int l = 0; l < 16; l++) best = fmaxf(best, acc[l]);
+    for (; i < n; i++) best = fmaxf(best, x[i]);
+    return best;
+}
+
+/* Sum of (x - mean)^2 in 16 lanes. */
+static inline float lane_centered_squares(const float *x, size_t n, float mean) {
+    float acc[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) {
+            float c = x[i + l] - mean;
+            acc[l] += c * c;
+        }
+    float total = 0.0f;
+    for (int l = 0; l < 16; l++) total += acc[l];
+    for (; i < n; i++) total += (x[i] - mean) * (x[i] - mean);
+    return total;
+}
 
 /* exp for float: range reduction by ln 2 and a degree-6 polynomial (Cephes expf
  * coefficients); about 1 ulp, branch-free so loops vectorise. */
 static inline float fast_exp(float x) {
     x = fminf(fmaxf(x, -87.3f), 88.0f);
-    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    /* Round to nearest by the 1.5 * 2^23 trick: no floorf call, so every target vectorises. */
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693359375f + n * 2.12194440e-4f;
     float r2 = r * r;
     float p = 1.9875691500e-4f;
@@ -47,14 +87,14 @@ static inline float fast_erf(float x) {
     return p / q;
 }
 
-/* tanh through exp: accurate to a few ulp away from 0; near 0 use the odd series. */
+/* tanh through exp, where 1 - e loses little; below 0.25 the odd series to x^9 instead. */
 static inline float fast_tanh(float x) {
     float e = fast_exp(-2.0f * fabsf(x));
     float t = (1.0f - e) / (1.0f + e);
     t = copysignf(t, x);
     float x2 = x * x;
-    float series = x * (1.0f + x2 * (-0.333333333f + x2 * (0.133333333f + x2 * -0.0539682540f)));
-    return fabsf(x) < 0.0625f ? series : t;
+    float series = x * (1.0f + x2 * (-0.333333333f + x2 * (0.133333333f + x2 * (-0.0539682540f + x2 * 0.0218694885f))));
+    return fabsf(x) < 0.25f ? series : t;
 }
 
 MULTI void ak_exp(const float *x, float *out, size_t n) {
@@ -74,14 +114,8 @@ MULTI void ak_layer_norm(const float *x, float *out, const float *gamma, const f
     for (size_t r = 0; r < rows; r++) {
         const float *row = x + r * stride;
         float *dst = out + r * stride;
-        float sum = 0.0f;
-        for (size_t i = 0; i < d; i++) sum += row[i];
-        float mean = sum / (float)d;
-        float squares = 0.0f;
-        for (size_t i = 0; i < d; i++) {
-            float centered = row[i] - mean;
-            squares += centered * centered;
-        }
+        float mean = lane_sum(row, d) / (float)d;
+        float squares = lane_centered_squares(row, d, mean);
         float inv = 1.0f / sqrtf(squares / (float)d + eps);
         for (size_t i = 0; i < d; i++) dst[i] = (row[i] - mean) * inv * gamma[i] + beta[i];
     }
@@ -92,8 +126,7 @@ MULTI void ak_rms_norm(const float *x, float *out, const float *weight, size_t r
     for (size_t r = 0; r < rows; r++) {
         const float *row = x + r * stride;
         float *dst = out + r * stride;
-        float squares = 0.0f;
-        for (size_t i = 0; i < d; i++) squares += row[i] * row[i];
+        float squares = lane_centered_squares(row, d, 0.0f);
         float inv = 1.0f / sqrtf(squares / (float)d + eps);
         for (size_t i = 0; i < d; i++) dst[i] = weight[i] * (row[i] * inv);
     }
@@ -121,21 +154,65 @@ MULTI void ak_silu_mul(float *gate, const float *up, size_t n) {
     }
 }
 
+static inline __attribute__((always_inline)) void softmax_row(float *row, size_t visible, size_t cols) {
+    float maximum = lane_max(row, visible);
+    for (size_t i = 0; i < visible; i++) row[i] = fast_exp(row[i] - maximum);
+    float inv = 1.0f / lane_sum(row, visible);
+    for (size_t i = 0; i < visible; i++) row[i] *= inv;
+    for (size_t i = visible; i < cols; i++) row[i] = 0.0f;
+}
+
 MULTI void ak_softmax_rows(float *scores, size_t rows, size_t cols, size_t ld, int causal) {
     for (size_t r = 0; r < rows; r++) {
-        float *row = scores + r * ld;
         size_t visible = causal ? (r + 1 < cols ? r + 1 : cols) : cols;
-        float maximum = -INFINITY;
-        for (size_t i = 0; i < visible; i++) maximum = fmaxf(maximum, row[i]);
-        float sum = 0.0f;
-        for (size_t i = 0; i < visible; i++) {
-            float e = fast_exp(row[i] - maximum);
-            row[i] = e;
-            sum += e;
+        softmax_row(scores + r * ld, visible, cols);
+    }
+}
+
+MULTI void ak_attention(const float *q, const float *k, const float *v, size_t ld, size_t length,
+                        size_t head_dim, float scale, int causal, float *scratch, float *out,
+                        size_t ldo) {
+    /* kT [head_dim, length]: scores accumulate 16 keys at a time in registers. */
+    float *kt = scratch;
+    float *scores = scratch + head_dim * length;
+    for (size_t j = 0; j < length; j++)
+        for (size_t c = 0; c < head_dim; c++) kt[c * length + j] = k[j * ld + c];
+    for (size_t i = 0; i < length; i++) {
+        size_t visible = causal ? i + 1 : length;
+        const float *qi = q + i * ld;
+        size_t j = 0;
+        for (; j + 16 <= visible; j += 16) {
+            float acc[16] = {0};
+            for (size_t c = 0; c < head_dim; c++) {
+                float qc = qi[c];
+                const float *kc = kt + c * length + j;
+                for (int l = 0; l < 16; l++) acc[l] += qc * kc[l];
+            }
+            for (int l = 0; l < 16; l++) scores[j + l] = acc[l] * scale;
         }
-        float inv = 1.0f / sum;
-        for (size_t i = 0; i < visible; i++) row[i] *= inv;
-        for (size_t i = visible; i < cols; i++) row[i] = 0.0f;
+        for (; j < visible; j++) {
+            float acc = 0.0f;
+            for (size_t c = 0; c < head_dim; c++) acc += qi[c] * kt[c * length + j];
+            scores[j] = acc * scale;
+        }
+        softmax_row(scores, visible, visible);
+        /* out_i = sum_j p_j v_j, 16 output columns at a time in registers. */
+        float *o = out + i * ldo;
+        size_t c = 0;
+        for (; c + 16 <= head_dim; c += 16) {
+            float acc[16] = {0};
+            for (size_t jj = 0; jj < visible; jj++) {
+                float p = scores[jj];
+                const float *vj = v + jj * ld + c;
+                for (int l = 0; l < 16; l++) acc[l] += p * vj[l];
+            }
+            for (int l = 0; l < 16; l++) o[c + l] = acc[l];
+        }
+        for (; c < head_dim; c++) {
+            float acc = 0.0f;
+            for (size_t jj = 0; jj < visible; jj++) acc += scores[jj] * v[jj * ld + c];
+            o[c] = acc;
+        }
     }
 }
 

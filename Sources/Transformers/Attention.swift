@@ -1,9 +1,10 @@
-import BLAS
 import CKernels
+import Dispatch
 
 /// Multi-head scaled dot-product attention over a ragged batch, reading q, k and v from one
 /// fused projection buffer. Grouped-query attention shares each k/v head among
-/// `heads / kvHeads` query heads.
+/// `heads / kvHeads` query heads. (sequence, head) pairs are split across threads; each
+/// pair is small, so a fused C kernel beats many tiny BLAS calls.
 struct Attention {
     let heads: Int
     let kvHeads: Int
@@ -15,41 +16,52 @@ struct Attention {
     /// Columns of the fused [q | k | v] projection.
     var fusedWidth: Int { queryWidth + 2 * keyValueWidth }
 
+    /// Scratch floats one thread needs for sequences up to `longest` tokens.
+    func scratchPerThread(longest: Int) -> Int { (headDim + 1) * max(1, longest) }
+
     /// - Parameters:
     ///   - qkv: `[rows, fusedWidth]` projections.
-    ///   - scores: scratch of at least `longest²` floats.
+    ///   - scratch: `threads × scratchPerThread(longest:)` floats.
     ///   - out: `[rows, queryWidth]` context vectors (heads concatenated).
     func apply(
-        qkv: UnsafePointer<Float>, batch: TokenBatch, scores: UnsafeMutablePointer<Float>,
-        into out: UnsafeMutablePointer<Float>
+        qkv: UnsafePointer<Float>, batch: TokenBatch, scratch: UnsafeMutablePointer<Float>,
+        into out: UnsafeMutablePointer<Float>, threads: Int
     ) {
-        let ld = fusedWidth
+        let ld = fusedWidth, queryWidth = queryWidth, keyValueWidth = keyValueWidth
+        let headDim = headDim, heads = heads, causal: Int32 = causal ? 1 : 0
         let scale = 1 / Float(headDim).squareRoot()
         let group = heads / kvHeads
-        for range in batch.sequences where !range.isEmpty {
-            let length = range.count
-            let first = range.lowerBound
-            for head in 0..<heads {
-                let kvHead = head / group
+        let sequences = batch.sequences.filter { !$0.isEmpty }
+        let pairs = sequences.count * heads
+        let perThread = scratchPerThread(longest: batch.longest)
+        parallelFor(pairs, threads: threads) { range, worker in
+            let scratch = scratch + worker * perThread
+            for pair in range {
+                let sequence = sequences[pair / heads], head = pair % heads
+                let first = sequence.lowerBound
                 let q = qkv + first * ld + head * headDim
-                let k = qkv + first * ld + queryWidth + kvHead * headDim
-                let v = qkv + first * ld + queryWidth + keyValueWidth + kvHead * headDim
-                // scores = q kᵀ / √dh: [length, length]
-                BLAS.sgemm(
-                    .none, .transpose, m: length, n: length, k: headDim, alpha: scale,
-                    a: UnsafeBufferPointer(start: q, count: (length - 1) * ld + headDim), lda: ld,
-                    b: UnsafeBufferPointer(start: k, count: (length - 1) * ld + headDim), ldb: ld,
-                    c: UnsafeMutableBufferPointer(start: scores, count: length * length), ldc: length)
-                ak_softmax_rows(scores, length, length, length, causal ? 1 : 0)
-                // context = softmax(scores) v: [length, headDim] into this head's columns
-                BLAS.sgemm(
-                    .none, .none, m: length, n: headDim, k: length,
-                    a: UnsafeBufferPointer(start: scores, count: length * length), lda: length,
-                    b: UnsafeBufferPointer(start: v, count: (length - 1) * ld + headDim), ldb: ld,
-                    c: UnsafeMutableBufferPointer(
-                        start: out + first * queryWidth + head * headDim, count: (length - 1) * queryWidth + headDim),
-                    ldc: queryWidth)
+                let k = qkv + first * ld + queryWidth + (head / group) * headDim
+                let v = qkv + first * ld + queryWidth + keyValueWidth + (head / group) * headDim
+                ak_attention(
+                    q, k, v, ld, sequence.count, headDim, scale, causal, scratch,
+                    out + first * queryWidth + head * headDim, queryWidth)
             }
+        }
+    }
+}
+
+/// Splits `0..<count` into one contiguous range per thread and runs them concurrently.
+func parallelFor(_ count: Int, threads: Int, _ body: (Range<Int>, Int) -> Void) {
+    let workers = max(1, min(threads, count))
+    if workers == 1 {
+        body(0..<count, 0)
+        return
+    }
+    withoutActuallyEscaping(body) { body in
+        nonisolated(unsafe) let body = body
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            let start = count * worker / workers, end = count * (worker + 1) / workers
+            body(start..<end, worker)
         }
     }
 }

@@ -50,20 +50,20 @@ final class BertModel: ForwardModel {
         }
     }
 
-    func forward(_ batch: TokenBatch, capture: inout Capture, workspace: Workspace) {
+    func forward(_ batch: TokenBatch, capture: inout Capture, workspace: Workspace, threads: Int) {
         let rows = batch.rows, d = config.hidden, m = config.intermediate
         let x = workspace.slot(0, count: rows * d)
         let qkv = workspace.slot(1, count: rows * attention.fusedWidth)
         let context = workspace.slot(2, count: rows * d)
         let sublayer = workspace.slot(3, count: rows * d)
         let hidden = workspace.slot(4, count: rows * m)
-        let scores = workspace.slot(5, count: batch.longest * batch.longest)
+        let scratch = workspace.slot(5, count: threads * attention.scratchPerThread(longest: batch.longest))
 
         // Embeddings: word + position + token type 0, then LayerNorm.
         gatherRows(wordEmbeddings, width: d, indices: batch.tokens, into: x)
         addRows(positionEmbeddings, width: d, indices: batch.positions, into: x)
         ak_add_rows(x, tokenTypeEmbeddings.pointer, rows, d, d)
-        embeddingNorm.apply(x, into: x, rows: rows, width: d)
+        embeddingNorm.apply(x, into: x, rows: rows, width: d, threads: threads)
 
         for (layer, block) in blocks.enumerated() {
             func hook(_ site: HookPoint.Site, _ source: UnsafeMutablePointer<Float>, _ width: Int) -> Bool {
@@ -71,20 +71,20 @@ final class BertModel: ForwardModel {
             }
             if hook(.residPre, x, d) { return }
 
-            block.qkv.apply(x, rows: rows, ldx: d, into: qkv, ldy: attention.fusedWidth)
-            attention.apply(qkv: qkv, batch: batch, scores: scores, into: context)
-            block.attentionOutput.apply(context, rows: rows, ldx: d, into: sublayer, ldy: d)
+            block.qkv.apply(x, rows: rows, ldx: d, into: qkv, ldy: attention.fusedWidth, threads: threads)
+            attention.apply(qkv: qkv, batch: batch, scratch: scratch, into: context, threads: threads)
+            block.attentionOutput.apply(context, rows: rows, ldx: d, into: sublayer, ldy: d, threads: threads)
             if hook(.attnOut, sublayer, d) { return }
-            ak_add(x, sublayer, rows * d)
-            block.attentionNorm.apply(x, into: x, rows: rows, width: d)
+            Elementwise.add(x, sublayer, count: rows * d, threads: threads)
+            block.attentionNorm.apply(x, into: x, rows: rows, width: d, threads: threads)
 
-            block.intermediate.apply(x, rows: rows, ldx: d, into: hidden, ldy: m)
-            ak_gelu_erf(hidden, rows * m)
+            block.intermediate.apply(x, rows: rows, ldx: d, into: hidden, ldy: m, threads: threads)
+            Elementwise.geluErf(hidden, count: rows * m, threads: threads)
             if hook(.mlpPost, hidden, m) { return }
-            block.output.apply(hidden, rows: rows, ldx: m, into: sublayer, ldy: d)
+            block.output.apply(hidden, rows: rows, ldx: m, into: sublayer, ldy: d, threads: threads)
             if hook(.mlpOut, sublayer, d) { return }
-            ak_add(x, sublayer, rows * d)
-            block.outputNorm.apply(x, into: x, rows: rows, width: d)
+            Elementwise.add(x, sublayer, count: rows * d, threads: threads)
+            block.outputNorm.apply(x, into: x, rows: rows, width: d, threads: threads)
             if hook(.residPost, x, d) { return }
         }
     }

@@ -73,17 +73,23 @@ struct Linear {
     /// GPT-2's Conv1D keeps W as [in, out]; nn.Linear keeps [out, in].
     let inputMajor: Bool
 
-    func apply(_ x: UnsafePointer<Float>, rows: Int, ldx: Int, into y: UnsafeMutablePointer<Float>, ldy: Int) {
-        guard rows > 0 else { return }
-        if let bias {
-            ak_broadcast_rows(y, bias.pointer, rows, outputs, ldy)
+    /// Rows are split across `threads`, each running a single-threaded sgemm: no BLAS
+    /// thread pool spins while attention and the elementwise kernels run.
+    func apply(_ x: UnsafePointer<Float>, rows: Int, ldx: Int, into y: UnsafeMutablePointer<Float>, ldy: Int, threads: Int) {
+        let chunks = rows >= 64 * threads ? threads : 1
+        parallelFor(rows, threads: chunks) { range, _ in
+            let rows = range.count, x = x + range.lowerBound * ldx, y = y + range.lowerBound * ldy
+            guard rows > 0 else { return }
+            if let bias {
+                ak_broadcast_rows(y, bias.pointer, rows, outputs, ldy)
+            }
+            BLAS.sgemm(
+                .none, inputMajor ? .none : .transpose, m: rows, n: outputs, k: inputs,
+                a: UnsafeBufferPointer(start: x, count: (rows - 1) * ldx + inputs), lda: ldx,
+                b: weight.readOnly, ldb: inputMajor ? outputs : inputs,
+                beta: bias == nil ? 0 : 1,
+                c: UnsafeMutableBufferPointer(start: y, count: (rows - 1) * ldy + outputs), ldc: ldy)
         }
-        BLAS.sgemm(
-            .none, inputMajor ? .none : .transpose, m: rows, n: outputs, k: inputs,
-            a: UnsafeBufferPointer(start: x, count: (rows - 1) * ldx + inputs), lda: ldx,
-            b: weight.readOnly, ldb: inputMajor ? outputs : inputs,
-            beta: bias == nil ? 0 : 1,
-            c: UnsafeMutableBufferPointer(start: y, count: (rows - 1) * ldy + outputs), ldc: ldy)
     }
 
     /// One layer computing several `[out, in]` layers side by side (q, k and v in one GEMM).
@@ -115,8 +121,11 @@ struct LayerNorm {
     let bias: FloatBuffer
     let epsilon: Float
 
-    func apply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
-        ak_layer_norm(x, y, weight.pointer, bias.pointer, rows, width, width, epsilon)
+    func apply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int, threads: Int) {
+        parallelFor(rows, threads: threads) { range, _ in
+            let offset = range.lowerBound * width
+            ak_layer_norm(x + offset, y + offset, weight.pointer, bias.pointer, range.count, width, width, epsilon)
+        }
     }
 }
 
@@ -124,8 +133,11 @@ struct RMSNorm {
     let weight: FloatBuffer
     let epsilon: Float
 
-    func apply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
-        ak_rms_norm(x, y, weight.pointer, rows, width, width, epsilon)
+    func apply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int, threads: Int) {
+        parallelFor(rows, threads: threads) { range, _ in
+            let offset = range.lowerBound * width
+            ak_rms_norm(x + offset, y + offset, weight.pointer, range.count, width, width, epsilon)
+        }
     }
 }
 
@@ -159,5 +171,29 @@ func gatherRows(_ table: FloatBuffer, width: Int, indices: [Int32], into out: Un
 func addRows(_ table: FloatBuffer, width: Int, indices: [Int32], into out: UnsafeMutablePointer<Float>) {
     for (row, index) in indices.enumerated() {
         ak_add(out + row * width, table.pointer + Int(index) * width, width)
+    }
+}
+
+/// Elementwise kernels split across threads in large contiguous pieces.
+enum Elementwise {
+    static func split(_ count: Int, threads: Int, _ body: (Int, Int) -> Void) {
+        parallelFor(count, threads: count >= 1 << 15 ? threads : 1) { range, _ in body(range.lowerBound, range.count) }
+    }
+
+    static func geluErf(_ x: UnsafeMutablePointer<Float>, count: Int, threads: Int) {
+        split(count, threads: threads) { start, n in ak_gelu_erf(x + start, n) }
+    }
+
+    static func geluTanh(_ x: UnsafeMutablePointer<Float>, count: Int, threads: Int) {
+        split(count, threads: threads) { start, n in ak_gelu_tanh(x + start, n) }
+    }
+
+    static func siluMultiply(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int, threads: Int) {
+        split(count, threads: threads) { start, n in ak_silu_mul(gate + start, up + start, n) }
+    }
+
+    /// x += y
+    static func add(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, count: Int, threads: Int) {
+        split(count, threads: threads) { start, n in ak_add(x + start, y + start, n) }
     }
 }

@@ -44,7 +44,7 @@ final class GPT2Model: ForwardModel {
         weights.ignore { name in name.hasSuffix(".attn.bias") || name.hasSuffix(".attn.masked_bias") || name == "lm_head.weight" }
     }
 
-    func forward(_ batch: TokenBatch, capture: inout Capture, workspace: Workspace) {
+    func forward(_ batch: TokenBatch, capture: inout Capture, workspace: Workspace, threads: Int) {
         let rows = batch.rows, d = config.hidden, m = config.intermediate
         let x = workspace.slot(0, count: rows * d)
         let normed = workspace.slot(1, count: rows * d)
@@ -52,7 +52,7 @@ final class GPT2Model: ForwardModel {
         let context = workspace.slot(3, count: rows * d)
         let sublayer = workspace.slot(4, count: rows * d)
         let hidden = workspace.slot(5, count: rows * m)
-        let scores = workspace.slot(6, count: batch.longest * batch.longest)
+        let scratch = workspace.slot(6, count: threads * attention.scratchPerThread(longest: batch.longest))
 
         gatherRows(tokenEmbeddings, width: d, indices: batch.tokens, into: x)
         addRows(positionEmbeddings, width: d, indices: batch.positions, into: x)
@@ -63,23 +63,23 @@ final class GPT2Model: ForwardModel {
             }
             if hook(.residPre, x, d) { return }
 
-            block.norm1.apply(x, into: normed, rows: rows, width: d)
-            block.qkv.apply(normed, rows: rows, ldx: d, into: qkv, ldy: 3 * d)
-            attention.apply(qkv: qkv, batch: batch, scores: scores, into: context)
-            block.projection.apply(context, rows: rows, ldx: d, into: sublayer, ldy: d)
+            block.norm1.apply(x, into: normed, rows: rows, width: d, threads: threads)
+            block.qkv.apply(normed, rows: rows, ldx: d, into: qkv, ldy: 3 * d, threads: threads)
+            attention.apply(qkv: qkv, batch: batch, scratch: scratch, into: context, threads: threads)
+            block.projection.apply(context, rows: rows, ldx: d, into: sublayer, ldy: d, threads: threads)
             if hook(.attnOut, sublayer, d) { return }
-            ak_add(x, sublayer, rows * d)
+            Elementwise.add(x, sublayer, count: rows * d, threads: threads)
 
-            block.norm2.apply(x, into: normed, rows: rows, width: d)
-            block.up.apply(normed, rows: rows, ldx: d, into: hidden, ldy: m)
+            block.norm2.apply(x, into: normed, rows: rows, width: d, threads: threads)
+            block.up.apply(normed, rows: rows, ldx: d, into: hidden, ldy: m, threads: threads)
             switch config.activation {
-            case .geluTanh: ak_gelu_tanh(hidden, rows * m)
-            case .geluErf: ak_gelu_erf(hidden, rows * m)
+            case .geluTanh: Elementwise.geluTanh(hidden, count: rows * m, threads: threads)
+            case .geluErf: Elementwise.geluErf(hidden, count: rows * m, threads: threads)
             }
             if hook(.mlpPost, hidden, m) { return }
-            block.down.apply(hidden, rows: rows, ldx: m, into: sublayer, ldy: d)
+            block.down.apply(hidden, rows: rows, ldx: m, into: sublayer, ldy: d, threads: threads)
             if hook(.mlpOut, sublayer, d) { return }
-            ak_add(x, sublayer, rows * d)
+            Elementwise.add(x, sublayer, count: rows * d, threads: threads)
             if hook(.residPost, x, d) { return }
         }
     }

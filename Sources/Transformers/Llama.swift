@@ -90,7 +90,7 @@ final class LlamaModel: ForwardModel {
         tablePositions = positions
     }
 
-    func forward(_ batch: TokenBatch, capture: inout Capture, workspace: Workspace) {
+    func forward(_ batch: TokenBatch, capture: inout Capture, workspace: Workspace, threads: Int) {
         let rows = batch.rows, d = config.hidden, m = config.intermediate
         let fused = attention.fusedWidth, qWidth = attention.queryWidth
         let x = workspace.slot(0, count: rows * d)
@@ -100,7 +100,7 @@ final class LlamaModel: ForwardModel {
         let sublayer = workspace.slot(4, count: rows * d)
         let gate = workspace.slot(5, count: rows * m)
         let up = workspace.slot(6, count: rows * m)
-        let scores = workspace.slot(7, count: batch.longest * batch.longest)
+        let scratch = workspace.slot(7, count: threads * attention.scratchPerThread(longest: batch.longest))
         ensureRotaryTables(positions: batch.longest)
 
         gatherRows(embeddings, width: d, indices: batch.tokens, into: x)
@@ -111,25 +111,25 @@ final class LlamaModel: ForwardModel {
             }
             if hook(.residPre, x, d) { return }
 
-            block.norm1.apply(x, into: normed, rows: rows, width: d)
-            block.qkv.apply(normed, rows: rows, ldx: d, into: qkv, ldy: fused)
+            block.norm1.apply(x, into: normed, rows: rows, width: d, threads: threads)
+            block.qkv.apply(normed, rows: rows, ldx: d, into: qkv, ldy: fused, threads: threads)
             batch.positions.withUnsafeBufferPointer { positions in
                 ak_rope(qkv, rows, config.heads, config.headDim, fused, positions.baseAddress, cosTable, sinTable)
                 ak_rope(qkv + qWidth, rows, config.kvHeads, config.headDim, fused, positions.baseAddress, cosTable, sinTable)
             }
-            attention.apply(qkv: qkv, batch: batch, scores: scores, into: context)
-            block.output.apply(context, rows: rows, ldx: qWidth, into: sublayer, ldy: d)
+            attention.apply(qkv: qkv, batch: batch, scratch: scratch, into: context, threads: threads)
+            block.output.apply(context, rows: rows, ldx: qWidth, into: sublayer, ldy: d, threads: threads)
             if hook(.attnOut, sublayer, d) { return }
-            ak_add(x, sublayer, rows * d)
+            Elementwise.add(x, sublayer, count: rows * d, threads: threads)
 
-            block.norm2.apply(x, into: normed, rows: rows, width: d)
-            block.gate.apply(normed, rows: rows, ldx: d, into: gate, ldy: m)
-            block.up.apply(normed, rows: rows, ldx: d, into: up, ldy: m)
-            ak_silu_mul(gate, up, rows * m)
+            block.norm2.apply(x, into: normed, rows: rows, width: d, threads: threads)
+            block.gate.apply(normed, rows: rows, ldx: d, into: gate, ldy: m, threads: threads)
+            block.up.apply(normed, rows: rows, ldx: d, into: up, ldy: m, threads: threads)
+            Elementwise.siluMultiply(gate, up, count: rows * m, threads: threads)
             if hook(.mlpPost, gate, m) { return }
-            block.down.apply(gate, rows: rows, ldx: m, into: sublayer, ldy: d)
+            block.down.apply(gate, rows: rows, ldx: m, into: sublayer, ldy: d, threads: threads)
             if hook(.mlpOut, sublayer, d) { return }
-            ak_add(x, sublayer, rows * d)
+            Elementwise.add(x, sublayer, count: rows * d, threads: threads)
             if hook(.residPost, x, d) { return }
         }
     }

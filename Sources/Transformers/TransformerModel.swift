@@ -1,8 +1,9 @@
+import BLAS
 import Foundation
 
 /// What every family implements: one pass over a ragged batch, recording hooks as it goes.
 protocol ForwardModel: AnyObject {
-    func forward(_ batch: TokenBatch, capture: inout Capture, workspace: Workspace)
+    func forward(_ batch: TokenBatch, capture: inout Capture, workspace: Workspace, threads: Int)
 }
 
 /// A Hugging Face model folder loaded for activation capture.
@@ -13,6 +14,9 @@ public final class TransformerModel {
     public let config: ModelConfig
     private let implementation: ForwardModel
     private let workspace = Workspace()
+    /// Threads of one forward pass. The model runs its own threads over single-threaded
+    /// BLAS calls, so it uses exactly this many cores (no oversubscription between workers).
+    public var threads = 1
 
     /// Loads `config.json` and the safetensors weights of `directory`, checking every tensor.
     public init(directory: String) throws {
@@ -29,6 +33,7 @@ public final class TransformerModel {
         case .llama(let c): implementation = try LlamaModel(config: c, weights: weights)
         }
         try weights.finish()
+        BLAS.threadCount = 1
     }
 
     /// Parses hook names against this model; an unknown one lists the valid names.
@@ -56,7 +61,7 @@ public final class TransformerModel {
             throw ModelError.sequenceTooLong(length: batch.longest, maximum: maximum)
         }
         var capture = Capture(hooks: hooks, rows: batch.rows)
-        implementation.forward(batch, capture: &capture, workspace: workspace)
+        implementation.forward(batch, capture: &capture, workspace: workspace, threads: threads)
         return capture.outputs
     }
 

@@ -65,7 +65,9 @@ func maxDifference(_ a: [Float], _ b: [Float]) -> Float {
         let model = try TransformerModel(directory: folder)
         let hooks = try model.hooks(["blocks.1.hook_resid_post"])
         let point = hooks.points[0]
+        model.threads = 2
         let batched = try #require(try model.forward(reference.sequences, hooks: hooks)[point])
+        model.threads = 1
         let alone = try reference.sequences.flatMap { try model.forward([$0], hooks: hooks)[point]! }
         // Only float reassociation inside the GEMMs (blocking depends on the row count) may differ.
         #expect(maxDifference(batched, alone) <= 1e-4)
@@ -100,6 +102,7 @@ func maxDifference(_ a: [Float], _ b: [Float]) -> Float {
 @Suite struct RealMiniLM {
     @Test func hooksMatchTransformersOnRealText() throws {
         let model = try TransformerModel(directory: try minilmDirectory())
+        model.threads = 2
         let reference = try Reference(path: fixtures.appendingPathComponent("minilm/reference.safetensors").path)
         let hooks = try model.hooks(reference.hookNames)
         let outputs = try model.forward(reference.sequences, hooks: hooks)

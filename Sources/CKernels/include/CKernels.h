@@ -28,6 +28,13 @@ void ak_silu_mul(float *gate, const float *up, size_t n);
  * only sees columns 0..i (columns beyond get 0). */
 void ak_softmax_rows(float *scores, size_t rows, size_t cols, size_t ld, int causal);
 
+/* One attention head over one sequence: out[i] = softmax(scale q_i k^T) v, rows of q, k and
+ * v read with stride ld, out written with stride ldo. scratch holds
+ * (head_dim + 1) * length floats. With causal set, token i sees tokens 0..i. */
+void ak_attention(const float *q, const float *k, const float *v, size_t ld, size_t length,
+                  size_t head_dim, float scale, int causal, float *scratch, float *out,
+                  size_t ldo);
+
 /* Each row of x ([rows, d], stride ld) becomes row + bias (bias may be NULL: copy only). */
 void ak_add_rows(float *x, const float *bias, size_t rows, size_t d, size_t ld);
 
