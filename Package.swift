@@ -51,6 +51,9 @@ let package = Package(
             ]),
         .executableTarget(name: "actcluster", dependencies: ["ActClusterCLI"]),
 
+        // Hugging Face tokenizer.json encoding, id-for-id with the Rust tokenizers library.
+        .target(name: "Tokenizers"),
+
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "LZ4Tests", dependencies: ["LZ4"]),
         .testTarget(name: "BLASTests", dependencies: ["BLAS"]),
@@ -59,5 +62,6 @@ let package = Package(
             dependencies: ["Logfmt", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "ActClusterCLITests", dependencies: ["ActClusterCLI", "ZeroMQ"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
     ]
 )
