@@ -81,14 +81,16 @@ indirect enum Normalizer: Sendable {
             if cleanText || handleChineseCharacters {
                 Self.bertClean(&text, cleanText: cleanText, handleChineseCharacters: handleChineseCharacters)
             }
-            if stripAccents { Self.stripAccents(&text, decomposeFirst: true) }
+            if stripAccents { Self.stripAccents(&text) }
             if lowercase { Self.lowercase(&text.scalars) }
         case .lowercase:
             Self.lowercase(&text.scalars)
         case .unicode(let form):
             text.scalars = Self.normalize(text.scalars, form: form)
         case .stripAccents:
-            Self.stripAccents(&text, decomposeFirst: false)
+            // Unlike BertNormalizer's strip_accents (Mn only), this one drops every mark
+            // (Mn, Mc, Me: unicode-normalization's is_combining_mark).
+            Self.removeAll(from: &text) { $0.isMark }
         case .strip(let left, let right):
             if right {
                 while let last = text.scalars.last, last.isWhiteSpace { text.scalars.removeLast() }
@@ -144,12 +146,16 @@ indirect enum Normalizer: Sendable {
         text.scalars = output
     }
 
-    /// Removes nonspacing marks (Mn), after canonical decomposition when BertNormalizer asks.
-    private static func stripAccents(_ text: inout NormalizedText, decomposeFirst: Bool) {
-        if decomposeFirst { text.scalars = normalize(text.scalars, form: .nfd) }
-        guard text.scalars.contains(where: { $0.isNonspacingMark }) else { return }
-        if text.scalars[0].isNonspacingMark { text.startsAtOriginalStart = false }
-        text.scalars.removeAll(where: { $0.isNonspacingMark })
+    /// BertNormalizer's strip_accents: canonical decomposition, then nonspacing marks (Mn) out.
+    private static func stripAccents(_ text: inout NormalizedText) {
+        text.scalars = normalize(text.scalars, form: .nfd)
+        removeAll(from: &text) { $0.isNonspacingMark }
+    }
+
+    private static func removeAll(from text: inout NormalizedText, where shouldRemove: (Unicode.Scalar) -> Bool) {
+        guard text.scalars.contains(where: shouldRemove) else { return }
+        if shouldRemove(text.scalars[0]) { text.startsAtOriginalStart = false }
+        text.scalars.removeAll(where: shouldRemove)
     }
 
     /// Rust's `char::to_lowercase` applied character by character: no context rules (a final
@@ -179,22 +185,73 @@ indirect enum Normalizer: Sendable {
         scalars = output
     }
 
-    /// Unicode normalization through Foundation, skipped when every scalar is already stable.
+    /// Unicode normalization as the Rust library's (Unicode 9) tables do it, through Foundation.
     static func normalize(_ scalars: [Unicode.Scalar], form: UnicodeForm) -> [Unicode.Scalar] {
         // Below U+00C0 nothing has a canonical decomposition or composes; below U+00A0 nothing
         // has a compatibility one either.
         let stableBelow: UInt32 = (form == .nfd || form == .nfc) ? 0xC0 : 0xA0
         if scalars.allSatisfy({ $0.value < stableBelow }) { return scalars }
+        // Characters newer than the Rust tables neither decompose, compose nor reorder there:
+        // they are plain starters, which nothing crosses, so the text is normalized in pieces
+        // between them and they are kept as they are.
+        var output: [Unicode.Scalar] = []
+        output.reserveCapacity(scalars.count + 8)
+        var pieceStart = 0
+        for (index, scalar) in scalars.enumerated()
+        where scalar.value >= stableBelow && !scalar.assigned(by: UnicodeTables.normalization) {
+            output.append(contentsOf: foundationNormalize(scalars[pieceStart..<index], form: form))
+            output.append(scalar)
+            pieceStart = index + 1
+        }
+        output.append(contentsOf: foundationNormalize(scalars[pieceStart...], form: form))
+        return output
+    }
+
+    /// Foundation decomposes correctly but does not reorder marks that follow a character whose
+    /// decomposition starts with one (U+073A U+0F81 stays unsorted), so the canonical ordering
+    /// is redone here, and composition runs on the properly ordered decomposition.
+    private static func foundationNormalize(_ scalars: ArraySlice<Unicode.Scalar>, form: UnicodeForm) -> [Unicode.Scalar] {
+        if scalars.isEmpty { return [] }
         var string = ""
         string.unicodeScalars.append(contentsOf: scalars)
-        let normalized: String
-        switch form {
-        case .nfd: normalized = string.decomposedStringWithCanonicalMapping
-        case .nfc: normalized = string.precomposedStringWithCanonicalMapping
-        case .nfkd: normalized = string.decomposedStringWithCompatibilityMapping
-        case .nfkc: normalized = string.precomposedStringWithCompatibilityMapping
+        let compatibility = form == .nfkd || form == .nfkc
+        let decomposed = compatibility ? string.decomposedStringWithCompatibilityMapping : string.decomposedStringWithCanonicalMapping
+        var ordered = Array(decomposed.unicodeScalars)
+        let needsReordering = sortCombiningMarks(&ordered)
+        if form == .nfd || form == .nfkd { return ordered }
+        if !needsReordering {
+            return Array(string.precomposedStringWithCanonicalMapping(compatibility: compatibility).unicodeScalars)
         }
-        return Array(normalized.unicodeScalars)
+        var sorted = ""
+        sorted.unicodeScalars.append(contentsOf: ordered)
+        return Array(sorted.precomposedStringWithCanonicalMapping.unicodeScalars)
+    }
+
+    /// The canonical ordering algorithm: each run of non-starters sorted by combining class,
+    /// stably. Returns whether anything moved.
+    private static func sortCombiningMarks(_ scalars: inout [Unicode.Scalar]) -> Bool {
+        var moved = false
+        var index = 1
+        while index < scalars.count {
+            let scalar = scalars[index]
+            let combiningClass = scalar.properties.canonicalCombiningClass.rawValue
+            if combiningClass != 0 {
+                // Insertion sort: runs are a few marks long.
+                var position = index
+                while position > 0 {
+                    let previous = scalars[position - 1].properties.canonicalCombiningClass.rawValue
+                    if previous == 0 || previous <= combiningClass { break }
+                    scalars[position] = scalars[position - 1]
+                    position -= 1
+                }
+                if position != index {
+                    scalars[position] = scalar
+                    moved = true
+                }
+            }
+            index += 1
+        }
+        return moved
     }
 
     /// Every non-overlapping occurrence of `pattern`, leftmost first, replaced by `content`.
@@ -216,6 +273,12 @@ indirect enum Normalizer: Sendable {
             }
         }
         return output
+    }
+}
+
+extension String {
+    fileprivate func precomposedStringWithCanonicalMapping(compatibility: Bool) -> String {
+        compatibility ? precomposedStringWithCompatibilityMapping : precomposedStringWithCanonicalMapping
     }
 }
 

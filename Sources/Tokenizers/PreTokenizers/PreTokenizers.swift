@@ -207,7 +207,7 @@ indirect enum PreTokenizer: Sendable {
                 output.append(text)
             }
         case .digits(let individually):
-            let matches = piece.scalars.indices.filter { piece.scalars[$0].isNumber }.map { $0..<($0 + 1) }
+            let matches = piece.scalars.indices.filter { piece.scalars[$0].isNumeric }.map { $0..<($0 + 1) }
             Self.apply(
                 matches: matches, behavior: individually ? .isolated : .contiguous, invert: false, to: piece, into: &output)
         case .punctuation(let behavior):

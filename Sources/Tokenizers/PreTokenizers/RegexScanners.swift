@@ -167,8 +167,9 @@ enum RegexScanners {
         return scalar
     }
 
-    /// `\w+|[^\w\s]+` (the `Whitespace` pre-tokenizer): runs of word characters and runs of
-    /// other non-space characters; whitespace is left out of every match.
+    /// `\w+|[^\w\s]+` (the `Whitespace` pre-tokenizer, which uses the regex crate rather than
+    /// Oniguruma): runs of word characters and runs of other non-space characters; whitespace
+    /// is left out of every match.
     static func wordsAndSymbols(_ text: [Unicode.Scalar]) -> [Range<Int>] {
         var matches: [Range<Int>] = []
         var index = 0
