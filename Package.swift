@@ -57,6 +57,9 @@ let package = Package(
             ]),
         .executableTarget(name: "actcluster", dependencies: ["ActClusterCLI"]),
 
+        // Hugging Face tokenizer.json encoding, id-for-id with the Rust tokenizers library.
+        .target(name: "Tokenizers"),
+
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "LZ4Tests", dependencies: ["LZ4"]),
         .testTarget(name: "BLASTests", dependencies: ["BLAS"]),
@@ -67,5 +70,6 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "Platform"]),
         .testTarget(name: "TransformersTests", dependencies: ["Transformers", "SafeTensors", "CKernels"]),
         .testTarget(name: "ActClusterCLITests", dependencies: ["ActClusterCLI", "ZeroMQ"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
     ]
 )

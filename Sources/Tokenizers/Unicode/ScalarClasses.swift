@@ -1,0 +1,206 @@
+/// The Unicode versions of the tables the Rust tokenizers library (0.23) is built with. Swift's
+/// tables are newer, and a character added since would otherwise be classified differently
+/// (a new letter, mark or format character). Each version was measured by probing every code
+/// point through the Python bindings; see Tests/Reference/fuzz_tokenizers.py.
+enum UnicodeTables {
+    /// Oniguruma, behind the Split and ByteLevel regexes (`\p{L}`, `\p{N}`).
+    static let oniguruma = (major: 16, minor: 0)
+    /// The regex crate, behind the Whitespace pre-tokenizer and added tokens' single_word
+    /// test (`\w`).
+    static let regexCrate = (major: 16, minor: 0)
+    /// The unicode_categories crate: BertNormalizer's control and Mn tests, BERT punctuation.
+    static let unicodeCategories = (major: 8, minor: 0)
+    /// unicode-normalization-alignments: NFD/NFC/NFKD/NFKC and StripAccents' mark test.
+    static let normalization = (major: 9, minor: 0)
+}
+
+/// The character classes the Rust tokenizers library tests, each named after its Rust or regex
+/// spelling. ASCII is answered without touching the Unicode tables: it is most of the input.
+extension Unicode.Scalar {
+    /// Whether the character was already assigned in Unicode `version`.
+    @inline(__always)
+    func assigned(by version: (major: Int, minor: Int)) -> Bool {
+        guard let age = properties.age else { return false }
+        return age.major < version.major || (age.major == version.major && age.minor <= version.minor)
+    }
+
+    /// Rust `char::is_whitespace`, regex `\s`: the White_Space property.
+    @inline(__always)
+    var isWhiteSpace: Bool {
+        let v = value
+        if v < 0x80 { return v == 0x20 || (v >= 0x09 && v <= 0x0D) }
+        switch v {
+        case 0x85, 0xA0, 0x1680, 0x2000...0x200A, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000: return true
+        default: return false
+        }
+    }
+
+    /// Regex `\p{L}` (Oniguruma): general category L (Lu, Ll, Lt, Lm, Lo).
+    @inline(__always)
+    var isLetter: Bool {
+        let v = value
+        if v < 0x80 { return (v | 0x20) >= 0x61 && (v | 0x20) <= 0x7A }
+        switch properties.generalCategory {
+        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter:
+            return assigned(by: UnicodeTables.oniguruma)
+        default:
+            return false
+        }
+    }
+
+    /// Regex `\p{N}` (Oniguruma): general category N (Nd, Nl, No).
+    @inline(__always)
+    var isNumber: Bool {
+        let v = value
+        if v < 0x80 { return v >= 0x30 && v <= 0x39 }
+        return isNumeric && assigned(by: UnicodeTables.oniguruma)
+    }
+
+    /// Rust `char::is_numeric` (current Unicode): general category N.
+    @inline(__always)
+    var isNumeric: Bool {
+        let v = value
+        if v < 0x80 { return v >= 0x30 && v <= 0x39 }
+        switch properties.generalCategory {
+        case .decimalNumber, .letterNumber, .otherNumber: return true
+        default: return false
+        }
+    }
+
+    /// Unicode general category P (all punctuation).
+    var isPunctuationCategory: Bool {
+        switch properties.generalCategory {
+        case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
+            .initialPunctuation, .finalPunctuation, .otherPunctuation:
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// The BERT and `Punctuation` pre-tokenizers' test: ASCII punctuation (which includes symbols
+    /// such as `$+<=>^`|~`) or Unicode punctuation as of the unicode_categories tables.
+    @inline(__always)
+    var isBertPunctuation: Bool {
+        let v = value
+        if v < 0x80 {
+            return (v >= 0x21 && v <= 0x2F) || (v >= 0x3A && v <= 0x40) || (v >= 0x5B && v <= 0x60)
+                || (v >= 0x7B && v <= 0x7E)
+        }
+        // Punctuation in Unicode 8 that has since changed category.
+        if v == 0x166D || v == 0x111C9 { return true }
+        return isPunctuationCategory && assigned(by: UnicodeTables.unicodeCategories)
+    }
+
+    /// Regex `\w` as the regex crate defines it (UTS #18): Alphabetic, marks, decimal digits,
+    /// connector punctuation and the joiners. The Whitespace pre-tokenizer and added tokens'
+    /// single_word test use it.
+    var isWordCharacter: Bool {
+        let v = value
+        if v < 0x80 { return isLetter || isNumber || v == 0x5F }
+        guard assigned(by: UnicodeTables.regexCrate) else { return false }
+        if properties.isAlphabetic || properties.isJoinControl { return true }
+        switch properties.generalCategory {
+        case .nonspacingMark, .spacingMark, .enclosingMark, .decimalNumber, .connectorPunctuation: return true
+        default: return false
+        }
+    }
+
+    /// General category Mn as of the unicode_categories tables, which BertNormalizer's
+    /// strip_accents removes after NFD.
+    @inline(__always)
+    var isNonspacingMark: Bool {
+        let v = value
+        guard v >= 0x300 else { return false }
+        switch v {
+        case 0x1734, 0x1171E: return true  // Mn in Unicode 8, Mc now
+        case 0x1885, 0x1886, 0xA9BD, 0x111C9: return false  // Mn now, something else in Unicode 8
+        default: return properties.generalCategory == .nonspacingMark && assigned(by: UnicodeTables.unicodeCategories)
+        }
+    }
+
+    /// General category M (Mn, Mc, Me) as of the normalization tables, which the StripAccents
+    /// normalizer removes (unicode-normalization's `is_combining_mark`).
+    @inline(__always)
+    var isMark: Bool {
+        let v = value
+        guard v >= 0x300 else { return false }
+        switch v {
+        case 0x1CF2, 0x1CF3: return true  // marks in Unicode 9, letters now
+        case 0x111C9: return false  // punctuation in Unicode 9, a mark now
+        default:
+            switch properties.generalCategory {
+            case .nonspacingMark, .spacingMark, .enclosingMark: return assigned(by: UnicodeTables.normalization)
+            default: return false
+            }
+        }
+    }
+
+    /// BertNormalizer's "control": the unicode_categories crate's `is_other` (Cc, Cf, Cs, Co as
+    /// of Unicode 8; its Cn table is empty, so unassigned code points survive) except tab,
+    /// newline and return, which count as whitespace.
+    @inline(__always)
+    var isBertControl: Bool {
+        let v = value
+        if v < 0x80 { return (v < 0x20 && v != 0x09 && v != 0x0A && v != 0x0D) || v == 0x7F }
+        switch properties.generalCategory {
+        case .control, .surrogate, .privateUse: return true
+        case .format: return assigned(by: UnicodeTables.unicodeCategories)
+        default: return false
+        }
+    }
+
+    /// BertNormalizer's CJK test: the CJK Unified Ideograph blocks as the Rust code lists them.
+    @inline(__always)
+    var isChineseCharacter: Bool {
+        switch value {
+        case 0x4E00...0x9FFF, 0x3400...0x4DBF, 0x20000...0x2A6DF, 0x2A700...0x2B73F, 0x2B740...0x2B81F,
+            0x2B920...0x2CEAF, 0xF900...0xFAFF, 0x2F800...0x2FA1F:
+            return true
+        default:
+            return false
+        }
+    }
+}
+
+extension Array where Element == Unicode.Scalar {
+    /// The UTF-8 encoding of the scalars, appended to `bytes`.
+    func appendUTF8(to bytes: inout [UInt8]) {
+        for scalar in self { scalar.appendUTF8(to: &bytes) }
+    }
+}
+
+extension ArraySlice where Element == Unicode.Scalar {
+    func appendUTF8(to bytes: inout [UInt8]) {
+        for scalar in self { scalar.appendUTF8(to: &bytes) }
+    }
+}
+
+extension Unicode.Scalar {
+    @inline(__always)
+    func appendUTF8(to bytes: inout [UInt8]) {
+        let v = value
+        if v < 0x80 {
+            bytes.append(UInt8(v))
+        } else if v < 0x800 {
+            bytes.append(UInt8(0xC0 | (v >> 6)))
+            bytes.append(UInt8(0x80 | (v & 0x3F)))
+        } else if v < 0x10000 {
+            bytes.append(UInt8(0xE0 | (v >> 12)))
+            bytes.append(UInt8(0x80 | ((v >> 6) & 0x3F)))
+            bytes.append(UInt8(0x80 | (v & 0x3F)))
+        } else {
+            bytes.append(UInt8(0xF0 | (v >> 18)))
+            bytes.append(UInt8(0x80 | ((v >> 12) & 0x3F)))
+            bytes.append(UInt8(0x80 | ((v >> 6) & 0x3F)))
+            bytes.append(UInt8(0x80 | (v & 0x3F)))
+        }
+    }
+
+    /// Length of the scalar in UTF-8.
+    @inline(__always)
+    var utf8Length: Int {
+        let v = value
+        return v < 0x80 ? 1 : v < 0x800 ? 2 : v < 0x10000 ? 3 : 4
+    }
+}
