@@ -51,7 +51,7 @@ let package = Package(
         .target(
             name: "ActClusterCLI",
             dependencies: [
-                "ZeroMQ", "LZ4", "BLAS", "Platform", "Logfmt", "SafeTensors", "Transformers",
+                "ZeroMQ", "LZ4", "BLAS", "Platform", "Logfmt", "SafeTensors", "Tokenizers", "Transformers",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
