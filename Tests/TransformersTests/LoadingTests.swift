@@ -101,3 +101,57 @@ private struct ScratchModel {
         #expect(try model.forward([], hooks: hooks)[hooks.points[0]] == [])
     }
 }
+
+@Suite struct StorageFormats {
+    private func bf16(_ value: Float) -> UInt16 {
+        let bits = value.bitPattern
+        return UInt16((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16)  // round to nearest even
+    }
+
+    /// F16 and BF16 files must load to exactly the floats their values represent, and a
+    /// sharded checkpoint must load like a single file.
+    @Test(arguments: ["F16", "BF16", "sharded"])
+    func loadsLikeTheEquivalentFloat32Checkpoint(_ format: String) throws {
+        let reduced = try ScratchModel(copying: "tiny-llama")
+        let float32 = try ScratchModel(copying: "tiny-llama")
+        defer {
+            try? FileManager.default.removeItem(atPath: reduced.path)
+            try? FileManager.default.removeItem(atPath: float32.path)
+        }
+        let source = try SafeTensorsFile(path: reduced.path + "/model.safetensors")
+        var tensors: [(String, [Int], [Float])] = try source.tensors.map { ($0.name, $0.shape, try source.floats($0.name)) }
+        switch format {
+        case "F16":
+            tensors = tensors.map { ($0.0, $0.1, $0.2.map { Float(Float16($0)) }) }
+            try SafeTensorsWriter.write(tensors.map { name, shape, values in
+                OutputTensor(name: name, dtype: .f16, shape: shape) { writer in
+                    try values.map { Float16($0).bitPattern }.withUnsafeBytes { try writer.write($0) }
+                }
+            }, to: reduced.path + "/model.safetensors")
+        case "BF16":
+            tensors = tensors.map { ($0.0, $0.1, $0.2.map { Float(bitPattern: UInt32(self.bf16($0)) << 16) }) }
+            try SafeTensorsWriter.write(tensors.map { name, shape, values in
+                OutputTensor(name: name, dtype: .bf16, shape: shape) { writer in
+                    try values.map { self.bf16($0) }.withUnsafeBytes { try writer.write($0) }
+                }
+            }, to: reduced.path + "/model.safetensors")
+        default:
+            try FileManager.default.removeItem(atPath: reduced.path + "/model.safetensors")
+            let halves = [Array(tensors.prefix(tensors.count / 2)), Array(tensors.dropFirst(tensors.count / 2))]
+            var map: [String: String] = [:]
+            for (index, half) in halves.enumerated() {
+                let name = "model-0000\(index + 1)-of-00002.safetensors"
+                try SafeTensorsWriter.write(half.map { OutputTensor(name: $0.0, shape: $0.1, floats: $0.2) }, to: reduced.path + "/" + name)
+                for tensor in half { map[tensor.0] = name }
+            }
+            try JSONSerialization.data(withJSONObject: ["metadata": [:], "weight_map": map])
+                .write(to: URL(fileURLWithPath: reduced.path + "/model.safetensors.index.json"))
+        }
+        try float32.editWeights { $0 = tensors }
+
+        let sequences: [[Int32]] = [[480, 5, 17, 300], [480, 42]]
+        let a = try TransformerModel(directory: reduced.path), b = try TransformerModel(directory: float32.path)
+        let hooks = try a.hooks(["blocks.2.hook_resid_post"])
+        #expect(try a.forward(sequences, hooks: hooks) == b.forward(sequences, hooks: hooks))
+    }
+}
