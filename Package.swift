@@ -43,6 +43,7 @@ let package = Package(
         // Vectorised forward-pass kernels, built for AVX-512, AVX2 and baseline (target_clones).
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
         .target(name: "Transformers", dependencies: ["BLAS", "CKernels", "SafeTensors"]),
+        .target(name: "Corpus"),
         .target(
             name: "Logfmt",
             dependencies: [.product(name: "Logging", package: "swift-log")]),
@@ -68,6 +69,7 @@ let package = Package(
             dependencies: ["Logfmt", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "Platform"]),
+        .testTarget(name: "CorpusTests", dependencies: ["Corpus"]),
         .testTarget(name: "TransformersTests", dependencies: ["Transformers", "SafeTensors", "CKernels"]),
         .testTarget(name: "ActClusterCLITests", dependencies: ["ActClusterCLI", "ZeroMQ"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
