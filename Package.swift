@@ -45,6 +45,9 @@ let package = Package(
         .target(name: "Transformers", dependencies: ["BLAS", "CKernels", "SafeTensors"]),
         .target(name: "Corpus"),
         .target(
+            name: "Collection",
+            dependencies: ["Corpus", "Shards", "Tokenizers", "Transformers", .product(name: "Logging", package: "swift-log")]),
+        .target(
             name: "Logfmt",
             dependencies: [.product(name: "Logging", package: "swift-log")]),
 
@@ -52,7 +55,7 @@ let package = Package(
         .target(
             name: "ActClusterCLI",
             dependencies: [
-                "ZeroMQ", "LZ4", "BLAS", "Platform", "Logfmt", "SafeTensors", "Tokenizers", "Transformers",
+                "ZeroMQ", "LZ4", "BLAS", "Platform", "Logfmt", "SafeTensors", "Tokenizers", "Transformers", "Corpus", "Collection",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

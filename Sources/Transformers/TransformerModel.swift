@@ -12,6 +12,11 @@ protocol ForwardModel: AnyObject {
 public final class TransformerModel {
     public let directory: String
     public let config: ModelConfig
+    /// The raw config.json, for model identity hashes.
+    public let configJSON: [UInt8]
+    /// The end-of-text token from config.json, which separates packed documents of models
+    /// without a closing special token (GPT-2, Llama).
+    public let endOfTextTokenID: Int32?
     private let implementation: ForwardModel
     private let workspace = Workspace()
     /// Threads of one forward pass. The model runs its own threads over single-threaded
@@ -26,6 +31,11 @@ public final class TransformerModel {
             throw ModelError.missingFile(path: configPath, hint: "point --model at a Hugging Face model folder")
         }
         config = try ModelConfig(json: data, path: configPath)
+        configJSON = [UInt8](data)
+        let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        // eos_token_id is a number or, in some Llama 3 configs, a list of them.
+        let eos = object?["eos_token_id"]
+        endOfTextTokenID = ((eos as? NSNumber) ?? (eos as? [NSNumber])?.first).map { Int32(truncating: $0) }
         let weights = try WeightStore(directory: directory)
         switch config {
         case .bert(let c): implementation = try BertModel(config: c, weights: weights)

@@ -1,0 +1,150 @@
+import ArgumentParser
+import Collection
+import Corpus
+import Foundation
+import Logging
+import Shards
+import Tokenizers
+import Transformers
+
+/// `actcluster collect`: single-process collection, the same path cluster workers run.
+struct CollectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "collect",
+        abstract: "Collect activations of a corpus into shard files on this machine.",
+        discussion: """
+            Documents are tokenized one by one, joined with the model's separator ([SEP] for \
+            BERT, end-of-text for GPT-2 and Llama) and packed into windows of --context tokens \
+            that start and end with the model's special tokens. A long document continues in \
+            the next window. Every position of every window is captured unless --skip-special \
+            is given. The corpus is cut into units of about --unit-tokens tokens (estimated at \
+            4 bytes of text per token) at document boundaries; each unit gives one shard per \
+            hook, and manifest.json lists them all with running statistics per hook.
+
+            Bad lines (invalid UTF-8 or JSON, a missing text field, an empty document) are \
+            logged with file and line, counted in the manifest, and skipped.
+            """
+    )
+
+    @Option(help: ArgumentHelp("Hugging Face model folder (config.json, model.safetensors, tokenizer.json).", valueName: "dir"))
+    var model: String
+
+    @Option(help: ArgumentHelp("Hook to capture (repeatable), e.g. blocks.3.hook_resid_post.", valueName: "name"))
+    var hook: [String]
+
+    @Option(parsing: .upToNextOption, help: ArgumentHelp("Corpus files, read in the order given.", valueName: "path"))
+    var corpus: [String]
+
+    @Option(help: "Corpus format: jsonl (one JSON object per line) or txt (one document per line).")
+    var format: CorpusFormat
+
+    @Option(help: "The JSON field that holds the text (jsonl only).")
+    var textField = "text"
+
+    @Option(help: "Tokens per window, special tokens included.")
+    var context = 128
+
+    @Option(help: "Storage type of activations: bf16, fp16 or fp32.")
+    var dtype = "bf16"
+
+    @Option(help: "Approximate tokens per unit (one shard per hook per unit).")
+    var unitTokens = 65536
+
+    @Option(help: "Threads for the forward pass.")
+    var threads = 2
+
+    @Flag(help: "Do not capture the rows of special tokens (BOS, CLS, SEP and separators).")
+    var skipSpecial = false
+
+    @Option(help: ArgumentHelp("Output folder for shards and manifest.json.", valueName: "dir"))
+    var out: String
+
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard !hook.isEmpty else { throw ValidationError("give at least one --hook, e.g. --hook blocks.3.hook_resid_post") }
+        guard !corpus.isEmpty else { throw ValidationError("give at least one --corpus file") }
+        guard ShardDType(name: dtype) != nil else { throw ValidationError("--dtype must be bf16, fp16 or fp32, not \(dtype)") }
+        guard context >= 2, unitTokens >= context, threads > 0 else {
+            throw ValidationError("--context must be at least 2, --unit-tokens at least --context, and --threads positive")
+        }
+    }
+
+    func run() throws {
+        let log = try logging.bootstrap(role: "collect")
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let loaded = try TransformerModel(directory: model)
+        loaded.threads = threads
+        let tokenizer = try Tokenizer(contentsOfFile: model + "/tokenizer.json")
+        var settings = CollectionSettings(hooks: hook)
+        settings.context = context
+        settings.dtype = ShardDType(name: dtype)!
+        settings.skipSpecial = skipSpecial
+        let modelName = URL(fileURLWithPath: model).standardizedFileURL.lastPathComponent
+        let collector = try ActivationCollector(model: loaded, tokenizer: tokenizer, settings: settings, modelName: modelName, logger: log)
+        var manifest = ShardManifest(model: collector.identity, hooks: hook, dtype: settings.dtype, context: context)
+        log.info("collect_start", metadata: ["model": "\(model)", "hooks": "\(hook.joined(separator: ","))", "corpus_files": "\(corpus.count)", "dtype": "\(dtype)", "threads": "\(threads)"])
+
+        let reader = CorpusReader(paths: corpus, format: format, textField: textField)
+        let clock = ContinuousClock()
+        let start = clock.now
+        var totals = UnitResult(unit: 0)
+        var statistics: [String: RunningStatistics] = [:]
+        var unit: UInt64 = 0
+        var lines: [CorpusLine] = []
+        var unitBytes: Int64 = 0
+        var finished = false
+        while !finished {
+            if let line = try reader.next() {
+                lines.append(line)
+                unitBytes += line.byteRange.count
+                if unitBytes < Int64(unitTokens) * 4 { continue }
+            } else {
+                finished = true
+                if lines.isEmpty { break }
+            }
+            let result = try collector.collect(unit: unit, lines: lines, into: out)
+            for summary in result.shards { manifest.add(summary, file: URL(fileURLWithPath: summary.path).lastPathComponent) }
+            for (hook, running) in result.statistics { statistics[hook, default: RunningStatistics(width: running.width)].merge(running) }
+            for (reason, count) in result.skipped { manifest.countSkipped(reason.rawValue, by: count) }
+            totals.documents += result.documents
+            totals.windows += result.windows
+            totals.tokens += result.tokens
+            totals.rows += result.rows
+            totals.forwardSeconds += result.forwardSeconds
+            totals.encodeSeconds += result.encodeSeconds
+            totals.tokenizeSeconds += result.tokenizeSeconds
+            let elapsed = (clock.now - start).seconds
+            log.info(
+                "unit_done",
+                metadata: [
+                    "unit": "\(unit)", "documents": "\(result.documents)", "tokens": "\(result.tokens)",
+                    "total_tokens": "\(totals.tokens)", "tok_s": "\(Int(Double(totals.tokens) / max(elapsed, 1e-9)))",
+                ])
+            unit += 1
+            lines.removeAll(keepingCapacity: true)
+            unitBytes = 0
+        }
+        for (hook, running) in statistics { manifest.addStatistics(running, hook: hook) }
+        try manifest.write(toDirectory: out)
+
+        let elapsed = (clock.now - start).seconds
+        let bytes = manifest.shards.reduce(0) { $0 + $1.bytes }
+        let rawFP32 = statistics.values.reduce(0) { $0 + $1.count * $1.width * 4 }
+        log.info(
+            "collect_done",
+            metadata: [
+                "units": "\(unit)", "documents": "\(totals.documents)", "windows": "\(totals.windows)",
+                "tokens": "\(totals.tokens)", "rows": "\(totals.rows)", "skipped": "\(manifest.skipped.values.reduce(0, +))",
+                "seconds": "\(String(format: "%.2f", elapsed))", "tok_s": "\(Int(Double(totals.tokens) / max(elapsed, 1e-9)))",
+                "forward_s": "\(String(format: "%.2f", totals.forwardSeconds))",
+                "encode_write_s": "\(String(format: "%.3f", totals.encodeSeconds))",
+                "encode_pct_of_forward": "\(String(format: "%.1f", totals.encodeSeconds / max(totals.forwardSeconds, 1e-9) * 100))",
+                "tokenize_s": "\(String(format: "%.2f", totals.tokenizeSeconds))",
+                "bytes": "\(bytes)", "ratio_vs_fp32": "\(String(format: "%.2f", Double(rawFP32) / Double(max(bytes, 1))))",
+                "manifest": "\(out)/\(ShardManifest.fileName)",
+            ])
+    }
+}
+
+extension CorpusFormat: ExpressibleByArgument {}
