@@ -18,11 +18,17 @@ enum Decompositions {
 
         init(compatibility: Bool) {
             var characters: [Unicode.Scalar] = []
-            // Nothing below U+00A0 decomposes, and newer characters stay as they are.
-            for value in UInt32(0xA0)..<0x110000 {
-                if let scalar = Unicode.Scalar(value), scalar.assigned(by: UnicodeTables.normalization) {
-                    characters.append(scalar)
+            // Nothing below U+00A0 or beyond the CJK compatibility supplement decomposes; Hangul
+            // syllables decompose by formula; ideographs, Tangut and private use never do; and
+            // characters newer than the Rust tables stay as they are.
+            for value in UInt32(0xA0)..<0x2FA20 {
+                if (0xAC00...0xD7A3).contains(value) || (0xE000...0xF8FF).contains(value) || (0x17000...0x18AFF).contains(value) {
+                    continue
                 }
+                guard let scalar = Unicode.Scalar(value), !scalar.properties.isUnifiedIdeograph,
+                    scalar.assigned(by: UnicodeTables.normalization)
+                else { continue }
+                characters.append(scalar)
             }
             var text = ""
             text.unicodeScalars.reserveCapacity(characters.count * 2)
@@ -32,7 +38,7 @@ enum Decompositions {
             }
             let decomposed = compatibility ? text.decomposedStringWithCompatibilityMapping : text.decomposedStringWithCanonicalMapping
             var mappings: [UInt32: [Unicode.Scalar]] = [:]
-            var bits = [UInt64](repeating: 0, count: 0x110000 / 64)
+            var bits = [UInt64](repeating: 0, count: 0x2FA20 / 64 + 1)
             var index = 0
             var current: [Unicode.Scalar] = []
             for scalar in decomposed.unicodeScalars {
@@ -58,8 +64,12 @@ enum Decompositions {
             output.reserveCapacity(scalars.count + 8)
             for scalar in scalars {
                 let value = scalar.value
-                if decomposes[Int(value) >> 6] & (1 << (UInt64(value) & 63)) != 0, let mapping = mappings[value] {
+                if value < 0x2FA20 && decomposes[Int(value) >> 6] & (1 << (UInt64(value) & 63)) != 0,
+                    let mapping = mappings[value]
+                {
                     output.append(contentsOf: mapping)
+                } else if value >= 0xAC00 && value <= 0xD7A3 {
+                    Decompositions.appendHangulJamo(value, to: &output)
                 } else {
                     output.append(scalar)
                 }
@@ -67,6 +77,16 @@ enum Decompositions {
             Decompositions.sortCombiningMarks(&output)
             return output
         }
+    }
+
+    /// A Hangul syllable's conjoining jamo (Unicode chapter 3.12): leading consonant, vowel and,
+    /// unless the syllable has none, trailing consonant.
+    @inline(__always)
+    static func appendHangulJamo(_ syllable: UInt32, to output: inout [Unicode.Scalar]) {
+        let index = syllable - 0xAC00
+        output.append(Unicode.Scalar(0x1100 + index / 588)!)
+        output.append(Unicode.Scalar(0x1161 + (index % 588) / 28)!)
+        if index % 28 != 0 { output.append(Unicode.Scalar(0x11A7 + index % 28)!) }
     }
 
     /// The canonical ordering algorithm: each run of non-starters sorted by combining class,
