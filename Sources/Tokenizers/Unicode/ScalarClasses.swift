@@ -15,7 +15,8 @@ enum UnicodeTables {
 }
 
 /// The character classes the Rust tokenizers library tests, each named after its Rust or regex
-/// spelling. ASCII is answered without touching the Unicode tables: it is most of the input.
+/// spelling. The `computed…` definitions are the reference; the hot paths read the same answers
+/// from `ScalarFlags`, and answer ASCII (most of the input) inline.
 extension Unicode.Scalar {
     /// Whether the character was already assigned in Unicode `version`.
     @inline(__always)
@@ -36,7 +37,6 @@ extension Unicode.Scalar {
     }
 
     /// Regex `\p{L}` (Oniguruma): general category L (Lu, Ll, Lt, Lm, Lo).
-    @inline(__always)
     var computedIsLetter: Bool {
         let v = value
         if v < 0x80 { return (v | 0x20) >= 0x61 && (v | 0x20) <= 0x7A }
@@ -49,7 +49,6 @@ extension Unicode.Scalar {
     }
 
     /// Regex `\p{N}` (Oniguruma): general category N (Nd, Nl, No).
-    @inline(__always)
     var computedIsNumber: Bool {
         let v = value
         if v < 0x80 { return v >= 0x30 && v <= 0x39 }
@@ -57,7 +56,6 @@ extension Unicode.Scalar {
     }
 
     /// Rust `char::is_numeric` (current Unicode): general category N.
-    @inline(__always)
     var computedIsNumeric: Bool {
         let v = value
         if v < 0x80 { return v >= 0x30 && v <= 0x39 }
@@ -80,7 +78,6 @@ extension Unicode.Scalar {
 
     /// The BERT and `Punctuation` pre-tokenizers' test: ASCII punctuation (which includes symbols
     /// such as `$+<=>^`|~`) or Unicode punctuation as of the unicode_categories tables.
-    @inline(__always)
     var computedIsBertPunctuation: Bool {
         let v = value
         if v < 0x80 {
@@ -108,7 +105,6 @@ extension Unicode.Scalar {
 
     /// General category Mn as of the unicode_categories tables, which BertNormalizer's
     /// strip_accents removes after NFD.
-    @inline(__always)
     var computedIsNonspacingMark: Bool {
         let v = value
         guard v >= 0x300 else { return false }
@@ -121,7 +117,6 @@ extension Unicode.Scalar {
 
     /// General category M (Mn, Mc, Me) as of the normalization tables, which the StripAccents
     /// normalizer removes (unicode-normalization's `is_combining_mark`).
-    @inline(__always)
     var computedIsMark: Bool {
         let v = value
         guard v >= 0x300 else { return false }
@@ -139,7 +134,6 @@ extension Unicode.Scalar {
     /// BertNormalizer's "control": the unicode_categories crate's `is_other` (Cc, Cf, Cs, Co as
     /// of Unicode 8; its Cn table is empty, so unassigned code points survive) except tab,
     /// newline and return, which count as whitespace.
-    @inline(__always)
     var computedIsBertControl: Bool {
         let v = value
         if v < 0x80 { return (v < 0x20 && v != 0x09 && v != 0x0A && v != 0x0D) || v == 0x7F }
@@ -280,12 +274,6 @@ extension Unicode.Scalar {
 
 extension Array where Element == Unicode.Scalar {
     /// The UTF-8 encoding of the scalars, appended to `bytes`.
-    func appendUTF8(to bytes: inout [UInt8]) {
-        for scalar in self { scalar.appendUTF8(to: &bytes) }
-    }
-}
-
-extension ArraySlice where Element == Unicode.Scalar {
     func appendUTF8(to bytes: inout [UInt8]) {
         for scalar in self { scalar.appendUTF8(to: &bytes) }
     }
