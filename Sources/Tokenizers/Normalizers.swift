@@ -176,7 +176,7 @@ indirect enum Normalizer: Sendable {
             let value = scalar.value
             if value < 0x80 {
                 output.append(value >= 0x41 && value <= 0x5A ? Unicode.Scalar(value | 0x20)! : scalar)
-            } else if scalar.properties.changesWhenLowercased {
+            } else if scalar.changesWhenLowercased {
                 output.append(contentsOf: scalar.properties.lowercaseMapping.unicodeScalars)
             } else {
                 output.append(scalar)
@@ -185,73 +185,42 @@ indirect enum Normalizer: Sendable {
         scalars = output
     }
 
-    /// Unicode normalization as the Rust library's (Unicode 9) tables do it, through Foundation.
+    /// Unicode normalization as the Rust library's (Unicode 9) tables do it.
     static func normalize(_ scalars: [Unicode.Scalar], form: UnicodeForm) -> [Unicode.Scalar] {
         // Below U+00C0 nothing has a canonical decomposition or composes; below U+00A0 nothing
         // has a compatibility one either.
         let stableBelow: UInt32 = (form == .nfd || form == .nfc) ? 0xC0 : 0xA0
         if scalars.allSatisfy({ $0.value < stableBelow }) { return scalars }
-        // Characters newer than the Rust tables neither decompose, compose nor reorder there:
-        // they are plain starters, which nothing crosses, so the text is normalized in pieces
-        // between them and they are kept as they are.
+        switch form {
+        case .nfd: return Decompositions.canonical.decompose(scalars)
+        case .nfkd: return Decompositions.compatibility.decompose(scalars)
+        case .nfc, .nfkc: break
+        }
+        // Composition goes through Foundation. Characters newer than the Rust tables neither
+        // decompose, compose nor reorder there: they are plain starters, which nothing crosses,
+        // so the text is composed in pieces between them and they are kept as they are.
         var output: [Unicode.Scalar] = []
         output.reserveCapacity(scalars.count + 8)
         var pieceStart = 0
         for (index, scalar) in scalars.enumerated()
         where scalar.value >= stableBelow && !scalar.assigned(by: UnicodeTables.normalization) {
-            output.append(contentsOf: foundationNormalize(scalars[pieceStart..<index], form: form))
+            output.append(contentsOf: compose(scalars[pieceStart..<index], compatibility: form == .nfkc))
             output.append(scalar)
             pieceStart = index + 1
         }
-        output.append(contentsOf: foundationNormalize(scalars[pieceStart...], form: form))
+        output.append(contentsOf: compose(scalars[pieceStart...], compatibility: form == .nfkc))
         return output
     }
 
-    /// Foundation decomposes correctly but does not reorder marks that follow a character whose
-    /// decomposition starts with one (U+073A U+0F81 stays unsorted), so the canonical ordering
-    /// is redone here, and composition runs on the properly ordered decomposition.
-    private static func foundationNormalize(_ scalars: ArraySlice<Unicode.Scalar>, form: UnicodeForm) -> [Unicode.Scalar] {
+    /// NFC or NFKC of text free of characters newer than the Rust tables. Foundation does not
+    /// reorder marks that follow a character whose decomposition starts with one (U+073A U+0F81
+    /// stays unsorted), so it composes the decomposition as ordered here instead.
+    private static func compose(_ scalars: ArraySlice<Unicode.Scalar>, compatibility: Bool) -> [Unicode.Scalar] {
         if scalars.isEmpty { return [] }
-        var string = ""
-        string.unicodeScalars.append(contentsOf: scalars)
-        let compatibility = form == .nfkd || form == .nfkc
-        let decomposed = compatibility ? string.decomposedStringWithCompatibilityMapping : string.decomposedStringWithCanonicalMapping
-        var ordered = Array(decomposed.unicodeScalars)
-        let needsReordering = sortCombiningMarks(&ordered)
-        if form == .nfd || form == .nfkd { return ordered }
-        if !needsReordering {
-            return Array(string.precomposedStringWithCanonicalMapping(compatibility: compatibility).unicodeScalars)
-        }
-        var sorted = ""
-        sorted.unicodeScalars.append(contentsOf: ordered)
-        return Array(sorted.precomposedStringWithCanonicalMapping.unicodeScalars)
-    }
-
-    /// The canonical ordering algorithm: each run of non-starters sorted by combining class,
-    /// stably. Returns whether anything moved.
-    private static func sortCombiningMarks(_ scalars: inout [Unicode.Scalar]) -> Bool {
-        var moved = false
-        var index = 1
-        while index < scalars.count {
-            let scalar = scalars[index]
-            let combiningClass = scalar.properties.canonicalCombiningClass.rawValue
-            if combiningClass != 0 {
-                // Insertion sort: runs are a few marks long.
-                var position = index
-                while position > 0 {
-                    let previous = scalars[position - 1].properties.canonicalCombiningClass.rawValue
-                    if previous == 0 || previous <= combiningClass { break }
-                    scalars[position] = scalars[position - 1]
-                    position -= 1
-                }
-                if position != index {
-                    scalars[position] = scalar
-                    moved = true
-                }
-            }
-            index += 1
-        }
-        return moved
+        let table = compatibility ? Decompositions.compatibility : Decompositions.canonical
+        var text = ""
+        text.unicodeScalars.append(contentsOf: table.decompose(Array(scalars)))
+        return Array(text.precomposedStringWithCanonicalMapping.unicodeScalars)
     }
 
     /// Every non-overlapping occurrence of `pattern`, leftmost first, replaced by `content`.
@@ -273,12 +242,6 @@ indirect enum Normalizer: Sendable {
             }
         }
         return output
-    }
-}
-
-extension String {
-    fileprivate func precomposedStringWithCanonicalMapping(compatibility: Bool) -> String {
-        compatibility ? precomposedStringWithCompatibilityMapping : precomposedStringWithCanonicalMapping
     }
 }
 

@@ -66,7 +66,9 @@ public final class Tokenizer: Sendable {
                 ids.append(id)
                 continue
             }
-            var normalized = NormalizedText(scalars: Array(scalars[raw.range]), startsAtOriginalStart: raw.range.lowerBound == 0)
+            var normalized = NormalizedText(
+                scalars: raw.range.count == scalars.count ? scalars : Array(scalars[raw.range]),
+                startsAtOriginalStart: raw.range.lowerBound == 0)
             definition.normalizer?.normalize(&normalized)
             for piece in split(normalized.scalars, with: definition.normalizedMatcher) {
                 if let id = piece.id {

@@ -6,11 +6,11 @@ import Tokenizers
 @Suite("Errors")
 struct ErrorTests {
     /// A minimal valid WordPiece tokenizer; `extra` adds top-level fields.
-    private func json(model: String = #"{"type": "WordPiece", "vocab": {"[UNK]": 0, "a": 1}}"#, extra: String = "") -> [UInt8] {
+    fileprivate func json(model: String = #"{"type": "WordPiece", "vocab": {"[UNK]": 0, "a": 1}}"#, extra: String = "") -> [UInt8] {
         Array(#"{"version": "1.0", "added_tokens": [], \#(extra) "model": \#(model)}"#.utf8)
     }
 
-    private func loadError(_ bytes: [UInt8]) -> TokenizerError? {
+    fileprivate func loadError(_ bytes: [UInt8]) -> TokenizerError? {
         do {
             _ = try Tokenizer(jsonData: bytes)
             return nil
@@ -112,5 +112,13 @@ struct ErrorTests {
             #expect(error.file == path)
             #expect(error.description.hasPrefix("\(path): unsupported model type"), "\(error)")
         }
+    }
+}
+
+extension ErrorTests {
+    @Test func absurdVocabularyIDIsRefused() throws {
+        let error = try #require(loadError(json(model: #"{"type": "WordPiece", "vocab": {"[UNK]": 0, "a": 2000000000}}"#)))
+        #expect(error.kind == .invalidConfiguration)
+        #expect(error.description.contains("2000000000"), "\(error)")
     }
 }

@@ -71,3 +71,23 @@ struct ReferenceParityTests {
         return message
     }
 }
+
+@Suite("Vocabulary facts")
+struct VocabularyFactTests {
+    @Test(
+        "padding id and special ids",
+        arguments: [
+            ("tiny-bert-wordpiece", 0, [0, 1, 2, 3, 4], 600),
+            ("minilm-wordpiece", 0, [0, 100, 101, 102, 103], 30522),
+            ("tiny-gpt2-bytelevel-bpe", nil, [450], 451),
+            ("llama3-bpe", nil, [480, 481, 482, 483, 484], 485),
+            ("sp-bpe", nil, [0, 1, 2], 556),
+            ("sp-bpe-legacy", nil, [0, 1, 2], 556),
+        ] as [(String, Int32?, Set<Int32>, Int)])
+    func facts(fixture: String, padding: Int32?, specials: Set<Int32>, size: Int) throws {
+        let tokenizer = try Tokenizer(contentsOfFile: try ReferenceFixture.load(fixture).tokenizerPath)
+        #expect(tokenizer.paddingID == padding)
+        #expect(tokenizer.specialTokenIDs == specials)
+        #expect(tokenizer.vocabularySize == size)
+    }
+}

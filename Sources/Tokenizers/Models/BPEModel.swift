@@ -47,7 +47,7 @@ final class BPEModel: Sendable {
         }
 
         var basic = [Int32](repeating: -1, count: 0x10000)
-        for (bytes, id) in vocabulary.table.entries {
+        for (bytes, id) in vocabulary.table.allEntries {
             let scalars = Array(String(decoding: bytes, as: UTF8.self).unicodeScalars)
             if scalars.count == 1, scalars[0].value < 0x10000, scalars[0].utf8Length == bytes.count {
                 basic[Int(scalars[0].value)] = id

@@ -4,13 +4,18 @@ struct Vocabulary: Sendable {
     /// Token text by id; nil where no token has that id.
     let tokens: [String?]
 
+    /// Far above any real vocabulary; a larger id is a corrupt file, not a reason to allocate
+    /// gigabytes for the id-to-token array.
+    static let maximumID = (1 << 24) - 1
+
     init(json: JSONObject, in component: String) throws(TokenizerError) {
         var entries: [(bytes: [UInt8], id: Int32)] = []
         entries.reserveCapacity(json.entries.count)
         var highest = -1
         for (token, value) in json.entries {
-            guard let id = value.integer, id >= 0, id <= Int(Int32.max) else {
-                throw TokenizerError.invalid("\(component) vocab entry \"\(token)\" has an invalid id (\(value.kindName))")
+            guard let id = value.integer, id >= 0, id <= Self.maximumID else {
+                throw TokenizerError.invalid(
+                    "\(component) vocab entry \"\(token)\" has an invalid id (\(value.integer.map(String.init) ?? value.kindName)); ids must be integers from 0 to \(Self.maximumID)")
             }
             entries.append((Array(token.utf8), Int32(id)))
             highest = max(highest, id)

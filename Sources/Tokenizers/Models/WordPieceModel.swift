@@ -22,37 +22,63 @@ struct WordPieceModel: Sendable {
             ids.append(unknownID)
             return
         }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(word.count)
-        var boundaries: [Int] = []  // byte offset of each scalar, then the end
-        boundaries.reserveCapacity(word.count + 1)
-        for scalar in word {
-            boundaries.append(bytes.count)
-            scalar.appendUTF8(to: &bytes)
+        // Words are short: their bytes, character boundaries and running hashes live on the stack.
+        let found = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: word.count * 4) { bytes in
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: word.count + 1) { boundaries in
+                withUnsafeTemporaryAllocation(of: UInt64.self, capacity: word.count + 1) { hashes in
+                    var length = 0
+                    for (index, scalar) in word.enumerated() {
+                        boundaries[index] = length
+                        length += scalar.encodeUTF8(into: bytes.baseAddress! + length)
+                    }
+                    boundaries[word.count] = length
+                    return greedyLongestMatch(
+                        UnsafeBufferPointer(rebasing: bytes[..<length]), boundaries: UnsafeBufferPointer(boundaries),
+                        hashes: hashes, characters: word.count, into: &ids)
+                }
+            }
         }
-        boundaries.append(bytes.count)
+        if !found { ids.append(unknownID) }
+    }
 
+    /// Appends the pieces of the word and returns true, or appends nothing and returns false
+    /// when some remainder matches no token.
+    private func greedyLongestMatch(
+        _ bytes: UnsafeBufferPointer<UInt8>, boundaries: UnsafeBufferPointer<Int>, hashes: UnsafeMutableBufferPointer<UInt64>,
+        characters: Int, into ids: inout [Int32]
+    ) -> Bool {
+        let table = vocabulary.table
+        let limit = table.maximumKeyLength
         let firstNew = ids.count
-        let found: Bool = bytes.withUnsafeBufferPointer { buffer in
+        return continuationPrefix.withUnsafeBufferPointer { prefix in
+            let prefixHash = TokenTable.hash(TokenTable.emptyHash, adding: prefix)
             var start = 0
-            while start < word.count {
-                var end = word.count
+            while start < characters {
+                let usesPrefix = start > 0
+                let budget = limit - (usesPrefix ? prefix.count : 0)
+                // Running hashes of word[start..<end] for every end that fits in the longest token.
+                var hash = usesPrefix ? prefixHash : TokenTable.emptyHash
+                var end = start
+                while end < characters && boundaries[end + 1] - boundaries[start] <= budget {
+                    for offset in boundaries[end]..<boundaries[end + 1] { hash = TokenTable.hash(hash, adding: bytes[offset]) }
+                    end += 1
+                    hashes[end] = hash
+                }
                 var match: Int32?
-                while start < end {
-                    let piece = UnsafeBufferPointer(rebasing: buffer[boundaries[start]..<boundaries[end]])
-                    match = start > 0 ? vocabulary.table.id(prefix: continuationPrefix, piece) : vocabulary.table.id(for: piece)
+                while end > start {
+                    let piece = UnsafeBufferPointer(rebasing: bytes[boundaries[start]..<boundaries[end]])
+                    match = table.id(hash: hashes[end], prefix: usesPrefix ? prefix : nil, key: piece)
                     if match != nil { break }
                     end -= 1
                 }
-                guard let match else { return false }
+                guard let match else {
+                    ids.removeSubrange(firstNew...)
+                    return false
+                }
                 ids.append(match)
                 start = end
             }
             return true
-        }
-        if !found {
-            ids.removeSubrange(firstNew...)
-            ids.append(unknownID)
         }
     }
 }

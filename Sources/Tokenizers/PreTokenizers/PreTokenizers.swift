@@ -265,6 +265,17 @@ indirect enum PreTokenizer: Sendable {
     ) {
         let count = piece.scalars.count
         guard count > 0 else { return }
+        if behavior == .isolated {
+            // Matches and the gaps between them, in order: no bookkeeping needed.
+            var previousEnd = 0
+            for match in matches {
+                if previousEnd < match.lowerBound { emit(piece, previousEnd..<match.lowerBound, into: &output) }
+                emit(piece, match, into: &output)
+                previousEnd = match.upperBound
+            }
+            if previousEnd < count { emit(piece, previousEnd..<count, into: &output) }
+            return
+        }
         // (range, isMatch) covering the whole piece.
         var segments: [(range: Range<Int>, isMatch: Bool)] = []
         segments.reserveCapacity(matches.count * 2 + 1)

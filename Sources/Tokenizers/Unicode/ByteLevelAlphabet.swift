@@ -18,11 +18,22 @@ enum ByteLevelAlphabet {
     }()
 
     /// The stand-ins for the UTF-8 bytes of `scalars`.
-    static func map(_ scalars: some Collection<Unicode.Scalar>) -> [Unicode.Scalar] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(scalars.count)
-        for scalar in scalars { scalar.appendUTF8(to: &bytes) }
-        let table = scalarForByte
-        return bytes.map { table[Int($0)] }
+    static func map(_ scalars: [Unicode.Scalar]) -> [Unicode.Scalar] {
+        var output: [Unicode.Scalar] = []
+        output.reserveCapacity(scalars.count + scalars.count / 2)
+        scalarForByte.withUnsafeBufferPointer { table in
+            for scalar in scalars {
+                let value = scalar.value
+                if value < 0x80 {
+                    output.append(table[Int(value)])
+                    continue
+                }
+                withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 4) { bytes in
+                    let count = scalar.encodeUTF8(into: bytes.baseAddress!)
+                    for index in 0..<count { output.append(table[Int(bytes[index])]) }
+                }
+            }
+        }
+        return output
     }
 }
