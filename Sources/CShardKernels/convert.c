@@ -1,0 +1,224 @@
+/* float32 <-> bfloat16 / binary16 conversions and block transposes. */
+#include "CShardKernels.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define ACS_X86 1
+#endif
+
+static inline uint32_t float_bits(float value) {
+    uint32_t bits;
+    memcpy(&bits, &value, 4);
+    return bits;
+}
+
+static inline float bits_float(uint32_t bits) {
+    float value;
+    memcpy(&value, &bits, 4);
+    return value;
+}
+
+/* ---- scalar definitions ---- */
+
+static inline uint16_t bf16_from_bits(uint32_t u) {
+    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0; /* NaN, as c10::BFloat16 */
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+static inline uint16_t f16_from_bits(uint32_t u) {
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+    uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu)); /* NaN */
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* >= 65520 rounds to infinity */
+    if (a >= 0x38800000u) { /* normal: rebias the exponent, round the 13 dropped bits */
+        uint32_t r = a - 0x38000000u;
+        r += 0xfffu + ((r >> 13) & 1u);
+        return (uint16_t)(sign | (r >> 13));
+    }
+    if (a < 0x33000000u) return sign; /* below 2^-25 (or exactly it: tie to even 0) */
+    uint32_t exponent = a >> 23, mantissa = (a & 0x7fffffu) | 0x800000u;
+    uint32_t shift = 126u - exponent; /* 14 ... 24: the value in units of 2^-24 */
+    uint32_t q = mantissa >> shift, rest = mantissa & ((1u << shift) - 1u), half = 1u << (shift - 1u);
+    if (rest > half || (rest == half && (q & 1u))) q++;
+    return (uint16_t)(sign | q);
+}
+
+static inline uint32_t f16_to_bits(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
+    if (exponent == 0x1f) return sign | 0x7f800000u | (mantissa ? 0x400000u | (mantissa << 13) : 0u);
+    if (exponent != 0) return sign | ((exponent + 112u) << 23) | (mantissa << 13);
+    if (mantissa == 0) return sign;
+    /* subnormal: normalise */
+    uint32_t e = 113u;
+    while (!(mantissa & 0x400u)) {
+        mantissa <<= 1;
+        e--;
+    }
+    return sign | (e << 23) | ((mantissa & 0x3ffu) << 13);
+}
+
+#ifdef ACS_X86
+
+/* ---- AVX2 (+F16C) ---- */
+
+__attribute__((target("avx2"))) static void f32_to_bf16_avx2(const float *in, uint16_t *out, size_t count) {
+    size_t i = 0;
+    const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff), nan = _mm256_set1_epi32(0x7fc0);
+    for (; i + 16 <= count; i += 16) {
+        __m256i r[2];
+        for (int h = 0; h < 2; h++) {
+            __m256 x = _mm256_loadu_ps(in + i + 8 * h);
+            __m256i u = _mm256_castps_si256(x);
+            __m256i t = _mm256_add_epi32(_mm256_add_epi32(u, bias), _mm256_and_si256(_mm256_srli_epi32(u, 16), one));
+            t = _mm256_srli_epi32(t, 16);
+            __m256i isnan = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+            r[h] = _mm256_blendv_epi8(t, nan, isnan);
+        }
+        __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r[0], r[1]), 0xd8);
+        _mm256_storeu_si256((__m256i *)(out + i), packed);
+    }
+    for (; i < count; i++) out[i] = bf16_from_bits(float_bits(in[i]));
+}
+
+__attribute__((target("avx2"))) static void bf16_to_f32_avx2(const uint16_t *in, float *out, size_t count) {
+    size_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+        __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(in + i)));
+        _mm256_storeu_si256((__m256i *)(out + i), _mm256_slli_epi32(h, 16));
+    }
+    for (; i < count; i++) out[i] = bits_float((uint32_t)in[i] << 16);
+}
+
+__attribute__((target("avx2,f16c"))) static void f32_to_f16_avx2(const float *in, uint16_t *out, size_t count) {
+    size_t i = 0;
+    for (; i + 8 <= count; i += 8)
+        _mm_storeu_si128((__m128i *)(out + i), _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < count; i++) out[i] = f16_from_bits(float_bits(in[i]));
+}
+
+__attribute__((target("avx2,f16c"))) static void f16_to_f32_avx2(const uint16_t *in, float *out, size_t count) {
+    size_t i = 0;
+    for (; i + 8 <= count; i += 8) _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(in + i))));
+    for (; i < count; i++) out[i] = bits_float(f16_to_bits(in[i]));
+}
+
+/* ---- AVX-512 ---- */
+
+#define AVX512 __attribute__((target("avx512f,avx512bw")))
+
+AVX512 static void f32_to_bf16_avx512(const float *in, uint16_t *out, size_t count) {
+    size_t i = 0;
+    const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff), nan = _mm512_set1_epi32(0x7fc0);
+    for (; i + 16 <= count; i += 16) {
+        __m512 x = _mm512_loadu_ps(in + i);
+        __m512i u = _mm512_castps_si512(x);
+        __m512i t = _mm512_add_epi32(_mm512_add_epi32(u, bias), _mm512_and_si512(_mm512_srli_epi32(u, 16), one));
+        t = _mm512_srli_epi32(t, 16);
+        t = _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), t, nan);
+        _mm256_storeu_si256((__m256i *)(out + i), _mm512_cvtepi32_epi16(t));
+    }
+    for (; i < count; i++) out[i] = bf16_from_bits(float_bits(in[i]));
+}
+
+AVX512 static void bf16_to_f32_avx512(const uint16_t *in, float *out, size_t count) {
+    size_t i = 0;
+    for (; i + 16 <= count; i += 16) {
+        __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(in + i)));
+        _mm512_storeu_si512(out + i, _mm512_slli_epi32(h, 16));
+    }
+    for (; i < count; i++) out[i] = bits_float((uint32_t)in[i] << 16);
+}
+
+AVX512 static void f32_to_f16_avx512(const float *in, uint16_t *out, size_t count) {
+    size_t i = 0;
+    for (; i + 16 <= count; i += 16)
+        _mm256_storeu_si256((__m256i *)(out + i), _mm512_cvtps_ph(_mm512_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < count; i++) out[i] = f16_from_bits(float_bits(in[i]));
+}
+
+AVX512 static void f16_to_f32_avx512(const uint16_t *in, float *out, size_t count) {
+    size_t i = 0;
+    for (; i + 16 <= count; i += 16) _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(in + i))));
+    for (; i < count; i++) out[i] = bits_float(f16_to_bits(in[i]));
+}
+#endif
+
+void acs_f32_to_bf16(const float *in, uint16_t *out, size_t count, acs_impl impl) {
+    switch (acs_impl_resolve(impl, 2)) {
+#ifdef ACS_X86
+    case ACS_IMPL_AVX512: f32_to_bf16_avx512(in, out, count); return;
+    case ACS_IMPL_AVX2: f32_to_bf16_avx2(in, out, count); return;
+#endif
+    default:
+        for (size_t i = 0; i < count; i++) out[i] = bf16_from_bits(float_bits(in[i]));
+    }
+}
+
+void acs_bf16_to_f32(const uint16_t *in, float *out, size_t count, acs_impl impl) {
+    switch (acs_impl_resolve(impl, 2)) {
+#ifdef ACS_X86
+    case ACS_IMPL_AVX512: bf16_to_f32_avx512(in, out, count); return;
+    case ACS_IMPL_AVX2: bf16_to_f32_avx2(in, out, count); return;
+#endif
+    default:
+        for (size_t i = 0; i < count; i++) out[i] = bits_float((uint32_t)in[i] << 16);
+    }
+}
+
+void acs_f32_to_f16(const float *in, uint16_t *out, size_t count, acs_impl impl) {
+    switch (acs_impl_resolve(impl, 2)) {
+#ifdef ACS_X86
+    case ACS_IMPL_AVX512: f32_to_f16_avx512(in, out, count); return;
+    case ACS_IMPL_AVX2: f32_to_f16_avx2(in, out, count); return;
+#endif
+    default:
+        for (size_t i = 0; i < count; i++) out[i] = f16_from_bits(float_bits(in[i]));
+    }
+}
+
+void acs_f16_to_f32(const uint16_t *in, float *out, size_t count, acs_impl impl) {
+    switch (acs_impl_resolve(impl, 2)) {
+#ifdef ACS_X86
+    case ACS_IMPL_AVX512: f16_to_f32_avx512(in, out, count); return;
+    case ACS_IMPL_AVX2: f16_to_f32_avx2(in, out, count); return;
+#endif
+    default:
+        for (size_t i = 0; i < count; i++) out[i] = bits_float(f16_to_bits(in[i]));
+    }
+}
+
+/* ---- transpose: 8x8 tiles keep both sides in cache lines ---- */
+
+#define TRANSPOSE(T)                                                                              \
+    static void transpose_##T(const T *in, T *out, size_t rows, size_t cols) {                    \
+        const size_t tile = 8;                                                                    \
+        for (size_t r0 = 0; r0 < rows; r0 += tile) {                                              \
+            size_t r1 = r0 + tile < rows ? r0 + tile : rows;                                      \
+            for (size_t c0 = 0; c0 < cols; c0 += tile) {                                          \
+                size_t c1 = c0 + tile < cols ? c0 + tile : cols;                                  \
+                if (r1 - r0 == tile && c1 - c0 == tile) {                                         \
+                    for (size_t c = c0; c < c0 + tile; c++)                                       \
+                        for (size_t r = r0; r < r0 + tile; r++) out[c * rows + r] = in[r * cols + c]; \
+                } else {                                                                          \
+                    for (size_t c = c0; c < c1; c++)                                              \
+                        for (size_t r = r0; r < r1; r++) out[c * rows + r] = in[r * cols + c];    \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+    }
+
+TRANSPOSE(uint16_t)
+TRANSPOSE(uint32_t)
+TRANSPOSE(uint64_t)
+
+int acs_transpose(const void *in, void *out, size_t rows, size_t cols, size_t element_size) {
+    switch (element_size) {
+    case 2: transpose_uint16_t((const uint16_t *)in, (uint16_t *)out, rows, cols); return 0;
+    case 4: transpose_uint32_t((const uint32_t *)in, (uint32_t *)out, rows, cols); return 0;
+    case 8: transpose_uint64_t((const uint64_t *)in, (uint64_t *)out, rows, cols); return 0;
+    default: return -1;
+    }
+}
