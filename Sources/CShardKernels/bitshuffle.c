@@ -123,128 +123,146 @@ __attribute__((target("avx2"))) static void unshuffle_avx2(const uint8_t *in, ui
 
 #define AVX512 __attribute__((target("avx512f,avx512bw")))
 
-/* Writes the 8 bit planes of the 64 bytes in v (byte i = element e + i) for element byte j. */
-AVX512 static inline void store_planes_avx512(__m512i v, uint8_t *out, size_t j, size_t plane, size_t e) {
+/* The 8 bit planes of the 64 bytes in v (byte i = element e + i) for element byte j, into
+ * masks[(8j + k) * stride]. */
+AVX512 static inline void planes_of_avx512(__m512i v, uint64_t *masks, size_t j, size_t stride) {
     for (int k = 7; k >= 0; k--) {
-        uint64_t mask = (uint64_t)_mm512_movepi8_mask(v);
-        memcpy(out + (j * 8 + (size_t)k) * plane + e / 8, &mask, 8);
+        masks[(j * 8 + (size_t)k) * stride] = (uint64_t)_mm512_movepi8_mask(v);
         v = _mm512_add_epi8(v, v);
     }
 }
 
-/* The 64 bytes of element byte j rebuilt from its 8 planes. */
-AVX512 static inline __m512i load_planes_avx512(const uint8_t *in, size_t j, size_t plane, size_t e) {
+/* The 64 bytes of element byte j rebuilt from its 8 plane masks masks[(8j + k) * stride]. */
+AVX512 static inline __m512i bytes_of_avx512(const uint64_t *masks, size_t j, size_t stride) {
     __m512i v = _mm512_setzero_si512();
-    for (size_t k = 0; k < 8; k++) {
-        uint64_t mask;
-        memcpy(&mask, in + (j * 8 + k) * plane + e / 8, 8);
-        v = _mm512_or_si512(v, _mm512_maskz_mov_epi8((__mmask64)mask, _mm512_set1_epi8((char)(1u << k))));
-    }
+    for (size_t k = 0; k < 8; k++)
+        v = _mm512_or_si512(v, _mm512_maskz_mov_epi8((__mmask64)masks[(j * 8 + k) * stride], _mm512_set1_epi8((char)(1u << k))));
     return v;
 }
 
-AVX512 static void shuffle_avx512(const uint8_t *in, uint8_t *out, size_t count, size_t size) {
-    size_t n8 = count & ~(size_t)7, plane = n8 / 8, n64 = count & ~(size_t)63;
-    for (size_t e = 0; e < n64; e += 64) {
-        const uint8_t *src = in + e * size;
-        switch (size) {
-        case 1:
-            store_planes_avx512(_mm512_loadu_si512(src), out, 0, plane, e);
-            break;
-        case 2: {
-            __m512i a = _mm512_loadu_si512(src), b = _mm512_loadu_si512(src + 64);
-            for (size_t j = 0; j < 2; j++) {
-                __m256i lo = _mm512_cvtepi16_epi8(_mm512_srli_epi16(a, (unsigned)(8 * j)));
-                __m256i hi = _mm512_cvtepi16_epi8(_mm512_srli_epi16(b, (unsigned)(8 * j)));
-                store_planes_avx512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), out, j, plane, e);
-            }
-            break;
+/* All 8 * size plane masks of 64 elements at src: masks[p * stride] for plane p. */
+AVX512 static inline void shuffle64_avx512(const uint8_t *src, size_t size, uint64_t *masks, size_t stride) {
+    switch (size) {
+    case 1:
+        planes_of_avx512(_mm512_loadu_si512(src), masks, 0, stride);
+        break;
+    case 2: {
+        __m512i a = _mm512_loadu_si512(src), b = _mm512_loadu_si512(src + 64);
+        for (size_t j = 0; j < 2; j++) {
+            __m256i lo = _mm512_cvtepi16_epi8(_mm512_srli_epi16(a, (unsigned)(8 * j)));
+            __m256i hi = _mm512_cvtepi16_epi8(_mm512_srli_epi16(b, (unsigned)(8 * j)));
+            planes_of_avx512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), masks, j, stride);
         }
-        case 4: {
-            __m512i v[4];
-            for (int q = 0; q < 4; q++) v[q] = _mm512_loadu_si512(src + 64 * q);
-            for (size_t j = 0; j < 4; j++) {
-                __m512i bytes = _mm512_castsi128_si512(_mm512_cvtepi32_epi8(_mm512_srli_epi32(v[0], (unsigned)(8 * j))));
-                bytes = _mm512_inserti32x4(bytes, _mm512_cvtepi32_epi8(_mm512_srli_epi32(v[1], (unsigned)(8 * j))), 1);
-                bytes = _mm512_inserti32x4(bytes, _mm512_cvtepi32_epi8(_mm512_srli_epi32(v[2], (unsigned)(8 * j))), 2);
-                bytes = _mm512_inserti32x4(bytes, _mm512_cvtepi32_epi8(_mm512_srli_epi32(v[3], (unsigned)(8 * j))), 3);
-                store_planes_avx512(bytes, out, j, plane, e);
-            }
-            break;
+        break;
+    }
+    case 4: {
+        __m512i v[4];
+        for (int q = 0; q < 4; q++) v[q] = _mm512_loadu_si512(src + 64 * q);
+        for (size_t j = 0; j < 4; j++) {
+            __m512i bytes = _mm512_castsi128_si512(_mm512_cvtepi32_epi8(_mm512_srli_epi32(v[0], (unsigned)(8 * j))));
+            bytes = _mm512_inserti32x4(bytes, _mm512_cvtepi32_epi8(_mm512_srli_epi32(v[1], (unsigned)(8 * j))), 1);
+            bytes = _mm512_inserti32x4(bytes, _mm512_cvtepi32_epi8(_mm512_srli_epi32(v[2], (unsigned)(8 * j))), 2);
+            bytes = _mm512_inserti32x4(bytes, _mm512_cvtepi32_epi8(_mm512_srli_epi32(v[3], (unsigned)(8 * j))), 3);
+            planes_of_avx512(bytes, masks, j, stride);
         }
-        case 8: {
-            __m512i v[8];
-            for (int q = 0; q < 8; q++) v[q] = _mm512_loadu_si512(src + 64 * q);
-            for (size_t j = 0; j < 8; j++) {
-                __m512i bytes = _mm512_setzero_si512();
-                for (int q = 0; q < 4; q++) {
-                    __m128i pair = _mm_unpacklo_epi64(_mm512_cvtepi64_epi8(_mm512_srli_epi64(v[2 * q], (unsigned)(8 * j))),
-                                                      _mm512_cvtepi64_epi8(_mm512_srli_epi64(v[2 * q + 1], (unsigned)(8 * j))));
-                    switch (q) {
-                    case 0: bytes = _mm512_inserti32x4(bytes, pair, 0); break;
-                    case 1: bytes = _mm512_inserti32x4(bytes, pair, 1); break;
-                    case 2: bytes = _mm512_inserti32x4(bytes, pair, 2); break;
-                    default: bytes = _mm512_inserti32x4(bytes, pair, 3); break;
-                    }
+        break;
+    }
+    default: { /* 8 */
+        __m512i v[8];
+        for (int q = 0; q < 8; q++) v[q] = _mm512_loadu_si512(src + 64 * q);
+        for (size_t j = 0; j < 8; j++) {
+            __m128i pair[4];
+            for (int q = 0; q < 4; q++)
+                pair[q] = _mm_unpacklo_epi64(_mm512_cvtepi64_epi8(_mm512_srli_epi64(v[2 * q], (unsigned)(8 * j))),
+                                             _mm512_cvtepi64_epi8(_mm512_srli_epi64(v[2 * q + 1], (unsigned)(8 * j))));
+            __m512i bytes = _mm512_castsi128_si512(pair[0]);
+            bytes = _mm512_inserti32x4(bytes, pair[1], 1);
+            bytes = _mm512_inserti32x4(bytes, pair[2], 2);
+            bytes = _mm512_inserti32x4(bytes, pair[3], 3);
+            planes_of_avx512(bytes, masks, j, stride);
+        }
+        break;
+    }
+    }
+}
+
+/* The inverse: 64 elements at dst from masks[p * stride]. */
+AVX512 static inline void unshuffle64_avx512(const uint64_t *masks, size_t stride, size_t size, uint8_t *dst) {
+    switch (size) {
+    case 1:
+        _mm512_storeu_si512(dst, bytes_of_avx512(masks, 0, stride));
+        break;
+    case 2: {
+        __m512i lo = bytes_of_avx512(masks, 0, stride), hi = bytes_of_avx512(masks, 1, stride);
+        for (int h = 0; h < 2; h++) {
+            __m256i l = h ? _mm512_extracti64x4_epi64(lo, 1) : _mm512_castsi512_si256(lo);
+            __m256i u = h ? _mm512_extracti64x4_epi64(hi, 1) : _mm512_castsi512_si256(hi);
+            _mm512_storeu_si512(dst + 64 * h, _mm512_or_si512(_mm512_cvtepu8_epi16(l), _mm512_slli_epi16(_mm512_cvtepu8_epi16(u), 8)));
+        }
+        break;
+    }
+    case 4: {
+        __m512i b[4];
+        for (size_t j = 0; j < 4; j++) b[j] = bytes_of_avx512(masks, j, stride);
+        for (int q = 0; q < 4; q++) {
+            __m512i words = _mm512_setzero_si512();
+            for (int j = 0; j < 4; j++) {
+                __m128i part;
+                switch (q) {
+                case 0: part = _mm512_extracti32x4_epi32(b[j], 0); break;
+                case 1: part = _mm512_extracti32x4_epi32(b[j], 1); break;
+                case 2: part = _mm512_extracti32x4_epi32(b[j], 2); break;
+                default: part = _mm512_extracti32x4_epi32(b[j], 3); break;
                 }
-                store_planes_avx512(bytes, out, j, plane, e);
+                words = _mm512_or_si512(words, _mm512_slli_epi32(_mm512_cvtepu8_epi32(part), (unsigned)(8 * j)));
             }
-            break;
+            _mm512_storeu_si512(dst + 64 * q, words);
         }
+        break;
+    }
+    default: { /* 8 */
+        uint8_t rows[8][64];
+        for (size_t j = 0; j < 8; j++) _mm512_storeu_si512(rows[j], bytes_of_avx512(masks, j, stride));
+        for (int q = 0; q < 8; q++) {
+            __m512i words = _mm512_setzero_si512();
+            for (int j = 0; j < 8; j++)
+                words = _mm512_or_si512(words, _mm512_slli_epi64(_mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(rows[j] + 8 * q))), (unsigned)(8 * j)));
+            _mm512_storeu_si512(dst + 64 * q, words);
         }
+        break;
+    }
+    }
+}
+
+/* Steps of 512 elements gather 64 bytes of every plane in a local buffer and move whole
+ * cache lines: planes whose length is a multiple of 4 KiB (any power-of-two block) would
+ * otherwise all land in one cache set and evict each other 8 bytes at a time. */
+#define STEP 512
+
+AVX512 static void shuffle_avx512(const uint8_t *in, uint8_t *out, size_t count, size_t size) {
+    size_t n8 = count & ~(size_t)7, plane = n8 / 8, nstep = count - count % STEP, n64 = count & ~(size_t)63;
+    uint64_t masks[64 * 8];
+    for (size_t e0 = 0; e0 < nstep; e0 += STEP) {
+        for (size_t s = 0; s < STEP / 64; s++) shuffle64_avx512(in + (e0 + 64 * s) * size, size, masks + s, STEP / 64);
+        for (size_t p = 0; p < 8 * size; p++) memcpy(out + p * plane + e0 / 8, masks + p * (STEP / 64), STEP / 8);
+    }
+    for (size_t e = nstep; e < n64; e += 64) {
+        shuffle64_avx512(in + e * size, size, masks, 1);
+        for (size_t p = 0; p < 8 * size; p++) memcpy(out + p * plane + e / 8, masks + p, 8);
     }
     shuffle_groups_portable(in, out, n64 / 8, n8 / 8, plane, size);
 }
 
 AVX512 static void unshuffle_avx512(const uint8_t *in, uint8_t *out, size_t count, size_t size) {
-    size_t n8 = count & ~(size_t)7, plane = n8 / 8, n64 = count & ~(size_t)63;
-    for (size_t e = 0; e < n64; e += 64) {
-        uint8_t *dst = out + e * size;
-        switch (size) {
-        case 1:
-            _mm512_storeu_si512(dst, load_planes_avx512(in, 0, plane, e));
-            break;
-        case 2: {
-            __m512i lo = load_planes_avx512(in, 0, plane, e), hi = load_planes_avx512(in, 1, plane, e);
-            for (int h = 0; h < 2; h++) {
-                __m256i l = h ? _mm512_extracti64x4_epi64(lo, 1) : _mm512_castsi512_si256(lo);
-                __m256i u = h ? _mm512_extracti64x4_epi64(hi, 1) : _mm512_castsi512_si256(hi);
-                __m512i words = _mm512_or_si512(_mm512_cvtepu8_epi16(l), _mm512_slli_epi16(_mm512_cvtepu8_epi16(u), 8));
-                _mm512_storeu_si512(dst + 64 * h, words);
-            }
-            break;
-        }
-        case 4: {
-            __m512i b[4];
-            for (size_t j = 0; j < 4; j++) b[j] = load_planes_avx512(in, j, plane, e);
-            for (int q = 0; q < 4; q++) {
-                __m512i words = _mm512_setzero_si512();
-                for (int j = 0; j < 4; j++) {
-                    __m128i part;
-                    switch (q) {
-                    case 0: part = _mm512_extracti32x4_epi32(b[j], 0); break;
-                    case 1: part = _mm512_extracti32x4_epi32(b[j], 1); break;
-                    case 2: part = _mm512_extracti32x4_epi32(b[j], 2); break;
-                    default: part = _mm512_extracti32x4_epi32(b[j], 3); break;
-                    }
-                    words = _mm512_or_si512(words, _mm512_slli_epi32(_mm512_cvtepu8_epi32(part), (unsigned)(8 * j)));
-                }
-                _mm512_storeu_si512(dst + 64 * q, words);
-            }
-            break;
-        }
-        case 8: {
-            uint8_t rows[8][64];
-            for (size_t j = 0; j < 8; j++) _mm512_storeu_si512(rows[j], load_planes_avx512(in, j, plane, e));
-            for (int q = 0; q < 8; q++) {
-                __m512i words = _mm512_setzero_si512();
-                for (int j = 0; j < 8; j++)
-                    words = _mm512_or_si512(words, _mm512_slli_epi64(_mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(rows[j] + 8 * q))), (unsigned)(8 * j)));
-                _mm512_storeu_si512(dst + 64 * q, words);
-            }
-            break;
-        }
-        }
+    size_t n8 = count & ~(size_t)7, plane = n8 / 8, nstep = count - count % STEP, n64 = count & ~(size_t)63;
+    uint64_t masks[64 * 8];
+    for (size_t e0 = 0; e0 < nstep; e0 += STEP) {
+        for (size_t p = 0; p < 8 * size; p++) memcpy(masks + p * (STEP / 64), in + p * plane + e0 / 8, STEP / 8);
+        for (size_t s = 0; s < STEP / 64; s++) unshuffle64_avx512(masks + s, STEP / 64, size, out + (e0 + 64 * s) * size);
+    }
+    for (size_t e = nstep; e < n64; e += 64) {
+        for (size_t p = 0; p < 8 * size; p++) memcpy(masks + p, in + p * plane + e / 8, 8);
+        unshuffle64_avx512(masks, 1, size, out + e * size);
     }
     unshuffle_groups_portable(in, out, n64 / 8, n8 / 8, plane, size);
 }

@@ -57,4 +57,13 @@ void acs_f16_to_f32(const uint16_t *in, float *out, size_t count, acs_impl impl)
  * Returns 0, or -1 for an unsupported element size. */
 int acs_transpose(const void *in, void *out, size_t rows, size_t cols, size_t element_size);
 
+/* Storage types for the fused kernels below. */
+typedef enum { ACS_DTYPE_F32 = 0, ACS_DTYPE_BF16 = 1, ACS_DTYPE_F16 = 2 } acs_dtype;
+
+/* Row-major float32 [rows, cols] -> column-major [cols, rows] in `dtype` (converted as the
+ * functions above do): out[c * rows + r] = convert(in[r * cols + c]). Returns 0 or -1. */
+int acs_rows_to_columns(const float *in, void *out, size_t rows, size_t cols, acs_dtype dtype, acs_impl impl);
+/* The inverse: column-major [cols, rows] in `dtype` -> row-major float32 [rows, cols]. */
+int acs_columns_to_rows(const void *in, float *out, size_t rows, size_t cols, acs_dtype dtype, acs_impl impl);
+
 #endif

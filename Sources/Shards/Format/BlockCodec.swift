@@ -52,7 +52,7 @@ enum StreamMethod: UInt8 {
     case lz4 = 1
 }
 
-/// Encodes blocks: convert to the stored dtype, transpose to dimension-major, bitshuffle,
+/// Encodes blocks: convert to the stored dtype and transpose to dimension-major (one pass), bitshuffle,
 /// LZ4 per stream, CRC-32C of the payload and of the stored bytes. Owns scratch buffers
 /// sized for one block of `blockRows` rows and reuses them; not thread-safe.
 public final class ShardBlockEncoder {
@@ -61,8 +61,10 @@ public final class ShardBlockEncoder {
     public let blockRows: Int
     private let payload: UnsafeMutableRawBufferPointer
     private let shuffled: UnsafeMutableRawBufferPointer
-    private let converted: UnsafeMutableRawBufferPointer
     private let output: UnsafeMutableRawBufferPointer
+    /// Per stream: blocks left before LZ4 is tried again on a stream it could not shrink.
+    private var skipLZ4: [Int]
+    static let skipBlocks = 7
 
     /// One encoded block. `bytes` stays valid until the next `encode` call.
     public struct Encoded {
@@ -83,14 +85,13 @@ public final class ShardBlockEncoder {
         let layout = BlockLayout(dtype: dtype, width: width, rows: blockRows)
         payload = .allocate(byteCount: max(layout.uncompressedSize, 1), alignment: 64)
         shuffled = .allocate(byteCount: max(layout.uncompressedSize, 1), alignment: 64)
-        converted = .allocate(byteCount: max(layout.activationBytes, 1), alignment: 64)
         output = .allocate(byteCount: layout.streamTableSize + layout.uncompressedSize, alignment: 64)
+        skipLZ4 = [Int](repeating: 0, count: layout.streamCount)
     }
 
     deinit {
         payload.deallocate()
         shuffled.deallocate()
-        converted.deallocate()
         output.deallocate()
     }
 
@@ -108,23 +109,8 @@ public final class ShardBlockEncoder {
 
         // 1. Payload: activations [width, rows] in the stored dtype, then the metadata columns.
         let activationRegion = UnsafeMutableRawBufferPointer(rebasing: payload[0..<layout.activationBytes])
-        switch dtype {
-        case .fp32:
-            Transpose.transpose(
-                UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(activations)[0..<(count * 4)]), into: activationRegion,
-                rows: rows, columns: width, elementSize: 4)
-        case .bf16, .fp16:
-            let halves = converted.bindMemory(to: UInt16.self)
-            let source = UnsafeBufferPointer(rebasing: activations[0..<count])
-            if dtype == .bf16 {
-                FloatConversion.bfloat16(from: source, into: halves)
-            } else {
-                FloatConversion.float16(from: source, into: halves)
-            }
-            Transpose.transpose(
-                UnsafeRawBufferPointer(rebasing: converted[0..<(count * 2)]), into: activationRegion,
-                rows: rows, columns: width, elementSize: 2)
-        }
+        ColumnLayout.pack(
+            UnsafeBufferPointer(rebasing: activations[0..<count]), into: activationRegion, rows: rows, columns: width, dtype: dtype)
         let columns = layout.metadataColumns
         let sources: [UnsafeRawBufferPointer] = [
             UnsafeRawBufferPointer(tokens), UnsafeRawBufferPointer(documents), UnsafeRawBufferPointer(windows),
@@ -149,18 +135,23 @@ public final class ShardBlockEncoder {
         }
 
         // 3. Stream table, then each stream LZ4-compressed, or stored when LZ4 saves nothing.
+        // A stream that LZ4 could not shrink by 1% (the mantissa bits of activations) is
+        // stored without trying for the next `skipBlocks` blocks, then probed again.
         var cursor = layout.streamTableSize
         var activationStored = 0
         for (index, range) in layout.streamRanges.enumerated() {
             let source = UnsafeRawBufferPointer(rebasing: shuffled[range])
             var method = StreamMethod.stored
             var size = source.count
-            if source.count > 1 {
+            if source.count > 1 && skipLZ4[index] == 0 {
                 let room = UnsafeMutableRawBufferPointer(rebasing: output[cursor..<(cursor + source.count - 1)])
                 if let compressed = try? LZ4Block.compress(source, into: room) {
                     method = .lz4
                     size = compressed
                 }
+                if size * 100 > source.count * 99 { skipLZ4[index] = Self.skipBlocks }
+            } else if skipLZ4[index] > 0 {
+                skipLZ4[index] -= 1
             }
             if method == .stored, size > 0 {
                 UnsafeMutableRawBufferPointer(rebasing: output[cursor..<(cursor + size)]).copyMemory(from: source)
@@ -186,7 +177,6 @@ public final class ShardBlockDecoder {
     private var capacity = 0
     private var payload = UnsafeMutableRawBufferPointer(start: nil, count: 0)
     private var shuffled = UnsafeMutableRawBufferPointer(start: nil, count: 0)
-    private var rowMajor = UnsafeMutableRawBufferPointer(start: nil, count: 0)
 
     public init(header: ShardHeader, path: String) {
         self.header = header
@@ -198,7 +188,6 @@ public final class ShardBlockDecoder {
     private func release() {
         payload.deallocate()
         shuffled.deallocate()
-        rowMajor.deallocate()
     }
 
     private func reserve(_ bytes: Int) {
@@ -207,7 +196,6 @@ public final class ShardBlockDecoder {
         capacity = bytes
         payload = .allocate(byteCount: bytes, alignment: 64)
         shuffled = .allocate(byteCount: bytes, alignment: 64)
-        rowMajor = .allocate(byteCount: bytes, alignment: 64)
     }
 
     /// Decodes block `number` from its stored bytes. Outputs receive `info.rows × width`
@@ -303,20 +291,9 @@ public final class ShardBlockDecoder {
         // Outputs: activations back to row-major float32, metadata as is.
         let count = layout.activationCount
         let activationRegion = UnsafeRawBufferPointer(rebasing: payload[0..<layout.activationBytes])
-        let floats = UnsafeMutableBufferPointer(rebasing: activations[0..<count])
-        switch header.dtype {
-        case .fp32:
-            Transpose.transpose(activationRegion, into: UnsafeMutableRawBufferPointer(floats), rows: header.width, columns: info.rows, elementSize: 4)
-        case .bf16, .fp16:
-            let halves = UnsafeMutableRawBufferPointer(rebasing: rowMajor[0..<(count * 2)])
-            Transpose.transpose(activationRegion, into: halves, rows: header.width, columns: info.rows, elementSize: 2)
-            let values = UnsafeBufferPointer(halves.bindMemory(to: UInt16.self))
-            if header.dtype == .bf16 {
-                FloatConversion.float(fromBFloat16: values, into: floats)
-            } else {
-                FloatConversion.float(fromFloat16: values, into: floats)
-            }
-        }
+        ColumnLayout.unpack(
+            activationRegion, into: UnsafeMutableBufferPointer(rebasing: activations[0..<count]), rows: info.rows,
+            columns: header.width, dtype: header.dtype)
         let columns = layout.metadataColumns
         let outputs: [UnsafeMutableRawBufferPointer] = [
             UnsafeMutableRawBufferPointer(tokens), UnsafeMutableRawBufferPointer(documents),

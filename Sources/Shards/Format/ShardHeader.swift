@@ -177,6 +177,16 @@ public struct ShardBlockInfo: Equatable, Sendable {
     /// CRC-32C of the uncompressed payload.
     public var dataCRC: UInt32
 
+    public init(offset: Int, firstRow: Int, rows: Int, storedSize: Int, uncompressedSize: Int, storedCRC: UInt32, dataCRC: UInt32) {
+        self.offset = offset
+        self.firstRow = firstRow
+        self.rows = rows
+        self.storedSize = storedSize
+        self.uncompressedSize = uncompressedSize
+        self.storedCRC = storedCRC
+        self.dataCRC = dataCRC
+    }
+
     func encoded() -> [UInt8] {
         var writer = ByteWriter()
         writer.append(UInt64(offset))

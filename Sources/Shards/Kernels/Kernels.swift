@@ -189,3 +189,35 @@ public enum Transpose {
         _ = acs_transpose(source, destination, rows, columns, elementSize)
     }
 }
+
+/// Fused transpose and conversion between row-major float32 `[rows, columns]` and
+/// column-major `[columns, rows]` in a storage dtype (the activation layout of a block).
+public enum ColumnLayout {
+    static func code(_ dtype: ShardDType) -> acs_dtype {
+        switch dtype {
+        case .fp32: ACS_DTYPE_F32
+        case .bf16: ACS_DTYPE_BF16
+        case .fp16: ACS_DTYPE_F16
+        }
+    }
+
+    /// `output[c × rows + r] = convert(input[r × columns + c])`.
+    public static func pack(
+        _ input: UnsafeBufferPointer<Float>, into output: UnsafeMutableRawBufferPointer, rows: Int, columns: Int, dtype: ShardDType,
+        implementation: KernelImplementation = .automatic
+    ) {
+        precondition(input.count >= rows * columns && output.count >= rows * columns * dtype.elementSize, "pack: buffers smaller than \(rows) × \(columns)")
+        guard let source = input.baseAddress, let destination = output.baseAddress else { return }
+        _ = acs_rows_to_columns(source, destination, rows, columns, code(dtype), implementation.c)
+    }
+
+    /// `output[r × columns + c] = float(input[c × rows + r])`.
+    public static func unpack(
+        _ input: UnsafeRawBufferPointer, into output: UnsafeMutableBufferPointer<Float>, rows: Int, columns: Int, dtype: ShardDType,
+        implementation: KernelImplementation = .automatic
+    ) {
+        precondition(output.count >= rows * columns && input.count >= rows * columns * dtype.elementSize, "unpack: buffers smaller than \(rows) × \(columns)")
+        guard let source = input.baseAddress, let destination = output.baseAddress else { return }
+        _ = acs_columns_to_rows(source, destination, rows, columns, code(dtype), implementation.c)
+    }
+}
