@@ -351,7 +351,7 @@ AVX2F16C static void rows_to_columns_avx2(const float *in, void *out, size_t row
         size_t end = chunk + PACK_ROWS < rows8 ? chunk + PACK_ROWS : rows8;
         const char *next = (const char *)(in + end * cols);
         size_t next_bytes = (end + PACK_ROWS <= rows ? PACK_ROWS : rows - end) * cols * 4, prefetched = 0;
-        size_t per_step = (next_bytes / 64) / (cols8 / 8) + 1;
+        size_t per_step = cols8 ? (next_bytes / 64) / (cols8 / 8) + 1 : 0;
         for (size_t c0 = 0; c0 < cols8; c0 += 8) {
             for (size_t i = 0; i < per_step && prefetched < next_bytes; i++, prefetched += 64) _mm_prefetch(next + prefetched, _MM_HINT_T0);
             for (size_t r0 = chunk; r0 < end; r0 += 8) rows_to_columns_tile(in, out, rows, cols, dtype, r0, c0);

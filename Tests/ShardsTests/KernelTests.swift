@@ -212,3 +212,53 @@ let fastPaths: [KernelImplementation] = [.portable, .sse42, .avx2, .avx512]
         #expect(SHA256.hex(hasher.finalize()) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 }
+
+@Suite struct ColumnLayoutKernel {
+    @Test(arguments: ShardDType.allCases)
+    func fastPathsMatchTheReference(dtype: ShardDType) {
+        var random = SplitMix(state: 12)
+        for (rows, columns) in [(1, 1), (8, 8), (7, 13), (16, 7), (256, 384), (33, 384), (255, 17), (64, 1024)] {
+            let values = (0..<(rows * columns)).map { _ in Float(bitPattern: UInt32(truncatingIfNeeded: random.next())) }
+            let byteCount = rows * columns * dtype.elementSize
+            func pack(_ implementation: KernelImplementation) -> [UInt8] {
+                var output = [UInt8](repeating: 0, count: byteCount)
+                values.withUnsafeBufferPointer { input in
+                    output.withUnsafeMutableBytes {
+                        ColumnLayout.pack(input, into: $0, rows: rows, columns: columns, dtype: dtype, implementation: implementation)
+                    }
+                }
+                return output
+            }
+            func unpack(_ packed: [UInt8], _ implementation: KernelImplementation) -> [UInt32] {
+                var output = [Float](repeating: 0, count: rows * columns)
+                packed.withUnsafeBytes { input in
+                    output.withUnsafeMutableBufferPointer {
+                        ColumnLayout.unpack(input, into: $0, rows: rows, columns: columns, dtype: dtype, implementation: implementation)
+                    }
+                }
+                return output.map(\.bitPattern)
+            }
+            let reference = pack(.reference)
+            // The reference is the definition: element (r, c) converted, at c × rows + r.
+            let converted: [UInt8] =
+                switch dtype {
+                case .fp32: values.withUnsafeBytes { Array($0) }
+                case .bf16: FloatConversion.bfloat16(values).withUnsafeBytes { Array($0) }
+                case .fp16: FloatConversion.float16(values).withUnsafeBytes { Array($0) }
+                }
+            let size = dtype.elementSize
+            var expected = [UInt8](repeating: 0, count: byteCount)
+            for r in 0..<rows {
+                for c in 0..<columns {
+                    for b in 0..<size { expected[(c * rows + r) * size + b] = converted[(r * columns + c) * size + b] }
+                }
+            }
+            #expect(reference == expected, "\(dtype) \(rows) × \(columns) reference")
+            let unpacked = unpack(reference, .reference)
+            for implementation in fastPaths where implementation.isAvailable(for: .conversion) {
+                #expect(pack(implementation) == reference, "\(dtype) \(rows) × \(columns) pack \(implementation)")
+                #expect(unpack(reference, implementation) == unpacked, "\(dtype) \(rows) × \(columns) unpack \(implementation)")
+            }
+        }
+    }
+}
