@@ -71,6 +71,6 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "Platform"]),
         .testTarget(
             name: "ShardsTests", dependencies: ["Shards", "Platform", "SafeTensors"]),
-        .testTarget(name: "ActClusterCLITests", dependencies: ["ActClusterCLI", "ZeroMQ"]),
+        .testTarget(name: "ActClusterCLITests", dependencies: ["ActClusterCLI", "ZeroMQ", "Shards", "SafeTensors", "Platform"]),
     ]
 )

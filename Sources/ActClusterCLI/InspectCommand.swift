@@ -64,7 +64,9 @@ struct InspectCommand: ParsableCommand {
                 + "\(ratio(values * header.dtype.elementSize, reader.fileSize)) vs raw \(header.dtype) (\(values * header.dtype.elementSize) bytes)",
         ]
         if blocks {
-            lines.append("block  rows        first   offset       stored  uncompressed  ratio  crc32c(stored)  crc32c(data)")
+            lines.append(
+                [pad("block", 5), pad("rows", 5), pad("first row", 12), pad("offset", 8), pad("stored", 12), pad("uncompressed", 13), pad("ratio", 6),
+                 "  crc32c(stored)  crc32c(data)"].joined(separator: " "))
             for (number, block) in reader.blocks.enumerated() {
                 lines.append(
                     [
