@@ -18,7 +18,7 @@ struct BenchCodecCommand: ParsableCommand {
             (tokens, doc, window, pos; zeros when the input has none), so timings include it.
 
             ratio = activation bytes in the stored dtype / stored bytes of the activation streams \
-            (their stream-table entries included, row metadata excluded). MB/s = 10^6 bytes of \
+            (their share of the stream table included, row metadata excluded). MB/s = 10^6 bytes of \
             activations in the stored dtype per second of the thread's CPU time (bf16 and fp16: 2 \
             bytes per value), the best of --repeat runs. Tests/Reference/bench_codec_blosc2.py reports Blosc2 the same way on \
             the same bytes.
@@ -147,7 +147,7 @@ enum CodecBench {
             unitID: 0)
         let encoder = ShardBlockEncoder(dtype: dtype, width: width, blockRows: blockRows)
         let decoder = ShardBlockDecoder(header: header, path: "bench")
-        var arena = [UInt8](repeating: 0, count: header.blockCount * (header.streamCount * 8) + input.rows * (width * dtype.elementSize + 24) + 64)
+        var arena = [UInt8](repeating: 0, count: header.blockCount * header.maxStreamTableSize + input.rows * (width * dtype.elementSize + 24) + 64)
         var blocks: [ShardBlockInfo] = []
         var result = CodecBenchResult()
         result.activationBytes = input.rows * width * dtype.elementSize
@@ -178,7 +178,7 @@ enum CodecBench {
                                                 offset: stored, firstRow: row, rows: rows, storedSize: encoded.bytes.count,
                                                 uncompressedSize: encoded.uncompressedSize, storedCRC: encoded.storedCRC, dataCRC: encoded.dataCRC))
                                         stored += encoded.bytes.count
-                                        activationStored += encoded.activationStoredSize + dtype.elementSize * ShardFormat.streamEntrySize
+                                        activationStored += encoded.activationStoredSize
                                         row += rows
                                     }
                                 }

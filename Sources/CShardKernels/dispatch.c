@@ -4,6 +4,7 @@
 int acs_cpu_sse42(void);
 int acs_cpu_avx2(void);
 int acs_cpu_avx512(void);
+int acs_cpu_gfni(void);
 
 #if defined(__x86_64__) || defined(__i386__)
 int acs_cpu_sse42(void) {
@@ -18,10 +19,15 @@ int acs_cpu_avx512(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
 }
+int acs_cpu_gfni(void) {
+    __builtin_cpu_init();
+    return acs_cpu_avx512() && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("gfni");
+}
 #else
 int acs_cpu_sse42(void) { return 0; }
 int acs_cpu_avx2(void) { return 0; }
 int acs_cpu_avx512(void) { return 0; }
+int acs_cpu_gfni(void) { return 0; }
 #endif
 
 int acs_impl_available(acs_impl impl, int kernel) {
@@ -36,6 +42,8 @@ int acs_impl_available(acs_impl impl, int kernel) {
         return kernel != 0 && acs_cpu_avx2();
     case ACS_IMPL_AVX512:
         return kernel != 0 && acs_cpu_avx512();
+    case ACS_IMPL_AVX512_GFNI:
+        return kernel == 1 && acs_cpu_gfni();
     }
     return 0;
 }
@@ -50,6 +58,7 @@ acs_impl acs_impl_resolve(acs_impl impl, int kernel) {
     if (kernel == 0 && acs_cpu_sse42()) best = ACS_IMPL_SSE42;
     if (kernel != 0 && acs_cpu_avx2()) best = ACS_IMPL_AVX2;
     if (kernel != 0 && acs_cpu_avx512()) best = ACS_IMPL_AVX512;
+    if (kernel == 1 && acs_cpu_gfni()) best = ACS_IMPL_AVX512_GFNI;
     __atomic_store_n(&cached[kernel], (int)best, __ATOMIC_RELAXED);
     return best;
 }

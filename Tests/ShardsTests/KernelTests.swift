@@ -17,7 +17,7 @@ struct SplitMix {
     mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
 }
 
-let fastPaths: [KernelImplementation] = [.portable, .sse42, .avx2, .avx512]
+let fastPaths: [KernelImplementation] = [.portable, .sse42, .avx2, .avx512, .avx512GFNI]
 
 @Suite struct CRC32CKernel {
     @Test func knownVectors() {
@@ -65,7 +65,9 @@ let fastPaths: [KernelImplementation] = [.portable, .sse42, .avx2, .avx512]
         if KernelImplementation.sse42.isAvailable(for: .crc32c) {
             #expect(KernelImplementation.automatic.resolved(for: .crc32c) == .sse42)
         }
-        if KernelImplementation.avx512.isAvailable(for: .bitshuffle) {
+        if KernelImplementation.avx512GFNI.isAvailable(for: .bitshuffle) {
+            #expect(KernelImplementation.automatic.resolved(for: .bitshuffle) == .avx512GFNI)
+        } else if KernelImplementation.avx512.isAvailable(for: .bitshuffle) {
             #expect(KernelImplementation.automatic.resolved(for: .bitshuffle) == .avx512)
         }
     }

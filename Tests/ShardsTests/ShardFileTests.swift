@@ -163,11 +163,15 @@ func writeShard(_ rows: ShardRows, to path: String, _ dtype: ShardDType, blockRo
         #expect(UInt32(u32(trailer + 16)) == CRC32C.checksum(metadata))
         metadata[12] = 9
         #expect(UInt32(u32(trailer + 16)) != CRC32C.checksum(metadata))
-        // Block 0: stream table of 2 + 4 streams, then the streams.
+        // Block 0: activation stream count, reserved, stream table, then the streams.
         let block0 = Array(bytes[headerSize..<u64(indexOffset + 32)])
         #expect(UInt32(u32(indexOffset + 20)) == CRC32C.checksum(block0))
-        let sizes = (0..<6).map { u32(headerSize + 8 * $0) }
-        #expect(48 + sizes.reduce(0, +) == block0.count)
+        let activationStreams = u32(headerSize)
+        #expect(activationStreams >= 1 && activationStreams <= 16 && u32(headerSize + 4) == 0)
+        let entries = (0..<(activationStreams + 4)).map { headerSize + 8 + 8 * $0 }
+        let planes = entries.map { Int(bytes[$0 + 5]) }
+        #expect(planes.prefix(activationStreams).reduce(0, +) == 16 && planes.suffix(4) == [0, 0, 0, 0])
+        #expect(8 + 8 * entries.count + entries.map { u32($0) }.reduce(0, +) == block0.count)
     }
 }
 

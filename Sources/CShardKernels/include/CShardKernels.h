@@ -18,7 +18,8 @@ typedef enum {
     ACS_IMPL_PORTABLE = 2,  /* table-driven / 64-bit bit tricks, any CPU */
     ACS_IMPL_SSE42 = 3,     /* CRC-32C only: the crc32 instruction, 3 interleaved streams */
     ACS_IMPL_AVX2 = 4,
-    ACS_IMPL_AVX512 = 5     /* AVX-512 F + BW */
+    ACS_IMPL_AVX512 = 5,    /* AVX-512 F + BW */
+    ACS_IMPL_AVX512_GFNI = 6 /* bitshuffle only: AVX-512 F + BW + VBMI and GFNI */
 } acs_impl;
 
 /* 1 if `impl` can run on this CPU and exists for `kernel` (0: crc32c, 1: bitshuffle, 2: convert). */
@@ -56,6 +57,13 @@ void acs_f16_to_f32(const uint16_t *in, float *out, size_t count, acs_impl impl)
 /* Transposes a row-major [rows, cols] matrix of 2-, 4- or 8-byte elements into [cols, rows].
  * Returns 0, or -1 for an unsupported element size. */
 int acs_transpose(const void *in, void *out, size_t rows, size_t cols, size_t element_size);
+
+/* For each of `planes` consecutive planes of `plane_bytes` bytes at `data`: how many of up to
+ * `sample` sampled bytes (four evenly spaced runs) are 0x00 or 0xFF, i.e. runs of 8 equal
+ * bits. Noise-like planes (mantissa bits, signs) score about 2/256; planes that LZ4 can
+ * shrink (high exponent bits) score far higher. counts[p] receives the count, and the
+ * return value is the number of bytes sampled per plane. */
+size_t acs_plane_run_bytes(const uint8_t *data, size_t plane_bytes, size_t planes, size_t sample, uint32_t *counts);
 
 /* Storage types for the fused kernels below. */
 typedef enum { ACS_DTYPE_F32 = 0, ACS_DTYPE_BF16 = 1, ACS_DTYPE_F16 = 2 } acs_dtype;

@@ -1,24 +1,37 @@
 import LZ4
 
-/// Where a block's streams live in its uncompressed (and bitshuffled) payload.
+/// Where a block's regions and streams live.
 ///
 /// The payload of a block of R rows is: activations in dimension-major order
 /// (`[width, R]`, the stored dtype), then tokens (int32), documents (int64), windows (int64)
 /// and positions (int32), all little-endian. The bitshuffled payload has the same regions,
-/// each shuffled by its own element size; stream `j < e` is byte `j` of the activation
-/// elements (the last one also takes the `n % 8` leftover elements), streams `e ..< e + 4`
-/// are the four metadata columns.
+/// each shuffled by its own element size. The shuffled activations are `8 × element size`
+/// bit planes of `planeBytes` bytes, then the `n % 8` leftover elements; they are cut into
+/// streams of consecutive planes (the last stream also takes the leftover elements). Then
+/// come one stream per metadata column.
 struct BlockLayout: Equatable {
     let dtype: ShardDType
     let width: Int
     let rows: Int
 
+    /// Bytes before the stream table: activation stream count (u32) and a reserved u32.
+    static let prefixSize = 8
+    /// The smallest block: prefix and five stream-table entries.
+    static let minimumStoredSize = prefixSize + 5 * ShardFormat.streamEntrySize
+    static let metadataStreamCount = 4
+    static let metadataNames = ["tokens", "documents", "windows", "positions"]
+
     var elementSize: Int { dtype.elementSize }
     var activationCount: Int { rows * width }
     var activationBytes: Int { activationCount * elementSize }
     var uncompressedSize: Int { activationBytes + rows * ShardFormat.metadataBytesPerRow }
-    var streamCount: Int { elementSize + 4 }
-    var streamTableSize: Int { streamCount * ShardFormat.streamEntrySize }
+    var planeCount: Int { 8 * elementSize }
+    /// Bytes of one bit plane.
+    var planeBytes: Int { (activationCount & ~7) / 8 }
+
+    func tableSize(activationStreams: Int) -> Int {
+        Self.prefixSize + (activationStreams + Self.metadataStreamCount) * ShardFormat.streamEntrySize
+    }
 
     /// Byte ranges of the metadata columns in the payload, with their element sizes.
     var metadataColumns: [(range: Range<Int>, elementSize: Int)] {
@@ -29,20 +42,10 @@ struct BlockLayout: Equatable {
         }
     }
 
-    /// Byte ranges of the streams in the bitshuffled payload, in stream order.
-    var streamRanges: [Range<Int>] {
-        let planeBytes = (activationCount & ~7)  // bytes of one element byte's 8 planes
-        var ranges = (0..<elementSize).map { j in
-            (j * planeBytes)..<(j == elementSize - 1 ? activationBytes : (j + 1) * planeBytes)
-        }
-        ranges += metadataColumns.map(\.range)
-        return ranges
-    }
-
-    static let streamNames = ["tokens", "documents", "windows", "positions"]
-
-    func streamName(_ index: Int) -> String {
-        index < elementSize ? "activation byte \(index)" : Self.streamNames[index - elementSize]
+    /// Bytes of the shuffled activations that hold `planes`; the stream that ends with the
+    /// last plane also holds the leftover elements.
+    func activationRange(planes: Range<Int>) -> Range<Int> {
+        (planes.lowerBound * planeBytes)..<(planes.upperBound == planeCount ? activationBytes : planes.upperBound * planeBytes)
     }
 }
 
@@ -62,9 +65,13 @@ public final class ShardBlockEncoder {
     private let payload: UnsafeMutableRawBufferPointer
     private let shuffled: UnsafeMutableRawBufferPointer
     private let output: UnsafeMutableRawBufferPointer
-    /// Per stream: blocks left before LZ4 is tried again on a stream it could not shrink.
-    private var skipLZ4: [Int]
+    /// Per metadata column: blocks left before LZ4 is tried again on a column it could not shrink.
+    private var skipLZ4 = [Int](repeating: 0, count: BlockLayout.metadataStreamCount)
     static let skipBlocks = 7
+    /// A plane is worth LZ4 when at least this fraction of its sampled bytes are 0x00 or
+    /// 0xFF; noise scores about 2/256, the high exponent bits of activations 0.7 and more.
+    static let compressiblePlaneFraction = 0.25
+    static let planeSampleBytes = 1024
 
     /// One encoded block. `bytes` stays valid until the next `encode` call.
     public struct Encoded {
@@ -85,14 +92,34 @@ public final class ShardBlockEncoder {
         let layout = BlockLayout(dtype: dtype, width: width, rows: blockRows)
         payload = .allocate(byteCount: max(layout.uncompressedSize, 1), alignment: 64)
         shuffled = .allocate(byteCount: max(layout.uncompressedSize, 1), alignment: 64)
-        output = .allocate(byteCount: layout.streamTableSize + layout.uncompressedSize, alignment: 64)
-        skipLZ4 = [Int](repeating: 0, count: layout.streamCount)
+        output = .allocate(byteCount: layout.tableSize(activationStreams: layout.planeCount) + layout.uncompressedSize, alignment: 64)
     }
 
     deinit {
         payload.deallocate()
         shuffled.deallocate()
         output.deallocate()
+    }
+
+    /// Runs of consecutive activation planes of one kind: compressible or noise-like.
+    private func planeGroups(_ layout: BlockLayout) -> [(planes: Range<Int>, compressible: Bool)] {
+        guard layout.planeBytes > 0 else { return [(0..<layout.planeCount, true)] }
+        var counts = [UInt32](repeating: 0, count: layout.planeCount)
+        let sampled = counts.withUnsafeMutableBufferPointer { counts in
+            Bitshuffle.planeRunBytes(
+                UnsafeRawBufferPointer(rebasing: shuffled[0..<(layout.planeBytes * layout.planeCount)]), planeBytes: layout.planeBytes,
+                sample: Self.planeSampleBytes, into: counts)
+        }
+        var groups: [(planes: Range<Int>, compressible: Bool)] = []
+        for plane in 0..<layout.planeCount {
+            let compressible = Double(counts[plane]) >= Self.compressiblePlaneFraction * Double(sampled)
+            if let last = groups.last, last.compressible == compressible {
+                groups[groups.count - 1].planes = last.planes.lowerBound..<(plane + 1)
+            } else {
+                groups.append((plane..<(plane + 1), compressible))
+            }
+        }
+        return groups
     }
 
     /// Encodes `rows` rows (1 ... blockRows). `activations` holds `rows × width` floats in
@@ -134,33 +161,51 @@ public final class ShardBlockEncoder {
                 into: UnsafeMutableRawBufferPointer(rebasing: shuffled[column.range]), elementSize: column.elementSize)
         }
 
-        // 3. Stream table, then each stream LZ4-compressed, or stored when LZ4 saves nothing.
-        // A stream that LZ4 could not shrink by 1% (the mantissa bits of activations) is
-        // stored without trying for the next `skipBlocks` blocks, then probed again.
-        var cursor = layout.streamTableSize
-        var activationStored = 0
-        for (index, range) in layout.streamRanges.enumerated() {
-            let source = UnsafeRawBufferPointer(rebasing: shuffled[range])
+        // 3. Streams. Activation planes are grouped into runs of noise-like planes (stored as
+        // is, LZ4 would not shrink them) and runs of planes with long runs of equal bits
+        // (LZ4-compressed); then one stream per metadata column.
+        var streams: [(range: Range<Int>, planes: Int, tryLZ4: Bool, metadata: Int?)] = []
+        for group in planeGroups(layout) {
+            streams.append((layout.activationRange(planes: group.planes), group.planes.count, group.compressible, nil))
+        }
+        for (index, column) in columns.enumerated() {
+            streams.append((column.range, 0, skipLZ4[index] == 0, index))
+        }
+        let activationStreams = streams.count - BlockLayout.metadataStreamCount
+        let tableSize = layout.tableSize(activationStreams: activationStreams)
+        output.storeBytes(of: UInt32(activationStreams).littleEndian, toByteOffset: 0, as: UInt32.self)
+        output.storeBytes(of: UInt32(0), toByteOffset: 4, as: UInt32.self)
+        var cursor = tableSize
+        var activationStored = BlockLayout.prefixSize + activationStreams * ShardFormat.streamEntrySize
+        for (index, stream) in streams.enumerated() {
+            let source = UnsafeRawBufferPointer(rebasing: shuffled[stream.range])
             var method = StreamMethod.stored
             var size = source.count
-            if source.count > 1 && skipLZ4[index] == 0 {
+            if source.count > 1 && stream.tryLZ4 {
                 let room = UnsafeMutableRawBufferPointer(rebasing: output[cursor..<(cursor + source.count - 1)])
                 if let compressed = try? LZ4Block.compress(source, into: room) {
                     method = .lz4
                     size = compressed
                 }
-                if size * 100 > source.count * 99 { skipLZ4[index] = Self.skipBlocks }
-            } else if skipLZ4[index] > 0 {
-                skipLZ4[index] -= 1
+            }
+            if let column = stream.metadata {
+                // A metadata column that LZ4 could not shrink by 1% is stored without trying
+                // for the next `skipBlocks` blocks, then probed again.
+                if !stream.tryLZ4 {
+                    skipLZ4[column] -= 1
+                } else if size * 100 > source.count * 99 {
+                    skipLZ4[column] = Self.skipBlocks
+                }
             }
             if method == .stored, size > 0 {
                 UnsafeMutableRawBufferPointer(rebasing: output[cursor..<(cursor + size)]).copyMemory(from: source)
             }
-            let entry = index * ShardFormat.streamEntrySize
+            let entry = BlockLayout.prefixSize + index * ShardFormat.streamEntrySize
             output.storeBytes(of: UInt32(size).littleEndian, toByteOffset: entry, as: UInt32.self)
-            output.storeBytes(of: UInt32(method.rawValue).littleEndian, toByteOffset: entry + 4, as: UInt32.self)
+            let word = UInt32(method.rawValue) | UInt32(stream.planes) << 8
+            output.storeBytes(of: word.littleEndian, toByteOffset: entry + 4, as: UInt32.self)
             cursor += size
-            if index < layout.elementSize { activationStored += size }
+            if stream.metadata == nil { activationStored += size }
         }
         let bytes = UnsafeRawBufferPointer(rebasing: output[0..<cursor])
         return Encoded(
@@ -227,28 +272,55 @@ public final class ShardBlockDecoder {
             throw fail("uncompressed size", expected: "\(layout.uncompressedSize) bytes", found: "\(info.uncompressedSize) bytes")
         }
 
-        // Stream table.
-        guard stored.count >= layout.streamTableSize else {
-            throw fail("stream table", expected: "\(layout.streamTableSize) bytes", found: "\(stored.count) bytes")
+        // Stream table: activation streams (consecutive planes), then the metadata columns.
+        guard stored.count >= BlockLayout.minimumStoredSize else {
+            throw fail("block size", expected: "at least \(BlockLayout.minimumStoredSize) bytes", found: "\(stored.count) bytes")
         }
-        let ranges = layout.streamRanges
-        var streams: [(method: StreamMethod, size: Int)] = []
-        var total = layout.streamTableSize
         var reader = ByteReader(stored)
-        for index in 0..<layout.streamCount {
+        let activationStreams = Int(reader.read(UInt32.self)!)
+        let reserved: UInt32 = reader.read()!
+        guard activationStreams >= 1, activationStreams <= layout.planeCount, reserved == 0 else {
+            throw fail("activation stream count", expected: "1...\(layout.planeCount) and a zero reserved field", found: "\(activationStreams), \(reserved)")
+        }
+        let tableSize = layout.tableSize(activationStreams: activationStreams)
+        guard stored.count >= tableSize else {
+            throw fail("stream table", expected: "\(tableSize) bytes", found: "\(stored.count) bytes")
+        }
+        var streams: [(method: StreamMethod, size: Int, range: Range<Int>, name: String)] = []
+        var total = tableSize
+        var nextPlane = 0
+        let columns = layout.metadataColumns
+        for index in 0..<(activationStreams + BlockLayout.metadataStreamCount) {
             let size = Int(reader.read(UInt32.self)!)
             let word: UInt32 = reader.read()!
-            guard word <= 1, let method = StreamMethod(rawValue: UInt8(word)) else {
-                throw fail("storage method of stream \(index) (\(layout.streamName(index)))", expected: "0 (stored) or 1 (LZ4)", found: "\(word)")
+            let planes = Int(word >> 8 & 0xff)
+            let range: Range<Int>
+            let name: String
+            if index < activationStreams {
+                let last = index == activationStreams - 1
+                guard word >> 16 == 0, planes >= 1, nextPlane + planes <= layout.planeCount, !last || nextPlane + planes == layout.planeCount else {
+                    throw fail("planes of stream \(index)", expected: "consecutive planes ending at plane \(layout.planeCount)", found: "\(planes) from plane \(nextPlane)")
+                }
+                range = layout.activationRange(planes: nextPlane..<(nextPlane + planes))
+                name = "activation planes \(nextPlane)..<\(nextPlane + planes)"
+                nextPlane += planes
+            } else {
+                guard word >> 8 == 0 else {
+                    throw fail("reserved bits of stream \(index)", expected: "0", found: (word >> 8).hex)
+                }
+                range = columns[index - activationStreams].range
+                name = BlockLayout.metadataNames[index - activationStreams]
             }
-            let expected = ranges[index].count
-            if method == .stored, size != expected {
-                throw fail("size of stored stream \(index) (\(layout.streamName(index)))", expected: "\(expected) bytes", found: "\(size) bytes")
+            guard let method = StreamMethod(rawValue: UInt8(word & 0xff)) else {
+                throw fail("storage method of stream \(index) (\(name))", expected: "0 (stored) or 1 (LZ4)", found: "\(word & 0xff)")
             }
-            if method == .lz4, size == 0 || expected > size * ShardFormat.maxLZ4Expansion + 16 {
-                throw fail("size of LZ4 stream \(index) (\(layout.streamName(index)))", expected: "1 or more bytes that can decode to \(expected)", found: "\(size) bytes")
+            if method == .stored, size != range.count {
+                throw fail("size of stored stream \(index) (\(name))", expected: "\(range.count) bytes", found: "\(size) bytes")
             }
-            streams.append((method, size))
+            if method == .lz4, size == 0 || range.count > size * ShardFormat.maxLZ4Expansion + 16 {
+                throw fail("size of LZ4 stream \(index) (\(name))", expected: "1 or more bytes that can decode to \(range.count)", found: "\(size) bytes")
+            }
+            streams.append((method, size, range, name))
             total += size
         }
         guard total == stored.count else {
@@ -257,10 +329,10 @@ public final class ShardBlockDecoder {
 
         // Streams into the shuffled payload.
         reserve(max(layout.uncompressedSize, 1))
-        var cursor = layout.streamTableSize
+        var cursor = tableSize
         for (index, stream) in streams.enumerated() {
             let source = UnsafeRawBufferPointer(rebasing: stored[cursor..<(cursor + stream.size)])
-            let destination = UnsafeMutableRawBufferPointer(rebasing: shuffled[ranges[index]])
+            let destination = UnsafeMutableRawBufferPointer(rebasing: shuffled[stream.range])
             switch stream.method {
             case .stored:
                 if stream.size > 0 { destination.copyMemory(from: source) }
@@ -268,7 +340,7 @@ public final class ShardBlockDecoder {
                 do {
                     try LZ4Block.decompress(source, into: destination)
                 } catch {
-                    throw fail("LZ4 stream \(index) (\(layout.streamName(index)))", expected: "\(destination.count) decoded bytes", found: "\(error)")
+                    throw fail("LZ4 stream \(index) (\(stream.name))", expected: "\(destination.count) decoded bytes", found: "\(error)")
                 }
             }
             cursor += stream.size
@@ -294,7 +366,6 @@ public final class ShardBlockDecoder {
         ColumnLayout.unpack(
             activationRegion, into: UnsafeMutableBufferPointer(rebasing: activations[0..<count]), rows: info.rows,
             columns: header.width, dtype: header.dtype)
-        let columns = layout.metadataColumns
         let outputs: [UnsafeMutableRawBufferPointer] = [
             UnsafeMutableRawBufferPointer(tokens), UnsafeMutableRawBufferPointer(documents),
             UnsafeMutableRawBufferPointer(windows), UnsafeMutableRawBufferPointer(positions),

@@ -48,8 +48,8 @@ public struct ShardHeader: Equatable, Sendable {
     }
 
     public var blockCount: Int { rowCount == 0 ? 0 : (rowCount - 1) / blockRows + 1 }
-    /// Streams per block: one per activation element byte, then tokens, documents, windows, positions.
-    public var streamCount: Int { dtype.elementSize + 4 }
+    /// Upper bound of a block's stream-table bytes (one activation stream per bit plane).
+    public var maxStreamTableSize: Int { 8 + (8 * dtype.elementSize + 4) * ShardFormat.streamEntrySize }
     /// Bytes of header on disk.
     public var encodedSize: Int { ShardFormat.fixedHeaderSize + hook.utf8.count + model.name.utf8.count }
 

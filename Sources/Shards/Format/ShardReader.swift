@@ -123,7 +123,7 @@ public final class ShardReader {
                 guard uncompressedSize == expectedUncompressed else {
                     throw entryFail("uncompressed size", "\(expectedUncompressed) bytes", "\(uncompressedSize) bytes")
                 }
-                let tableSize = header.streamCount * ShardFormat.streamEntrySize
+                let tableSize = BlockLayout.minimumStoredSize
                 guard storedSize >= tableSize, storedSize <= Int(indexOffset) - offset else {
                     throw entryFail("stored size", "\(tableSize)...\(Int(indexOffset) - offset) bytes", "\(storedSize) bytes")
                 }

@@ -3,7 +3,7 @@ import CShardKernels
 /// Which version of a codec kernel runs. `.automatic` picks the fastest one the CPU supports;
 /// the others exist so that tests can check every fast path against `.reference`.
 public enum KernelImplementation: String, CaseIterable, Sendable, CustomStringConvertible {
-    case automatic, reference, portable, sse42, avx2, avx512
+    case automatic, reference, portable, sse42, avx2, avx512, avx512GFNI
 
     /// The kernels that have several implementations.
     public enum Kernel: Int32, CaseIterable, Sendable {
@@ -18,6 +18,7 @@ public enum KernelImplementation: String, CaseIterable, Sendable, CustomStringCo
         case .sse42: ACS_IMPL_SSE42
         case .avx2: ACS_IMPL_AVX2
         case .avx512: ACS_IMPL_AVX512
+        case .avx512GFNI: ACS_IMPL_AVX512_GFNI
         }
     }
 
@@ -31,6 +32,7 @@ public enum KernelImplementation: String, CaseIterable, Sendable, CustomStringCo
         case ACS_IMPL_SSE42: .sse42
         case ACS_IMPL_AVX2: .avx2
         case ACS_IMPL_AVX512: .avx512
+        case ACS_IMPL_AVX512_GFNI: .avx512GFNI
         default: .portable
         }
     }
@@ -90,6 +92,17 @@ public enum Bitshuffle {
         guard let source = input.baseAddress, let destination = output.baseAddress else { return }
         let status = acs_bitunshuffle(source, destination, input.count / elementSize, elementSize, implementation.c)
         precondition(status == 0, "bitunshuffle rejected element size \(elementSize)")
+    }
+
+    /// For each of the consecutive planes of `planeBytes` bytes in `planes`, how many sampled
+    /// bytes are 0x00 or 0xFF (runs of 8 equal bits): about 2/256 of them in noise. Returns
+    /// the number of bytes sampled per plane (at most `sample`, or the whole plane).
+    public static func planeRunBytes(
+        _ planes: UnsafeRawBufferPointer, planeBytes: Int, sample: Int, into counts: UnsafeMutableBufferPointer<UInt32>
+    ) -> Int {
+        precondition(planeBytes > 0 && planes.count % planeBytes == 0 && counts.count >= planes.count / planeBytes, "planeRunBytes: buffer sizes do not match")
+        guard let base = planes.baseAddress, let output = counts.baseAddress else { return 0 }
+        return acs_plane_run_bytes(base.assumingMemoryBound(to: UInt8.self), planeBytes, planes.count / planeBytes, sample, output)
     }
 
     private static func check(_ input: Int, _ output: Int, _ elementSize: Int) {
