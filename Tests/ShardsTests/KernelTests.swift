@@ -100,6 +100,25 @@ let fastPaths: [KernelImplementation] = [.portable, .sse42, .avx2, .avx512, .avx
         #expect(Array(output[8..<16]) == [0xFF, 0, 0, 0, 0, 0, 0, 0])
     }
 
+    @Test func planeStatisticCountsRunsOfEqualBits() {
+        // Plane 0 all zero, plane 1 all 0xFF, plane 2 alternating 0x55/0x00, plane 3 noise.
+        var random = SplitMix(state: 5)
+        let planeBytes = 5000
+        var planes = [UInt8](repeating: 0, count: planeBytes) + [UInt8](repeating: 0xFF, count: planeBytes)
+        planes += (0..<planeBytes).map { $0 % 2 == 0 ? 0x55 : 0 }
+        planes += random.bytes(planeBytes)
+        var counts = [UInt32](repeating: 0, count: 4)
+        let sampled = planes.withUnsafeBytes { bytes in
+            counts.withUnsafeMutableBufferPointer { Bitshuffle.planeRunBytes(bytes, planeBytes: planeBytes, sample: 1024, into: $0) }
+        }
+        #expect(sampled == 1024)
+        #expect(counts[0] == 1024 && counts[1] == 1024 && counts[2] == 512 && counts[3] < 40, "\(counts)")
+        let whole = planes.withUnsafeBytes { bytes in
+            counts.withUnsafeMutableBufferPointer { Bitshuffle.planeRunBytes(bytes, planeBytes: planeBytes, sample: 8192, into: $0) }
+        }
+        #expect(whole == planeBytes && counts[0] == 5000 && counts[2] == 2500)
+    }
+
     @Test(arguments: [1, 2, 4, 8])
     func fastPathsMatchTheReference(elementSize: Int) {
         var random = SplitMix(state: UInt64(elementSize))

@@ -119,6 +119,25 @@ func writeShard(_ rows: ShardRows, to path: String, _ dtype: ShardDType, blockRo
         #expect(sameRows(try many.readAll(), rows, .fp16))
     }
 
+    @Test func noiseAndConstantActivationsBothRoundTrip() throws {
+        // All planes noise (one stored stream), and all planes constant (one LZ4 stream).
+        let folder = try temporaryFolder("shard-extremes")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        var random = SplitMix(state: 8)
+        var noise = makeRows(300, width: 384, seed: 8)
+        noise.activations = noise.activations.map { _ in Float(bitPattern: UInt32(truncatingIfNeeded: random.next())) }
+        var constant = makeRows(300, width: 384, seed: 9)
+        constant.activations = constant.activations.map { _ in 1.5 }
+        for dtype in ShardDType.allCases {
+            for (name, rows) in [("noise", noise), ("constant", constant)] {
+                let path = folder + "/\(name)-\(dtype).shard"
+                let summary = try writeShard(rows, to: path, dtype, blockRows: 128)
+                #expect(sameRows(try ShardReader(path: path).readAll(), rows, dtype), "\(name) \(dtype)")
+                if name == "constant" { #expect(summary.bytes < 300 * 384 / 20, "constant activations compress: \(summary.bytes) bytes") }
+            }
+        }
+    }
+
     @Test func aWriterThatDoesNotFinishLeavesNothing() throws {
         let folder = try temporaryFolder("shard-abandon")
         defer { try? FileManager.default.removeItem(atPath: folder) }
