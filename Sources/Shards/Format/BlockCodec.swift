@@ -144,7 +144,7 @@ public final class ShardBlockEncoder {
             UnsafeRawBufferPointer(positions),
         ]
         for (column, source) in zip(columns, sources) {
-            // Little-endian host (checked by the format's tests); copy as is.
+            // Little-endian host (checked at compile time in ShardFormat.swift): copy as is.
             UnsafeMutableRawBufferPointer(rebasing: payload[column.range]).copyMemory(
                 from: UnsafeRawBufferPointer(rebasing: source[0..<column.range.count]))
         }

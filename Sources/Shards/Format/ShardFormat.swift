@@ -1,3 +1,9 @@
+// Shard files are little-endian, and the codec copies integer and float columns between
+// memory and files as they are.
+#if _endian(big)
+#error("the shard codec assumes a little-endian host")
+#endif
+
 /// Constants of the shard file format, version 1. The article `ShardFormat` in this module's
 /// documentation catalog is the specification; this file is its only copy in code.
 public enum ShardFormat {

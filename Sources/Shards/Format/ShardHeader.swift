@@ -227,5 +227,5 @@ struct ShardTrailer: Equatable {
 /// Printable form of a few raw bytes for messages: text when it is plain ASCII, else hex.
 func describe(_ bytes: [UInt8]) -> String {
     if !bytes.isEmpty, bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) { return "\"" + String(decoding: bytes, as: UTF8.self) + "\"" }
-    return bytes.isEmpty ? "nothing" : bytes.map { String($0, radix: 16) }.joined(separator: " ")
+    return bytes.isEmpty ? "nothing" : bytes.map { $0 < 16 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined(separator: " ")
 }
