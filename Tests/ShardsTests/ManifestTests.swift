@@ -80,7 +80,7 @@ import Testing
         var manifest = ShardManifest(model: testModel, hooks: ["blocks.3.hook_resid_post", "blocks.5.hook_mlp_out"], dtype: .bf16, context: 128)
         for (unit, hook) in [(UInt64(0), "blocks.3.hook_resid_post"), (1, "blocks.3.hook_resid_post"), (0, "blocks.5.hook_mlp_out")] {
             let rows = makeRows(100 + Int(unit), width: 7, seed: unit + 1)
-            let file = "unit-\(unit).\(hook).shard"
+            let file = ShardManifest.shardFileName(unit: unit, hook: hook)
             manifest.add(try writeShard(rows, to: folder + "/" + file, .bf16, blockRows: 32, hook: hook, unit: unit), file: file)
             var statistics = RunningStatistics(width: 7)
             statistics.add(rows.activations)
@@ -112,6 +112,12 @@ import Testing
         #expect(try ShardDirectory.shardFiles(in: folder).map { $0.split(separator: "/").last! } == manifest.shards.map { Substring($0.file) })
     }
 
+    @Test func shardFileNamesSortByUnit() {
+        #expect(ShardManifest.shardFileName(unit: 17, hook: "blocks.3.hook_resid_post") == "unit-00000017.blocks.3.hook_resid_post.shard")
+        #expect(ShardManifest.shardFileName(unit: 3, hook: "a/b") < ShardManifest.shardFileName(unit: 12, hook: "a/b"))
+        #expect(!ShardManifest.shardFileName(unit: 3, hook: "a/b").contains("/"))
+    }
+
     @Test func verifyComparesTheManifestWithTheFiles() throws {
         let folder = try temporaryFolder("manifest-verify")
         defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -127,6 +133,12 @@ import Testing
         #expect(problems.contains { $0.contains(manifest.shards[1].file) && $0.contains("CRC-32C of the whole file") })
         #expect(problems.contains { $0.contains("stray.shard") && $0.contains("not listed") })
         #expect(problems.contains { $0.contains(manifest.shards[2].file) && $0.contains("no readable file") })
+
+        // Hostile statistics are refused, not trusted.
+        var hostile = manifest
+        hostile.statistics["blocks.3.hook_resid_post"]?.mean = []
+        try hostile.write(toDirectory: folder)
+        #expect(throws: ShardError.self) { try ShardManifest.read(folder) }
 
         // An inconsistent manifest is refused with a sentence.
         manifest.rows += 1

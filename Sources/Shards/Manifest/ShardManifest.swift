@@ -92,6 +92,14 @@ public struct ShardManifest: Codable, Equatable, Sendable {
         self.context = context
     }
 
+    /// The conventional file name of a unit's shard for a hook, e.g.
+    /// `unit-00000017.blocks.3.hook_resid_post.shard` (sorts by unit; `/` in hooks becomes `_`).
+    public static func shardFileName(unit: UInt64, hook: String) -> String {
+        let digits = String(unit)
+        let padded = String(repeating: "0", count: max(0, 8 - digits.count)) + digits
+        return "unit-\(padded).\(hook.replacingOccurrences(of: "/", with: "_")).\(ShardFormat.fileExtension)"
+    }
+
     /// Records a finished shard (its file name relative to the manifest).
     public mutating func add(_ summary: ShardFileSummary, file: String) {
         shards.append(
@@ -162,8 +170,9 @@ public struct ShardManifest: Codable, Equatable, Sendable {
             }
         }
         for (hook, statistics) in self.statistics
-        where statistics.variance.count != statistics.mean.count || statistics.count < 0 {
-            return ("statistics of \(hook)", "mean and variance of the same width", "\(statistics.mean.count) and \(statistics.variance.count)")
+        where statistics.mean.isEmpty || statistics.variance.count != statistics.mean.count || statistics.count < 0 {
+            return ("statistics of \(hook)", "a count ≥ 0 and mean and variance of the same, positive width",
+                    "count \(statistics.count), widths \(statistics.mean.count) and \(statistics.variance.count)")
         }
         return nil
     }
