@@ -238,7 +238,7 @@ let fastPaths: [KernelImplementation] = [.portable, .sse42, .avx2, .avx512, .avx
     @Test(arguments: ShardDType.allCases)
     func fastPathsMatchTheReference(dtype: ShardDType) {
         var random = SplitMix(state: 12)
-        for (rows, columns) in [(1, 1), (8, 8), (7, 13), (16, 7), (256, 384), (33, 384), (255, 17), (64, 1024)] {
+        for (rows, columns) in [(1, 1), (8, 8), (7, 13), (16, 7), (256, 384), (33, 384), (255, 17), (64, 1024), (9, 24), (40, 40), (24, 31)] {
             let values = (0..<(rows * columns)).map { _ in Float(bitPattern: UInt32(truncatingIfNeeded: random.next())) }
             let byteCount = rows * columns * dtype.elementSize
             func pack(_ implementation: KernelImplementation) -> [UInt8] {
