@@ -1,4 +1,4 @@
-/* float32 <-> bfloat16 / binary16 conversions and block transposes. */
+/* float32 <-> bfloat16 / binary16 conversions, alone and fused with the block transpose. */
 #include "CShardKernels.h"
 
 #include <string.h>
@@ -187,39 +187,6 @@ void acs_f16_to_f32(const uint16_t *in, float *out, size_t count, acs_impl impl)
 #endif
     default:
         for (size_t i = 0; i < count; i++) out[i] = bits_float(f16_to_bits(in[i]));
-    }
-}
-
-/* ---- transpose: 8x8 tiles keep both sides in cache lines ---- */
-
-#define TRANSPOSE(T)                                                                              \
-    static void transpose_##T(const T *in, T *out, size_t rows, size_t cols) {                    \
-        const size_t tile = 8;                                                                    \
-        for (size_t r0 = 0; r0 < rows; r0 += tile) {                                              \
-            size_t r1 = r0 + tile < rows ? r0 + tile : rows;                                      \
-            for (size_t c0 = 0; c0 < cols; c0 += tile) {                                          \
-                size_t c1 = c0 + tile < cols ? c0 + tile : cols;                                  \
-                if (r1 - r0 == tile && c1 - c0 == tile) {                                         \
-                    for (size_t c = c0; c < c0 + tile; c++)                                       \
-                        for (size_t r = r0; r < r0 + tile; r++) out[c * rows + r] = in[r * cols + c]; \
-                } else {                                                                          \
-                    for (size_t c = c0; c < c1; c++)                                              \
-                        for (size_t r = r0; r < r1; r++) out[c * rows + r] = in[r * cols + c];    \
-                }                                                                                 \
-            }                                                                                     \
-        }                                                                                         \
-    }
-
-TRANSPOSE(uint16_t)
-TRANSPOSE(uint32_t)
-TRANSPOSE(uint64_t)
-
-int acs_transpose(const void *in, void *out, size_t rows, size_t cols, size_t element_size) {
-    switch (element_size) {
-    case 2: transpose_uint16_t((const uint16_t *)in, (uint16_t *)out, rows, cols); return 0;
-    case 4: transpose_uint32_t((const uint32_t *)in, (uint32_t *)out, rows, cols); return 0;
-    case 8: transpose_uint64_t((const uint64_t *)in, (uint64_t *)out, rows, cols); return 0;
-    default: return -1;
     }
 }
 

@@ -200,27 +200,6 @@ let fastPaths: [KernelImplementation] = [.portable, .sse42, .avx2, .avx512, .avx
     }
 }
 
-@Suite struct TransposeKernel {
-    @Test(arguments: [2, 4, 8])
-    func matchesThePlainLoop(elementSize: Int) {
-        var random = SplitMix(state: 3)
-        for (rows, columns) in [(1, 1), (8, 8), (16, 384), (7, 13), (256, 384), (255, 7), (3, 1000)] {
-            let input = random.bytes(rows * columns * elementSize)
-            var expected = [UInt8](repeating: 0, count: input.count)
-            for r in 0..<rows {
-                for c in 0..<columns {
-                    for b in 0..<elementSize { expected[(c * rows + r) * elementSize + b] = input[(r * columns + c) * elementSize + b] }
-                }
-            }
-            var output = [UInt8](repeating: 0, count: input.count)
-            input.withUnsafeBytes { source in
-                output.withUnsafeMutableBytes { Transpose.transpose(source, into: $0, rows: rows, columns: columns, elementSize: elementSize) }
-            }
-            #expect(output == expected, "\(rows) × \(columns) of \(elementSize)-byte elements")
-        }
-    }
-}
-
 @Suite struct SHA256Digest {
     @Test func knownVectors() {
         #expect(SHA256.hex(SHA256.hash([])) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")

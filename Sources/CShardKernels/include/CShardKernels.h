@@ -54,10 +54,6 @@ void acs_f32_to_f16(const float *in, uint16_t *out, size_t count, acs_impl impl)
 /* IEEE binary16 -> float32, exact; NaN quieted with sign and payload kept (vcvtph2ps). */
 void acs_f16_to_f32(const uint16_t *in, float *out, size_t count, acs_impl impl);
 
-/* Transposes a row-major [rows, cols] matrix of 2-, 4- or 8-byte elements into [cols, rows].
- * Returns 0, or -1 for an unsupported element size. */
-int acs_transpose(const void *in, void *out, size_t rows, size_t cols, size_t element_size);
-
 /* For each of `planes` consecutive planes of `plane_bytes` bytes at `data`: how many of up to
  * `sample` sampled bytes (four evenly spaced runs) are 0x00 or 0xFF, i.e. runs of 8 equal
  * bits. Noise-like planes (mantissa bits, signs) score about 2/256; planes that LZ4 can

@@ -190,19 +190,6 @@ public enum FloatConversion {
     }
 }
 
-/// Matrix transpose of 2-, 4- or 8-byte elements: row-major `[rows, columns]` into
-/// `[columns, rows]`.
-public enum Transpose {
-    public static func transpose(
-        _ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, rows: Int, columns: Int, elementSize: Int
-    ) {
-        precondition([2, 4, 8].contains(elementSize), "transpose element size must be 2, 4 or 8, not \(elementSize)")
-        precondition(input.count == rows * columns * elementSize && output.count == input.count, "transpose buffer sizes do not match the shape")
-        guard let source = input.baseAddress, let destination = output.baseAddress else { return }
-        _ = acs_transpose(source, destination, rows, columns, elementSize)
-    }
-}
-
 /// Fused transpose and conversion between row-major float32 `[rows, columns]` and
 /// column-major `[columns, rows]` in a storage dtype (the activation layout of a block).
 public enum ColumnLayout {
