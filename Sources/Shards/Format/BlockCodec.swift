@@ -286,7 +286,15 @@ public final class ShardBlockDecoder {
         guard stored.count >= tableSize else {
             throw fail("stream table", expected: "\(tableSize) bytes", found: "\(stored.count) bytes")
         }
-        var streams: [(method: StreamMethod, size: Int, range: Range<Int>, name: String)] = []
+        // Names are only built for messages: formatting one per stream would cost more than
+        // decoding a small stream.
+        func streamName(_ index: Int) -> String {
+            guard index < activationStreams else { return BlockLayout.metadataNames[index - activationStreams] }
+            let first = streams[..<index].reduce(0) { $0 + $1.planes }
+            return "activation planes \(first)..<\(first + streams[index].planes)"
+        }
+        var streams: [(method: StreamMethod, size: Int, range: Range<Int>, planes: Int)] = []
+        streams.reserveCapacity(activationStreams + BlockLayout.metadataStreamCount)
         var total = tableSize
         var nextPlane = 0
         let columns = layout.metadataColumns
@@ -295,32 +303,30 @@ public final class ShardBlockDecoder {
             let word: UInt32 = reader.read()!
             let planes = Int(word >> 8 & 0xff)
             let range: Range<Int>
-            let name: String
             if index < activationStreams {
                 let last = index == activationStreams - 1
                 guard word >> 16 == 0, planes >= 1, nextPlane + planes <= layout.planeCount, !last || nextPlane + planes == layout.planeCount else {
                     throw fail("planes of stream \(index)", expected: "consecutive planes ending at plane \(layout.planeCount)", found: "\(planes) from plane \(nextPlane)")
                 }
                 range = layout.activationRange(planes: nextPlane..<(nextPlane + planes))
-                name = "activation planes \(nextPlane)..<\(nextPlane + planes)"
                 nextPlane += planes
             } else {
                 guard word >> 8 == 0 else {
                     throw fail("reserved bits of stream \(index)", expected: "0", found: (word >> 8).hex)
                 }
                 range = columns[index - activationStreams].range
-                name = BlockLayout.metadataNames[index - activationStreams]
             }
+            streams.append((.stored, size, range, planes))
             guard let method = StreamMethod(rawValue: UInt8(word & 0xff)) else {
-                throw fail("storage method of stream \(index) (\(name))", expected: "0 (stored) or 1 (LZ4)", found: "\(word & 0xff)")
+                throw fail("storage method of stream \(index) (\(streamName(index)))", expected: "0 (stored) or 1 (LZ4)", found: "\(word & 0xff)")
             }
             if method == .stored, size != range.count {
-                throw fail("size of stored stream \(index) (\(name))", expected: "\(range.count) bytes", found: "\(size) bytes")
+                throw fail("size of stored stream \(index) (\(streamName(index)))", expected: "\(range.count) bytes", found: "\(size) bytes")
             }
             if method == .lz4, size == 0 || range.count > size * ShardFormat.maxLZ4Expansion + 16 {
-                throw fail("size of LZ4 stream \(index) (\(name))", expected: "1 or more bytes that can decode to \(range.count)", found: "\(size) bytes")
+                throw fail("size of LZ4 stream \(index) (\(streamName(index)))", expected: "1 or more bytes that can decode to \(range.count)", found: "\(size) bytes")
             }
-            streams.append((method, size, range, name))
+            streams[index].method = method
             total += size
         }
         guard total == stored.count else {
@@ -340,7 +346,7 @@ public final class ShardBlockDecoder {
                 do {
                     try LZ4Block.decompress(source, into: destination)
                 } catch {
-                    throw fail("LZ4 stream \(index) (\(stream.name))", expected: "\(destination.count) decoded bytes", found: "\(error)")
+                    throw fail("LZ4 stream \(index) (\(streamName(index)))", expected: "\(destination.count) decoded bytes", found: "\(error)")
                 }
             }
             cursor += stream.size
