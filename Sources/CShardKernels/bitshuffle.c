@@ -24,14 +24,15 @@ static void shuffle_reference(const uint8_t *in, uint8_t *out, size_t count, siz
     memcpy(out + n8 * size, in + n8 * size, (count - n8) * size);
 }
 
-static void unshuffle_reference(const uint8_t *in, uint8_t *out, size_t count, size_t size) {
-    size_t n8 = count & ~(size_t)7, plane = n8 / 8;
+/* The unshuffles read plane p from planes[p] (n8 / 8 bytes each), so planes need not be
+ * contiguous: a decoder can point them straight into stored streams. */
+static void unshuffle_reference(const uint8_t *const *planes, uint8_t *out, size_t count, size_t size) {
+    size_t n8 = count & ~(size_t)7;
     memset(out, 0, n8 * size);
     for (size_t e = 0; e < n8; e++)
         for (size_t j = 0; j < size; j++)
             for (size_t k = 0; k < 8; k++)
-                if ((in[(j * 8 + k) * plane + e / 8] >> (e % 8)) & 1) out[e * size + j] |= (uint8_t)(1u << k);
-    memcpy(out + n8 * size, in + n8 * size, (count - n8) * size);
+                if ((planes[j * 8 + k][e / 8] >> (e % 8)) & 1) out[e * size + j] |= (uint8_t)(1u << k);
 }
 
 /* ---- portable: groups of 8 elements, one 8x8 bit transpose per element byte ---- */
@@ -61,12 +62,12 @@ static void shuffle_groups_portable(const uint8_t *in, uint8_t *out, size_t firs
     }
 }
 
-static void unshuffle_groups_portable(const uint8_t *in, uint8_t *out, size_t first, size_t last, size_t plane, size_t size) {
+static void unshuffle_groups_portable(const uint8_t *const *planes, uint8_t *out, size_t first, size_t last, size_t size) {
     for (size_t g = first; g < last; g++) {
         uint8_t *dst = out + g * 8 * size;
         for (size_t j = 0; j < size; j++) {
             uint64_t x = 0;
-            for (size_t k = 0; k < 8; k++) x |= (uint64_t)in[(j * 8 + k) * plane + g] << (8 * k);
+            for (size_t k = 0; k < 8; k++) x |= (uint64_t)planes[j * 8 + k][g] << (8 * k);
             x = transpose_8x8(x); /* the transpose is its own inverse */
             for (size_t i = 0; i < 8; i++) dst[i * size + j] = (uint8_t)(x >> (8 * i));
         }
@@ -95,8 +96,8 @@ __attribute__((target("avx2"))) static void shuffle_avx2(const uint8_t *in, uint
     shuffle_groups_portable(in, out, n32 / 8, n8 / 8, plane, size);
 }
 
-__attribute__((target("avx2"))) static void unshuffle_avx2(const uint8_t *in, uint8_t *out, size_t count, size_t size) {
-    size_t n8 = count & ~(size_t)7, plane = n8 / 8, n32 = count & ~(size_t)31;
+__attribute__((target("avx2"))) static void unshuffle_avx2(const uint8_t *const *planes, uint8_t *out, size_t count, size_t size) {
+    size_t n8 = count & ~(size_t)7, n32 = count & ~(size_t)31;
     /* Byte i of the expanded mask takes mask byte i/8, then tests bit i%8. */
     const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
                                             2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
@@ -108,7 +109,7 @@ __attribute__((target("avx2"))) static void unshuffle_avx2(const uint8_t *in, ui
             __m256i v = _mm256_setzero_si256();
             for (size_t k = 0; k < 8; k++) {
                 uint32_t mask;
-                memcpy(&mask, in + (j * 8 + k) * plane + e / 8, 4);
+                memcpy(&mask, planes[j * 8 + k] + e / 8, 4);
                 __m256i m = _mm256_shuffle_epi8(_mm256_set1_epi32((int)mask), spread);
                 m = _mm256_cmpeq_epi8(_mm256_and_si256(m, bits), bits);
                 v = _mm256_or_si256(v, _mm256_and_si256(m, _mm256_set1_epi8((char)(1u << k))));
@@ -117,7 +118,7 @@ __attribute__((target("avx2"))) static void unshuffle_avx2(const uint8_t *in, ui
             for (size_t i = 0; i < 32; i++) dst[i * size + j] = row[i];
         }
     }
-    unshuffle_groups_portable(in, out, n32 / 8, n8 / 8, plane, size);
+    unshuffle_groups_portable(planes, out, n32 / 8, n8 / 8, size);
 }
 
 /* ---- AVX-512 (F + BW): 64 elements per step ---- */
@@ -255,18 +256,18 @@ AVX512 static void shuffle_avx512(const uint8_t *in, uint8_t *out, size_t count,
     shuffle_groups_portable(in, out, n64 / 8, n8 / 8, plane, size);
 }
 
-AVX512 static void unshuffle_avx512(const uint8_t *in, uint8_t *out, size_t count, size_t size) {
-    size_t n8 = count & ~(size_t)7, plane = n8 / 8, nstep = count - count % STEP, n64 = count & ~(size_t)63;
+AVX512 static void unshuffle_avx512(const uint8_t *const *planes, uint8_t *out, size_t count, size_t size) {
+    size_t n8 = count & ~(size_t)7, nstep = count - count % STEP, n64 = count & ~(size_t)63;
     uint64_t masks[64 * 8];
     for (size_t e0 = 0; e0 < nstep; e0 += STEP) {
-        for (size_t p = 0; p < 8 * size; p++) memcpy(masks + p * (STEP / 64), in + p * plane + e0 / 8, STEP / 8);
+        for (size_t p = 0; p < 8 * size; p++) memcpy(masks + p * (STEP / 64), planes[p] + e0 / 8, STEP / 8);
         for (size_t s = 0; s < STEP / 64; s++) unshuffle64_avx512(masks + s, STEP / 64, size, out + (e0 + 64 * s) * size);
     }
     for (size_t e = nstep; e < n64; e += 64) {
-        for (size_t p = 0; p < 8 * size; p++) memcpy(masks + p, in + p * plane + e / 8, 8);
+        for (size_t p = 0; p < 8 * size; p++) memcpy(masks + p, planes[p] + e / 8, 8);
         unshuffle64_avx512(masks, 1, size, out + e * size);
     }
-    unshuffle_groups_portable(in, out, n64 / 8, n8 / 8, plane, size);
+    unshuffle_groups_portable(planes, out, n64 / 8, n8 / 8, size);
 }
 
 /* ---- AVX-512 + VBMI + GFNI: an 8x8 bit transpose per 64-bit lane in one instruction ----
@@ -345,14 +346,14 @@ GFNI static void shuffle_gfni(const uint8_t *in, uint8_t *out, size_t count, siz
     shuffle_groups_portable(in, out, n64 / 8, n8 / 8, plane, size);
 }
 
-GFNI static void unshuffle_gfni(const uint8_t *in, uint8_t *out, size_t count, size_t size) {
-    size_t n8 = count & ~(size_t)7, plane = n8 / 8, nstep = count - count % STEP, n64 = count & ~(size_t)63;
+GFNI static void unshuffle_gfni(const uint8_t *const *planes, uint8_t *out, size_t count, size_t size) {
+    size_t n8 = count & ~(size_t)7, nstep = count - count % STEP, n64 = count & ~(size_t)63;
     const __m512i identity = _mm512_set1_epi64((long long)0x8040201008040201ull);
     const __m512i gather = _mm512_loadu_si512(transpose_bytes_reversed);
     __m512i lines[8][8]; /* [element byte j][step s] */
     for (size_t e0 = 0; e0 < nstep; e0 += STEP) {
         for (size_t j = 0; j < size; j++) {
-            for (size_t k = 0; k < 8; k++) lines[j][k] = _mm512_loadu_si512(in + (8 * j + k) * plane + e0 / 8);
+            for (size_t k = 0; k < 8; k++) lines[j][k] = _mm512_loadu_si512(planes[8 * j + k] + e0 / 8);
             transpose_qwords(lines[j]);
         }
         for (size_t s = 0; s < STEP / 64; s++) {
@@ -366,12 +367,12 @@ GFNI static void unshuffle_gfni(const uint8_t *in, uint8_t *out, size_t count, s
         __m512i bytes[8];
         for (size_t j = 0; j < size; j++) {
             uint64_t qwords[8];
-            for (size_t k = 0; k < 8; k++) memcpy(&qwords[k], in + (8 * j + k) * plane + e / 8, 8);
+            for (size_t k = 0; k < 8; k++) memcpy(&qwords[k], planes[8 * j + k] + e / 8, 8);
             bytes[j] = _mm512_gf2p8affine_epi64_epi8(identity, _mm512_permutexvar_epi8(gather, _mm512_loadu_si512(qwords)), 0);
         }
         elements_from_bytes_avx512(bytes, size, out + e * size);
     }
-    unshuffle_groups_portable(in, out, n64 / 8, n8 / 8, plane, size);
+    unshuffle_groups_portable(planes, out, n64 / 8, n8 / 8, size);
 }
 #endif
 
@@ -403,32 +404,40 @@ int acs_bitshuffle(const void *in, void *out, size_t count, size_t size, acs_imp
     return 0;
 }
 
-int acs_bitunshuffle(const void *in, void *out, size_t count, size_t size, acs_impl impl) {
+int acs_bitunshuffle_planes(const uint8_t *const *planes, const void *tail, void *out, size_t count, size_t size, acs_impl impl) {
     if (size != 1 && size != 2 && size != 4 && size != 8) return -1;
-    const uint8_t *src = (const uint8_t *)in;
     uint8_t *dst = (uint8_t *)out;
     size_t n8 = count & ~(size_t)7;
     switch (acs_impl_resolve(impl, 1)) {
     case ACS_IMPL_REFERENCE:
-        unshuffle_reference(src, dst, count, size);
-        return 0;
+        unshuffle_reference(planes, dst, count, size);
+        break;
 #ifdef ACS_X86
     case ACS_IMPL_AVX2:
-        unshuffle_avx2(src, dst, count, size);
+        unshuffle_avx2(planes, dst, count, size);
         break;
     case ACS_IMPL_AVX512:
-        unshuffle_avx512(src, dst, count, size);
+        unshuffle_avx512(planes, dst, count, size);
         break;
     case ACS_IMPL_AVX512_GFNI:
-        unshuffle_gfni(src, dst, count, size);
+        unshuffle_gfni(planes, dst, count, size);
         break;
 #endif
     default:
-        unshuffle_groups_portable(src, dst, 0, n8 / 8, n8 / 8, size);
+        unshuffle_groups_portable(planes, dst, 0, n8 / 8, size);
         break;
     }
-    memcpy(dst + n8 * size, src + n8 * size, (count - n8) * size);
+    if (count > n8) memcpy(dst + n8 * size, tail, (count - n8) * size);
     return 0;
+}
+
+int acs_bitunshuffle(const void *in, void *out, size_t count, size_t size, acs_impl impl) {
+    if (size != 1 && size != 2 && size != 4 && size != 8) return -1;
+    const uint8_t *src = (const uint8_t *)in;
+    size_t n8 = count & ~(size_t)7, plane = n8 / 8;
+    const uint8_t *planes[64];
+    for (size_t p = 0; p < 8 * size; p++) planes[p] = src + p * plane;
+    return acs_bitunshuffle_planes(planes, src + n8 * size, out, count, size, impl);
 }
 
 /* ---- plane statistics for choosing which planes to compress ---- */

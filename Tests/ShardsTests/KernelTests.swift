@@ -262,3 +262,45 @@ let fastPaths: [KernelImplementation] = [.portable, .sse42, .avx2, .avx512, .avx
         }
     }
 }
+
+@Suite struct UnshuffleFromScatteredPlanes {
+    @Test(arguments: [1, 2, 4, 8])
+    func matchesTheContiguousReference(elementSize: Int) {
+        var random = SplitMix(state: 40 + UInt64(elementSize))
+        for count in [1, 7, 8, 9, 64, 100, 512, 1000, 4099] {
+            let input = random.bytes(count * elementSize)
+            var shuffled = [UInt8](repeating: 0, count: input.count)
+            input.withUnsafeBytes { source in
+                shuffled.withUnsafeMutableBytes { Bitshuffle.shuffle(source, into: $0, elementSize: elementSize, implementation: .reference) }
+            }
+            // Planes copied apart from each other (3 filler bytes between them, in reverse
+            // order), the tail to its own array.
+            let planeBytes = (count & ~7) / 8
+            let planeCount = 8 * elementSize
+            var scattered: [UInt8] = []
+            var offsets = [Int](repeating: 0, count: planeCount)
+            for p in (0..<planeCount).reversed() {
+                scattered += [0xEE, 0xEE, 0xEE]
+                offsets[p] = scattered.count
+                scattered += shuffled[(p * planeBytes)..<((p + 1) * planeBytes)]
+            }
+            let tail = Array(shuffled[(planeCount * planeBytes)...]) + [0xEE]
+            for implementation in [KernelImplementation.reference] + fastPaths where implementation.isAvailable(for: .bitshuffle) {
+                var output = [UInt8](repeating: 0, count: input.count)
+                scattered.withUnsafeBufferPointer { scattered in
+                    let pointers: [UnsafePointer<UInt8>?] = offsets.map { scattered.baseAddress! + $0 }
+                    pointers.withUnsafeBufferPointer { pointers in
+                        tail.withUnsafeBytes { tail in
+                            output.withUnsafeMutableBytes {
+                                Bitshuffle.unshuffle(
+                                    planes: pointers, tail: tail.baseAddress, count: count, into: $0, elementSize: elementSize,
+                                    implementation: implementation)
+                            }
+                        }
+                    }
+                }
+                #expect(output == input, "\(implementation) size \(elementSize) count \(count)")
+            }
+        }
+    }
+}

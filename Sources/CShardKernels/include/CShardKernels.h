@@ -43,6 +43,9 @@ uint32_t acs_crc32c_combine(uint32_t crc_a, uint32_t crc_b, size_t length_b);
  */
 int acs_bitshuffle(const void *in, void *out, size_t count, size_t element_size, acs_impl impl);
 int acs_bitunshuffle(const void *in, void *out, size_t count, size_t element_size, acs_impl impl);
+/* bitunshuffle with plane p read from planes[p] (count / 8 bytes each, 8 * element_size planes)
+ * and the count % 8 leftover elements from `tail`: the planes need not be contiguous. */
+int acs_bitunshuffle_planes(const uint8_t *const *planes, const void *tail, void *out, size_t count, size_t element_size, acs_impl impl);
 
 /* float32 -> bfloat16, round to nearest even; every NaN becomes 0x7FC0 (c10::BFloat16). */
 void acs_f32_to_bf16(const float *in, uint16_t *out, size_t count, acs_impl impl);

@@ -333,33 +333,53 @@ public final class ShardBlockDecoder {
             throw fail("sum of stream sizes", expected: "\(stored.count) bytes", found: "\(total) bytes")
         }
 
-        // Streams into the shuffled payload.
+        // LZ4 streams decode into the shuffled buffer; stored streams are unshuffled where
+        // they lie in the block, without a copy. `bases` holds where each stream's bytes are.
         reserve(max(layout.uncompressedSize, 1))
+        var bases: [UnsafePointer<UInt8>] = []
+        bases.reserveCapacity(streams.count)
         var cursor = tableSize
         for (index, stream) in streams.enumerated() {
             let source = UnsafeRawBufferPointer(rebasing: stored[cursor..<(cursor + stream.size)])
             let destination = UnsafeMutableRawBufferPointer(rebasing: shuffled[stream.range])
             switch stream.method {
             case .stored:
-                if stream.size > 0 { destination.copyMemory(from: source) }
+                bases.append((stored.baseAddress! + cursor).assumingMemoryBound(to: UInt8.self))
             case .lz4:
                 do {
                     try LZ4Block.decompress(source, into: destination)
                 } catch {
                     throw fail("LZ4 stream \(index) (\(streamName(index)))", expected: "\(destination.count) decoded bytes", found: "\(error)")
                 }
+                bases.append((shuffled.baseAddress! + stream.range.lowerBound).assumingMemoryBound(to: UInt8.self))
             }
             cursor += stream.size
         }
 
-        // Unshuffle into the payload and check its CRC.
-        Bitshuffle.unshuffle(
-            UnsafeRawBufferPointer(rebasing: shuffled[0..<layout.activationBytes]),
-            into: UnsafeMutableRawBufferPointer(rebasing: payload[0..<layout.activationBytes]), elementSize: layout.elementSize)
-        for column in layout.metadataColumns {
+        // Unshuffle into the payload, then check its CRC.
+        withUnsafeTemporaryAllocation(of: UnsafePointer<UInt8>?.self, capacity: 64) { planes in
+            // Activations: plane p lies in the stream that holds it.
+            var plane = 0
+            var tail: UnsafeRawPointer?
+            for index in 0..<activationStreams {
+                for offset in 0..<streams[index].planes {
+                    planes[plane] = bases[index] + offset * layout.planeBytes
+                    plane += 1
+                }
+                if index == activationStreams - 1 { tail = UnsafeRawPointer(bases[index] + streams[index].planes * layout.planeBytes) }
+            }
             Bitshuffle.unshuffle(
-                UnsafeRawBufferPointer(rebasing: shuffled[column.range]),
-                into: UnsafeMutableRawBufferPointer(rebasing: payload[column.range]), elementSize: column.elementSize)
+                planes: UnsafeBufferPointer(rebasing: planes[0..<layout.planeCount]), tail: tail, count: layout.activationCount,
+                into: UnsafeMutableRawBufferPointer(rebasing: payload[0..<layout.activationBytes]), elementSize: layout.elementSize)
+            // Metadata columns: each one stream.
+            for (column, (range, size)) in columns.enumerated() {
+                let base = bases[activationStreams + column]
+                let count = info.rows, planeBytes = (count & ~7) / 8
+                for p in 0..<(8 * size) { planes[p] = base + p * planeBytes }
+                Bitshuffle.unshuffle(
+                    planes: UnsafeBufferPointer(rebasing: planes[0..<(8 * size)]), tail: UnsafeRawPointer(base + (count & ~7) * size),
+                    count: count, into: UnsafeMutableRawBufferPointer(rebasing: payload[range]), elementSize: size)
+            }
         }
         let dataCRC = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: payload[0..<layout.uncompressedSize]))
         guard dataCRC == info.dataCRC else {

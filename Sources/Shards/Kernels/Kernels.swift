@@ -94,6 +94,21 @@ public enum Bitshuffle {
         precondition(status == 0, "bitunshuffle rejected element size \(elementSize)")
     }
 
+    /// Unshuffles `count` elements whose bit planes need not be contiguous: plane `p` is read
+    /// from `planes[p]` (`count / 8` bytes; `8 × elementSize` planes) and the `count % 8`
+    /// leftover elements from `tail`. A decoder points them straight into stored streams.
+    public static func unshuffle(
+        planes: UnsafeBufferPointer<UnsafePointer<UInt8>?>, tail: UnsafeRawPointer?, count: Int,
+        into output: UnsafeMutableRawBufferPointer, elementSize: Int, implementation: KernelImplementation = .automatic
+    ) {
+        precondition(supportedElementSizes.contains(elementSize), "bitshuffle element size must be 1, 2, 4 or 8, not \(elementSize)")
+        precondition(planes.count == 8 * elementSize && output.count == count * elementSize, "unshuffle: \(planes.count) planes or \(output.count) output bytes do not fit \(count) elements of \(elementSize) bytes")
+        precondition(count % 8 == 0 || tail != nil, "unshuffle: leftover elements need a tail")
+        guard let destination = output.baseAddress, let base = planes.baseAddress, count > 0 else { return }
+        let status = acs_bitunshuffle_planes(base, tail, destination, count, elementSize, implementation.c)
+        precondition(status == 0, "bitunshuffle rejected element size \(elementSize)")
+    }
+
     /// For each of the consecutive planes of `planeBytes` bytes in `planes`, how many sampled
     /// bytes are 0x00 or 0xFF (runs of 8 equal bits): about 2/256 of them in noise. Returns
     /// the number of bytes sampled per plane (at most `sample`, or the whole plane).
