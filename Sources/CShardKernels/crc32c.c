@@ -1,6 +1,8 @@
-/* CRC-32C: a bitwise reference, a slicing-by-8 table version, and the SSE4.2 crc32
- * instruction over three interleaved streams (after Mark Adler's crc32c.c, zlib licence),
- * whose partial CRCs are joined with precomputed "shift by N zero bytes" tables. */
+/* CRC-32C: a bitwise reference, a slicing-by-8 table version, the SSE4.2 crc32 instruction
+ * over three interleaved streams (after Mark Adler's crc32c.c, zlib licence), whose partial
+ * CRCs are joined with precomputed "shift by N zero bytes" tables, and AVX-512 carry-less
+ * multiplication (VPCLMULQDQ) that folds 256 bytes per step and ends with the crc32
+ * instruction. */
 #include "CShardKernels.h"
 
 #include <pthread.h>
@@ -90,6 +92,9 @@ uint32_t acs_crc32c_combine(uint32_t crc_a, uint32_t crc_b, size_t length_b) {
 #define SHORT_STRIDE 256
 
 static uint32_t slicing_table[8][256];
+/* Folding constants: fold_k[d] = {K_lo, K_hi} for a fold distance of d = 128, 256, 384, 512,
+ * 1024, 1536, 2048 bits (index 0 … 6). */
+static uint64_t fold_k[7][2];
 static uint32_t shift_long[4][256];
 static uint32_t shift_short[4][256];
 static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
@@ -103,6 +108,22 @@ static void build_shift_table(uint32_t table[4][256], size_t length) {
         table[2][n] = gf2_matrix_times(op, n << 16);
         table[3][n] = gf2_matrix_times(op, n << 24);
     }
+}
+
+/* t^n mod P (P = the CRC-32C polynomial, normal bit order), bit-reversed into the top half of
+ * a 64-bit word: the form carry-less multiplication of reflected data needs. Folding a
+ * 128-bit chunk forward by d bits multiplies its first (low) qword by t^(d+63) mod P and its
+ * second by t^(d-1) mod P; the -1 absorbs the one-bit offset of reflected products. */
+static uint64_t fold_constant(unsigned n) {
+    uint64_t r = 1;
+    for (unsigned i = 0; i < n; i++) {
+        r <<= 1;
+        if (r & (1ull << 32)) r ^= (1ull << 32) | 0x1EDC6F41ull;
+    }
+    uint32_t reversed = 0;
+    for (int b = 0; b < 32; b++)
+        if (r & (1ull << b)) reversed |= 1u << (31 - b);
+    return (uint64_t)reversed << 32;
 }
 
 static void build_tables(void) {
@@ -120,6 +141,11 @@ static void build_tables(void) {
     }
     build_shift_table(shift_long, LONG_STRIDE);
     build_shift_table(shift_short, SHORT_STRIDE);
+    static const unsigned distances[7] = {128, 256, 384, 512, 1024, 1536, 2048};
+    for (int i = 0; i < 7; i++) {
+        fold_k[i][0] = fold_constant(distances[i] + 63);
+        fold_k[i][1] = fold_constant(distances[i] - 1);
+    }
 }
 
 static void ensure_tables(void) { pthread_once(&tables_once, build_tables); }
@@ -207,6 +233,59 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, con
     while (length--) crc0 = _mm_crc32_u8((uint32_t)crc0, *data++);
     return ~(uint32_t)crc0;
 }
+
+/* ---- AVX-512 VPCLMULQDQ: fold 4 x 64 bytes per step ----
+ * The message's first bytes are the highest powers of t in a reflected CRC, so folding
+ * replaces a 128-bit chunk A by A * t^d mod P, which keeps the message's value mod P, and a
+ * CRC with zero initial state depends only on that value. The last 16 bytes left after
+ * folding go through the crc32 instruction from state 0. */
+#define VPCLMUL __attribute__((target("avx512f,avx512bw,avx512vl,vpclmulqdq,pclmul,sse4.2")))
+
+VPCLMUL static inline __m512i fold512(__m512i x, __m512i k) {
+    return _mm512_xor_si512(_mm512_clmulepi64_epi128(x, k, 0x00), _mm512_clmulepi64_epi128(x, k, 0x11));
+}
+
+VPCLMUL static inline __m128i fold128(__m128i x, const uint64_t k[2]) {
+    __m128i kk = _mm_set_epi64x((long long)k[1], (long long)k[0]);
+    return _mm_xor_si128(_mm_clmulepi64_si128(x, kk, 0x00), _mm_clmulepi64_si128(x, kk, 0x11));
+}
+
+VPCLMUL static inline __m512i broadcast_k(const uint64_t k[2]) {
+    return _mm512_broadcast_i32x4(_mm_set_epi64x((long long)k[1], (long long)k[0]));
+}
+
+/* length >= 256 */
+VPCLMUL static uint32_t crc32c_vpclmul(uint32_t crc, const uint8_t *data, size_t length) {
+    __m512i x0 = _mm512_loadu_si512(data), x1 = _mm512_loadu_si512(data + 64);
+    __m512i x2 = _mm512_loadu_si512(data + 128), x3 = _mm512_loadu_si512(data + 192);
+    x0 = _mm512_xor_si512(x0, _mm512_zextsi128_si512(_mm_cvtsi32_si128((int)~crc)));
+    data += 256;
+    length -= 256;
+    const __m512i k2048 = broadcast_k(fold_k[6]);
+    while (length >= 256) {
+        x0 = _mm512_xor_si512(fold512(x0, k2048), _mm512_loadu_si512(data));
+        x1 = _mm512_xor_si512(fold512(x1, k2048), _mm512_loadu_si512(data + 64));
+        x2 = _mm512_xor_si512(fold512(x2, k2048), _mm512_loadu_si512(data + 128));
+        x3 = _mm512_xor_si512(fold512(x3, k2048), _mm512_loadu_si512(data + 192));
+        data += 256;
+        length -= 256;
+    }
+    /* Four accumulators into one: x0 is 1536 bits ahead of x3, x1 1024, x2 512. */
+    __m512i x = _mm512_xor_si512(fold512(x0, broadcast_k(fold_k[5])), fold512(x1, broadcast_k(fold_k[4])));
+    x = _mm512_xor_si512(x, _mm512_xor_si512(fold512(x2, broadcast_k(fold_k[3])), x3));
+    /* Four lanes into one: lane 0 is 384 bits ahead of lane 3. */
+    __m128i v = _mm_xor_si128(fold128(_mm512_extracti32x4_epi32(x, 0), fold_k[2]), fold128(_mm512_extracti32x4_epi32(x, 1), fold_k[1]));
+    v = _mm_xor_si128(v, _mm_xor_si128(fold128(_mm512_extracti32x4_epi32(x, 2), fold_k[0]), _mm512_extracti32x4_epi32(x, 3)));
+    while (length >= 16) {
+        v = _mm_xor_si128(fold128(v, fold_k[0]), _mm_loadu_si128((const __m128i *)data));
+        data += 16;
+        length -= 16;
+    }
+    uint64_t state = _mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(v));
+    state = _mm_crc32_u64(state, (uint64_t)_mm_extract_epi64(v, 1));
+    while (length--) state = _mm_crc32_u8((uint32_t)state, *data++);
+    return ~(uint32_t)state;
+}
 #endif
 
 /* ---- dispatch ---- */
@@ -214,6 +293,7 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, con
 int acs_cpu_sse42(void);
 int acs_cpu_avx2(void);
 int acs_cpu_avx512(void);
+int acs_cpu_vpclmul(void);
 
 uint32_t acs_crc32c(uint32_t crc, const void *data, size_t length, acs_impl impl) {
     const uint8_t *bytes = (const uint8_t *)data;
@@ -223,6 +303,9 @@ uint32_t acs_crc32c(uint32_t crc, const void *data, size_t length, acs_impl impl
     case ACS_IMPL_REFERENCE:
         return crc32c_reference(crc, bytes, length);
 #ifdef ACS_X86
+    case ACS_IMPL_AVX512:
+        ensure_tables();
+        return length >= 256 ? crc32c_vpclmul(crc, bytes, length) : crc32c_sse42(crc, bytes, length);
     case ACS_IMPL_SSE42:
         ensure_tables();
         return crc32c_sse42(crc, bytes, length);

@@ -36,7 +36,7 @@ let fastPaths: [KernelImplementation] = [.portable, .sse42, .avx2, .avx512, .avx
         var random = SplitMix(state: 1)
         let data = random.bytes(70_000)
         // Sizes around the 3 × 256 and 3 × 8192 stride boundaries, powers of two and odd sizes.
-        let sizes = [0, 1, 7, 8, 9, 63, 64, 255, 767, 768, 769, 1000, 4096, 24_575, 24_576, 24_577, 32_768, 65_537]
+        let sizes = [0, 1, 7, 8, 9, 63, 64, 255, 256, 257, 271, 511, 512, 767, 768, 769, 1000, 4096, 4111, 24_575, 24_576, 24_577, 32_768, 65_537]
         for implementation in fastPaths where implementation.isAvailable(for: .crc32c) {
             for size in sizes {
                 for offset in [0, 1, 3, 7] where offset + size <= data.count {
@@ -44,6 +44,9 @@ let fastPaths: [KernelImplementation] = [.portable, .sse42, .avx2, .avx512, .avx
                         let slice = UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + size)])
                         let expected = CRC32C.checksum(slice, implementation: .reference)
                         #expect(CRC32C.checksum(slice, implementation: implementation) == expected, "\(implementation) size \(size) offset \(offset)")
+                        // Continuing from an earlier CRC.
+                        let continued = CRC32C.checksum(slice, continuing: 0x1234_5678, implementation: .reference)
+                        #expect(CRC32C.checksum(slice, continuing: 0x1234_5678, implementation: implementation) == continued, "\(implementation) size \(size) continued")
                     }
                 }
             }
@@ -62,7 +65,9 @@ let fastPaths: [KernelImplementation] = [.portable, .sse42, .avx2, .avx512, .avx
     }
 
     @Test func theDispatcherPicksTheFastPathHere() {
-        if KernelImplementation.sse42.isAvailable(for: .crc32c) {
+        if KernelImplementation.avx512.isAvailable(for: .crc32c) {
+            #expect(KernelImplementation.automatic.resolved(for: .crc32c) == .avx512)
+        } else if KernelImplementation.sse42.isAvailable(for: .crc32c) {
             #expect(KernelImplementation.automatic.resolved(for: .crc32c) == .sse42)
         }
         if KernelImplementation.avx512GFNI.isAvailable(for: .bitshuffle) {

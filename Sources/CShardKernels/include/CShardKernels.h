@@ -18,7 +18,7 @@ typedef enum {
     ACS_IMPL_PORTABLE = 2,  /* table-driven / 64-bit bit tricks, any CPU */
     ACS_IMPL_SSE42 = 3,     /* CRC-32C only: the crc32 instruction, 3 interleaved streams */
     ACS_IMPL_AVX2 = 4,
-    ACS_IMPL_AVX512 = 5,    /* AVX-512 F + BW */
+    ACS_IMPL_AVX512 = 5,    /* AVX-512 F + BW; for CRC-32C: VPCLMULQDQ folding */
     ACS_IMPL_AVX512_GFNI = 6 /* bitshuffle only: AVX-512 F + BW + VBMI and GFNI */
 } acs_impl;
 
