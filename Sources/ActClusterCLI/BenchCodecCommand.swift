@@ -34,7 +34,7 @@ struct BenchCodecCommand: ParsableCommand {
     var input: String?
 
     @Option(help: "Rows per block, as in a shard file.")
-    var blockRows = ShardFormat.defaultBlockRows
+    var blockRows = ShardFileFormat.defaultBlockRows
 
     @Option(name: .customLong("repeat"), help: "Timed runs per dtype; the best one is reported.")
     var repeats = 5
@@ -46,8 +46,8 @@ struct BenchCodecCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard blockRows >= 1, blockRows <= ShardFormat.maxBlockRows else {
-            throw ValidationError("--block-rows must be between 1 and \(ShardFormat.maxBlockRows)")
+        guard blockRows >= 1, blockRows <= ShardFileFormat.maxBlockRows else {
+            throw ValidationError("--block-rows must be between 1 and \(ShardFileFormat.maxBlockRows)")
         }
         guard repeats >= 1 else { throw ValidationError("--repeat must be at least 1") }
         for name in dtypeNames where ShardDType(name: name) == nil {

@@ -111,7 +111,7 @@ func writeShard(_ rows: ShardRows, to path: String, _ dtype: ShardDType, blockRo
         let folder = try temporaryFolder("shard-blocks")
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let rows = makeRows(2000, width: 384, seed: 6)
-        try writeShard(rows, to: folder + "/a.shard", .bf16, blockRows: ShardFormat.defaultBlockRows)
+        try writeShard(rows, to: folder + "/a.shard", .bf16, blockRows: ShardFileFormat.defaultBlockRows)
         try writeShard(rows, to: folder + "/b.shard", .fp16, blockRows: 3)
         #expect(sameRows(try ShardReader(path: folder + "/a.shard").readAll(), rows, .bf16))
         let many = try ShardReader(path: folder + "/b.shard")

@@ -17,20 +17,20 @@ struct BlockLayout: Equatable {
     /// Bytes before the stream table: activation stream count (u32) and a reserved u32.
     static let prefixSize = 8
     /// The smallest block: prefix and five stream-table entries.
-    static let minimumStoredSize = prefixSize + 5 * ShardFormat.streamEntrySize
+    static let minimumStoredSize = prefixSize + 5 * ShardFileFormat.streamEntrySize
     static let metadataStreamCount = 4
     static let metadataNames = ["tokens", "documents", "windows", "positions"]
 
     var elementSize: Int { dtype.elementSize }
     var activationCount: Int { rows * width }
     var activationBytes: Int { activationCount * elementSize }
-    var uncompressedSize: Int { activationBytes + rows * ShardFormat.metadataBytesPerRow }
+    var uncompressedSize: Int { activationBytes + rows * ShardFileFormat.metadataBytesPerRow }
     var planeCount: Int { 8 * elementSize }
     /// Bytes of one bit plane.
     var planeBytes: Int { (activationCount & ~7) / 8 }
 
     func tableSize(activationStreams: Int) -> Int {
-        Self.prefixSize + (activationStreams + Self.metadataStreamCount) * ShardFormat.streamEntrySize
+        Self.prefixSize + (activationStreams + Self.metadataStreamCount) * ShardFileFormat.streamEntrySize
     }
 
     /// Byte ranges of the metadata columns in the payload, with their element sizes.
@@ -144,7 +144,7 @@ public final class ShardBlockEncoder {
             UnsafeRawBufferPointer(positions),
         ]
         for (column, source) in zip(columns, sources) {
-            // Little-endian host (checked at compile time in ShardFormat.swift): copy as is.
+            // Little-endian host (checked at compile time in ShardFileFormat.swift): copy as is.
             UnsafeMutableRawBufferPointer(rebasing: payload[column.range]).copyMemory(
                 from: UnsafeRawBufferPointer(rebasing: source[0..<column.range.count]))
         }
@@ -176,7 +176,7 @@ public final class ShardBlockEncoder {
         output.storeBytes(of: UInt32(activationStreams).littleEndian, toByteOffset: 0, as: UInt32.self)
         output.storeBytes(of: UInt32(0), toByteOffset: 4, as: UInt32.self)
         var cursor = tableSize
-        var activationStored = BlockLayout.prefixSize + activationStreams * ShardFormat.streamEntrySize
+        var activationStored = BlockLayout.prefixSize + activationStreams * ShardFileFormat.streamEntrySize
         for (index, stream) in streams.enumerated() {
             let source = UnsafeRawBufferPointer(rebasing: shuffled[stream.range])
             var method = StreamMethod.stored
@@ -200,7 +200,7 @@ public final class ShardBlockEncoder {
             if method == .stored, size > 0 {
                 UnsafeMutableRawBufferPointer(rebasing: output[cursor..<(cursor + size)]).copyMemory(from: source)
             }
-            let entry = BlockLayout.prefixSize + index * ShardFormat.streamEntrySize
+            let entry = BlockLayout.prefixSize + index * ShardFileFormat.streamEntrySize
             output.storeBytes(of: UInt32(size).littleEndian, toByteOffset: entry, as: UInt32.self)
             let word = UInt32(method.rawValue) | UInt32(stream.planes) << 8
             output.storeBytes(of: word.littleEndian, toByteOffset: entry + 4, as: UInt32.self)
@@ -323,7 +323,7 @@ public final class ShardBlockDecoder {
             if method == .stored, size != range.count {
                 throw fail("size of stored stream \(index) (\(streamName(index)))", expected: "\(range.count) bytes", found: "\(size) bytes")
             }
-            if method == .lz4, size == 0 || range.count > size * ShardFormat.maxLZ4Expansion + 16 {
+            if method == .lz4, size == 0 || range.count > size * ShardFileFormat.maxLZ4Expansion + 16 {
                 throw fail("size of LZ4 stream \(index) (\(streamName(index)))", expected: "1 or more bytes that can decode to \(range.count)", found: "\(size) bytes")
             }
             streams[index].method = method

@@ -20,7 +20,7 @@ public struct ModelIdentity: Equatable, Sendable {
 
 /// The header of a shard file: everything needed to interpret its blocks.
 public struct ShardHeader: Equatable, Sendable {
-    public var version: UInt16 = ShardFormat.version
+    public var version: UInt16 = ShardFileFormat.version
     public var dtype: ShardDType
     public var codec: ShardCodec = .bitshuffleLZ4
     /// Activation width d.
@@ -35,7 +35,7 @@ public struct ShardHeader: Equatable, Sendable {
     public var unitID: UInt64
 
     public init(
-        dtype: ShardDType, width: Int, blockRows: Int = ShardFormat.defaultBlockRows, rowCount: Int = 0, hook: String,
+        dtype: ShardDType, width: Int, blockRows: Int = ShardFileFormat.defaultBlockRows, rowCount: Int = 0, hook: String,
         model: ModelIdentity, unitID: UInt64
     ) {
         self.dtype = dtype
@@ -49,42 +49,42 @@ public struct ShardHeader: Equatable, Sendable {
 
     public var blockCount: Int { rowCount == 0 ? 0 : (rowCount - 1) / blockRows + 1 }
     /// Upper bound of a block's stream-table bytes (one activation stream per bit plane).
-    public var maxStreamTableSize: Int { 8 + (8 * dtype.elementSize + 4) * ShardFormat.streamEntrySize }
+    public var maxStreamTableSize: Int { 8 + (8 * dtype.elementSize + 4) * ShardFileFormat.streamEntrySize }
     /// Bytes of header on disk.
-    public var encodedSize: Int { ShardFormat.fixedHeaderSize + hook.utf8.count + model.name.utf8.count }
+    public var encodedSize: Int { ShardFileFormat.fixedHeaderSize + hook.utf8.count + model.name.utf8.count }
 
     /// Rows in block `block`.
     public func rows(inBlock block: Int) -> Int { min(blockRows, rowCount - block * blockRows) }
 
     /// Uncompressed bytes of a block of `rows` rows (activations in the stored dtype + metadata).
     public func uncompressedSize(rows: Int) -> Int {
-        rows * (width * dtype.elementSize + ShardFormat.metadataBytesPerRow)
+        rows * (width * dtype.elementSize + ShardFileFormat.metadataBytesPerRow)
     }
 
     /// Why these values cannot be written or read, or nil when they are valid.
     public func problem() -> (field: String, expected: String, found: String)? {
-        if width < 1 || width > ShardFormat.maxWidth { return ("width", "1...\(ShardFormat.maxWidth)", "\(width)") }
-        if blockRows < 1 || blockRows > ShardFormat.maxBlockRows {
-            return ("block rows", "1...\(ShardFormat.maxBlockRows)", "\(blockRows)")
+        if width < 1 || width > ShardFileFormat.maxWidth { return ("width", "1...\(ShardFileFormat.maxWidth)", "\(width)") }
+        if blockRows < 1 || blockRows > ShardFileFormat.maxBlockRows {
+            return ("block rows", "1...\(ShardFileFormat.maxBlockRows)", "\(blockRows)")
         }
-        if blockRows * width * dtype.elementSize > ShardFormat.maxBlockActivationBytes {
-            return ("block size", "block rows × width × element size ≤ \(ShardFormat.maxBlockActivationBytes) bytes",
+        if blockRows * width * dtype.elementSize > ShardFileFormat.maxBlockActivationBytes {
+            return ("block size", "block rows × width × element size ≤ \(ShardFileFormat.maxBlockActivationBytes) bytes",
                     "\(blockRows) × \(width) × \(dtype.elementSize)")
         }
         if rowCount < 0 { return ("row count", "≥ 0", "\(rowCount)") }
-        if hook.utf8.isEmpty || hook.utf8.count > ShardFormat.maxNameBytes {
-            return ("hook name length", "1...\(ShardFormat.maxNameBytes) bytes", "\(hook.utf8.count)")
+        if hook.utf8.isEmpty || hook.utf8.count > ShardFileFormat.maxNameBytes {
+            return ("hook name length", "1...\(ShardFileFormat.maxNameBytes) bytes", "\(hook.utf8.count)")
         }
-        if model.name.utf8.count > ShardFormat.maxNameBytes {
-            return ("model name length", "0...\(ShardFormat.maxNameBytes) bytes", "\(model.name.utf8.count)")
+        if model.name.utf8.count > ShardFileFormat.maxNameBytes {
+            return ("model name length", "0...\(ShardFileFormat.maxNameBytes) bytes", "\(model.name.utf8.count)")
         }
         return nil
     }
 
-    /// The header's bytes (format in the `ShardFormat` article).
+    /// The header's bytes (format in the <doc:ShardFormat> article).
     public func encoded() -> [UInt8] {
         var writer = ByteWriter()
-        writer.append(ShardFormat.magic)
+        writer.append(ShardFileFormat.magic)
         writer.append(version)
         writer.append(UInt16(encodedSize))
         writer.append(dtype.rawValue)
@@ -106,16 +106,16 @@ public struct ShardHeader: Equatable, Sendable {
     /// The header length field of a header's first 12 bytes, after checking magic and version.
     static func encodedLength(prefix: UnsafeRawBufferPointer, path: String) throws -> Int {
         var reader = ByteReader(prefix)
-        guard let magic = reader.read(count: 8), magic == ShardFormat.magic else {
+        guard let magic = reader.read(count: 8), magic == ShardFileFormat.magic else {
             throw ShardError(
                 path: path, part: .header, check: "magic number", expected: "\"ACTSHARD\"",
                 found: describe(Array(prefix.prefix(8))), detail: "this is not an actcluster shard file")
         }
         let version: UInt16 = reader.read()!
-        guard version == ShardFormat.version else {
+        guard version == ShardFileFormat.version else {
             throw ShardError(
-                path: path, part: .header, check: "format version", expected: "\(ShardFormat.version)", found: "\(version)",
-                detail: version > ShardFormat.version ? "written by a newer actcluster; upgrade to read it" : "")
+                path: path, part: .header, check: "format version", expected: "\(ShardFileFormat.version)", found: "\(version)",
+                detail: version > ShardFileFormat.version ? "written by a newer actcluster; upgrade to read it" : "")
         }
         return Int(reader.read(UInt16.self)!)
     }
@@ -125,8 +125,8 @@ public struct ShardHeader: Equatable, Sendable {
         func fail(_ check: String, _ expected: String, _ found: String) -> ShardError {
             ShardError(path: path, part: .header, check: check, expected: expected, found: found)
         }
-        guard bytes.count >= ShardFormat.fixedHeaderSize else {
-            throw fail("header length", "at least \(ShardFormat.fixedHeaderSize) bytes", "\(bytes.count)")
+        guard bytes.count >= ShardFileFormat.fixedHeaderSize else {
+            throw fail("header length", "at least \(ShardFileFormat.fixedHeaderSize) bytes", "\(bytes.count)")
         }
         let length = try encodedLength(prefix: bytes, path: path)
         guard length == bytes.count else { throw fail("header length", "\(bytes.count)", "\(length)") }
@@ -147,8 +147,8 @@ public struct ShardHeader: Equatable, Sendable {
         guard let codec = ShardCodec(rawValue: codecCode) else { throw fail("codec code", "1 (bitshuffle-lz4)", "\(codecCode)") }
         guard reserved16 == 0, reserved32 == 0 else { throw fail("reserved header fields", "0", "\(reserved16), \(reserved32)") }
         guard rowCount <= UInt64(Int.max / 2) else { throw fail("row count", "a count below 2^62", "\(rowCount)") }
-        guard ShardFormat.fixedHeaderSize + hookLength + modelLength == length else {
-            throw fail("name lengths", "\(length - ShardFormat.fixedHeaderSize) bytes of names", "\(hookLength) + \(modelLength)")
+        guard ShardFileFormat.fixedHeaderSize + hookLength + modelLength == length else {
+            throw fail("name lengths", "\(length - ShardFileFormat.fixedHeaderSize) bytes of names", "\(hookLength) + \(modelLength)")
         }
         guard let hookBytes = reader.read(count: hookLength), let hook = String(validating: hookBytes, as: UTF8.self),
             let modelBytes = reader.read(count: modelLength), let modelName = String(validating: modelBytes, as: UTF8.self)
@@ -219,7 +219,7 @@ struct ShardTrailer: Equatable {
         writer.append(encodedPrefix())
         writer.append(metadataCRC)
         writer.append(UInt32(0))
-        writer.append(ShardFormat.endMagic)
+        writer.append(ShardFileFormat.endMagic)
         return writer.bytes
     }
 }

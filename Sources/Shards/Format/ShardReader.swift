@@ -51,7 +51,7 @@ public final class ShardReader {
         func fail(_ part: ShardError.Part, _ check: String, _ expected: String, _ found: String, _ detail: String = "") -> ShardError {
             ShardError(path: path, part: part, check: check, expected: expected, found: found, detail: detail)
         }
-        let minimum = ShardFormat.fixedHeaderSize + ShardFormat.trailerSize
+        let minimum = ShardFileFormat.fixedHeaderSize + ShardFileFormat.trailerSize
         guard size >= minimum else {
             if size >= 8, let prefix = try? Self.read(source, at: 0, count: min(size, 12), path: path), prefix.count >= 12 {
                 _ = try prefix.withUnsafeBytes { try ShardHeader.encodedLength(prefix: $0, path: path) }
@@ -63,8 +63,8 @@ public final class ShardReader {
         let headerLength = try prefix.withUnsafeBytes { try ShardHeader.encodedLength(prefix: $0, path: path) }
 
         // Trailer.
-        let trailerBytes = try Self.read(source, at: size - ShardFormat.trailerSize, count: ShardFormat.trailerSize, path: path)
-        guard Array(trailerBytes[24..<32]) == ShardFormat.endMagic else {
+        let trailerBytes = try Self.read(source, at: size - ShardFileFormat.trailerSize, count: ShardFileFormat.trailerSize, path: path)
+        guard Array(trailerBytes[24..<32]) == ShardFileFormat.endMagic else {
             throw fail(.trailer, "end marker", "\"SHARDEND\"", describe(Array(trailerBytes[24..<32])), "the file is truncated or was not finished")
         }
         let (indexOffset, blockCount, metadataCRC, reserved) = trailerBytes.withUnsafeBytes { raw in
@@ -72,20 +72,20 @@ public final class ShardReader {
             return (reader.read(UInt64.self)!, reader.read(UInt64.self)!, reader.read(UInt32.self)!, reader.read(UInt32.self)!)
         }
         guard reserved == 0 else { throw fail(.trailer, "reserved field", "0", "\(reserved)") }
-        let indexEnd = size - ShardFormat.trailerSize
-        guard blockCount <= UInt64(indexEnd / ShardFormat.indexEntrySize),
-            indexOffset == UInt64(indexEnd - Int(blockCount) * ShardFormat.indexEntrySize)
+        let indexEnd = size - ShardFileFormat.trailerSize
+        guard blockCount <= UInt64(indexEnd / ShardFileFormat.indexEntrySize),
+            indexOffset == UInt64(indexEnd - Int(blockCount) * ShardFileFormat.indexEntrySize)
         else {
             throw fail(.trailer, "index position", "an index that ends where the trailer starts (byte \(indexEnd))",
                        "offset \(indexOffset) with \(blockCount) entries")
         }
-        guard headerLength >= ShardFormat.fixedHeaderSize, headerLength <= Int(indexOffset) else {
-            throw fail(.header, "header length", "\(ShardFormat.fixedHeaderSize)...\(indexOffset) bytes", "\(headerLength)")
+        guard headerLength >= ShardFileFormat.fixedHeaderSize, headerLength <= Int(indexOffset) else {
+            throw fail(.header, "header length", "\(ShardFileFormat.fixedHeaderSize)...\(indexOffset) bytes", "\(headerLength)")
         }
 
         // One CRC covers header, index and trailer: check it before trusting any field.
         let headerBytes = try Self.read(source, at: 0, count: headerLength, path: path)
-        let indexBytes = try Self.read(source, at: Int(indexOffset), count: Int(blockCount) * ShardFormat.indexEntrySize, path: path)
+        let indexBytes = try Self.read(source, at: Int(indexOffset), count: Int(blockCount) * ShardFileFormat.indexEntrySize, path: path)
         var crc = CRC32C.checksum(headerBytes)
         crc = CRC32C.checksum(indexBytes, continuing: crc)
         crc = CRC32C.checksum(Array(trailerBytes[0..<16]), continuing: crc)
@@ -128,8 +128,8 @@ public final class ShardReader {
                     throw entryFail("stored size", "\(tableSize)...\(Int(indexOffset) - offset) bytes", "\(storedSize) bytes")
                 }
                 // LZ4 expands at most 255-fold: a bigger claim would only make us allocate.
-                guard uncompressedSize <= storedSize * ShardFormat.maxLZ4Expansion else {
-                    throw entryFail("uncompressed size", "at most \(ShardFormat.maxLZ4Expansion) × the stored size", "\(uncompressedSize) bytes from \(storedSize)")
+                guard uncompressedSize <= storedSize * ShardFileFormat.maxLZ4Expansion else {
+                    throw entryFail("uncompressed size", "at most \(ShardFileFormat.maxLZ4Expansion) × the stored size", "\(uncompressedSize) bytes from \(storedSize)")
                 }
                 blocks.append(
                     ShardBlockInfo(

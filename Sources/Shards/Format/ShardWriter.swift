@@ -27,6 +27,7 @@ public final class ShardWriter {
     private var finished = false
 
     /// - Parameters:
+    ///   - path: where the finished file appears.
     ///   - header: dtype, width, block rows, hook, model and unit; its row count is ignored
     ///     and filled in by ``finish()``.
     ///   - replacing: when false, an existing file at `path` is an error.

@@ -19,7 +19,7 @@ public enum ShardDirectory {
         } catch {
             throw ShardError(path: directory, part: .file, check: "list folder", expected: "a readable folder", found: "\(error)")
         }
-        return names.filter { $0.hasSuffix("." + ShardFormat.fileExtension) && !$0.hasPrefix(".") }.sorted().map { directory + "/" + $0 }
+        return names.filter { $0.hasSuffix("." + ShardFileFormat.fileExtension) && !$0.hasPrefix(".") }.sorted().map { directory + "/" + $0 }
     }
 
     /// Expands folders into their shard files; files stay as given.

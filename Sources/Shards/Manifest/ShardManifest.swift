@@ -97,7 +97,7 @@ public struct ShardManifest: Codable, Equatable, Sendable {
     public static func shardFileName(unit: UInt64, hook: String) -> String {
         let digits = String(unit)
         let padded = String(repeating: "0", count: max(0, 8 - digits.count)) + digits
-        return "unit-\(padded).\(hook.replacingOccurrences(of: "/", with: "_")).\(ShardFormat.fileExtension)"
+        return "unit-\(padded).\(hook.replacingOccurrences(of: "/", with: "_")).\(ShardFileFormat.fileExtension)"
     }
 
     /// Records a finished shard (its file name relative to the manifest).

@@ -4,9 +4,9 @@
 #error("the shard codec assumes a little-endian host")
 #endif
 
-/// Constants of the shard file format, version 1. The article `ShardFormat` in this module's
+/// Constants of the shard file format, version 1. The article <doc:ShardFormat> in this module's
 /// documentation catalog is the specification; this file is its only copy in code.
-public enum ShardFormat {
+public enum ShardFileFormat {
     /// "ACTSHARD": the first 8 bytes of every shard file.
     public static let magic: [UInt8] = Array("ACTSHARD".utf8)
     /// "SHARDEND": the last 8 bytes of every shard file.
