@@ -3,9 +3,10 @@
 //
 // Layers (each depends only on the ones below it):
 //   actcluster (executable) -> ActClusterCLI (commands)
-//   -> roles and domain libraries (added by later milestones)
+//   -> roles and domain libraries (Shards; more added by later milestones)
 //   -> ZeroMQ, LZ4, BLAS, Platform, Logfmt (thin Swift wrappers, Swift types only)
-//   -> CZeroMQ, CLZ4, COpenBLAS (system-library targets; C names stop at the wrappers)
+//   -> CZeroMQ, CLZ4, COpenBLAS (system-library targets), CShardKernels (C kernels);
+//      C names stop at the wrappers
 import PackageDescription
 
 let package = Package(
@@ -37,6 +38,11 @@ let package = Package(
         .target(name: "LZ4", dependencies: ["CLZ4"]),
         .target(name: "BLAS", dependencies: ["COpenBLAS"]),
         .target(name: "Platform"),
+        // Shard codec kernels (CRC-32C, bitshuffle, float conversions). Fast paths use
+        // per-function target attributes and run-time dispatch, never -march flags.
+        .target(
+            name: "CShardKernels",
+            cSettings: [.unsafeFlags(["-Wall", "-Wextra"])]),
 
         // File formats and domain libraries: no processes, sockets or CLI.
         .target(name: "SafeTensors", dependencies: ["Platform"]),
@@ -47,6 +53,7 @@ let package = Package(
         .target(
             name: "Collection",
             dependencies: ["Corpus", "Shards", "Tokenizers", "Transformers", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Shards", dependencies: ["CShardKernels", "LZ4", "Platform", "SafeTensors"]),
         .target(
             name: "Logfmt",
             dependencies: [.product(name: "Logging", package: "swift-log")]),
@@ -55,7 +62,7 @@ let package = Package(
         .target(
             name: "ActClusterCLI",
             dependencies: [
-                "ZeroMQ", "LZ4", "BLAS", "Platform", "Logfmt", "SafeTensors", "Tokenizers", "Transformers", "Corpus", "Collection",
+                "ZeroMQ", "LZ4", "BLAS", "Platform", "Logfmt", "Shards", "SafeTensors", "Tokenizers", "Transformers", "Corpus", "Collection",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -74,7 +81,9 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "Platform"]),
         .testTarget(name: "CorpusTests", dependencies: ["Corpus"]),
         .testTarget(name: "TransformersTests", dependencies: ["Transformers", "SafeTensors", "CKernels"]),
-        .testTarget(name: "ActClusterCLITests", dependencies: ["ActClusterCLI", "ZeroMQ"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
+        .testTarget(
+            name: "ShardsTests", dependencies: ["Shards", "Platform", "SafeTensors"]),
+        .testTarget(name: "ActClusterCLITests", dependencies: ["ActClusterCLI", "ZeroMQ", "Shards", "SafeTensors", "Platform"]),
     ]
 )

@@ -12,7 +12,10 @@ public struct ActCluster: ParsableCommand {
             offers, and `actcluster keygen --out PREFIX` to make CURVE keys for a cluster.
             """,
         version: ActCluster.version,
-        subcommands: [VersionCommand.self, KeygenCommand.self, ForwardCommand.self, CollectCommand.self, BenchCommand.self]
+        subcommands: [
+            VersionCommand.self, KeygenCommand.self, ForwardCommand.self, CollectCommand.self, InspectCommand.self,
+            VerifyCommand.self, ExportCommand.self, BenchCommand.self,
+        ]
     )
 
     public init() {}

@@ -97,7 +97,7 @@ struct CollectCommand: ParsableCommand {
         while !finished {
             if let line = try reader.next() {
                 lines.append(line)
-                unitBytes += line.byteRange.count
+                unitBytes += line.byteRange.upperBound - line.byteRange.lowerBound
                 if unitBytes < Int64(unitTokens) * 4 { continue }
             } else {
                 finished = true

@@ -17,7 +17,7 @@ public struct CollectionSettings: Sendable {
     public var batchWindows = 32
     /// Drop the rows of special tokens (BOS/CLS/SEP and separators).
     public var skipSpecial = false
-    public var blockRows = ShardFormat.defaultBlockRows
+    public var blockRows = ShardFileFormat.defaultBlockRows
 
     public init(hooks: [String]) { self.hooks = hooks }
 }
@@ -37,6 +37,8 @@ public struct UnitResult: Sendable {
     public var tokenizeSeconds = 0.0
     public var forwardSeconds = 0.0
     public var encodeSeconds = 0.0
+
+    public init(unit: UInt64) { self.unit = unit }
 }
 
 /// Turns documents into shard files: tokenize, pack into windows, run the model, write one

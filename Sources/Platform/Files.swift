@@ -107,6 +107,28 @@ public final class DurableFileWriter {
         try bytes.withUnsafeBytes { raw in try write(raw) }
     }
 
+    /// Replaces already-written bytes at `offset` (for example a header whose counts are only
+    /// known at the end). The range must lie inside what was written so far; the file length
+    /// does not change.
+    public func overwrite(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+        precondition(descriptor >= 0, "DurableFileWriter used after commit or abandon")
+        precondition(offset >= 0 && offset + bytes.count <= bytesWritten, "overwrite outside the written range")
+        try flush()
+        var done = 0
+        while done < bytes.count {
+            let written = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw FileError(operation: "write", path: temporaryPath, code: errno)
+            }
+            done += written
+        }
+    }
+
+    public func overwrite(_ bytes: [UInt8], at offset: Int) throws {
+        try bytes.withUnsafeBytes { raw in try overwrite(raw, at: offset) }
+    }
+
     /// fsync, then rename (or, when not replacing, link) into place, then fsync the folder.
     public func commit() throws {
         do {

@@ -1,0 +1,179 @@
+import Foundation
+import Platform
+
+/// `manifest.json`: what a collection directory holds. Written atomically (temporary name,
+/// fsync, rename) by whoever finishes shards: `collect`, or the coordinator of a cluster.
+public struct ShardManifest: Codable, Equatable, Sendable {
+    public static let fileName = "manifest.json"
+    public static let formatName = "actcluster-shards"
+
+    public struct Model: Codable, Equatable, Sendable {
+        public var name: String
+        /// SHA-256 of the model's config.json, lowercase hex.
+        public var configSHA256: String
+
+        public init(name: String, configSHA256: String) {
+            self.name = name
+            self.configSHA256 = configSHA256
+        }
+
+        public init(_ identity: ModelIdentity) { self.init(name: identity.name, configSHA256: identity.configSHA256Hex) }
+
+        enum CodingKeys: String, CodingKey {
+            case name
+            case configSHA256 = "config_sha256"
+        }
+    }
+
+    public struct Shard: Codable, Equatable, Sendable {
+        /// File name relative to the manifest's directory.
+        public var file: String
+        public var hook: String
+        public var unit: UInt64
+        public var rows: Int
+        public var bytes: Int
+        /// CRC-32C of the whole file, 8 lowercase hex digits.
+        public var crc32c: String
+
+        public init(file: String, hook: String, unit: UInt64, rows: Int, bytes: Int, crc32c: String) {
+            self.file = file
+            self.hook = hook
+            self.unit = unit
+            self.rows = rows
+            self.bytes = bytes
+            self.crc32c = crc32c
+        }
+    }
+
+    /// Running statistics of one hook's activations, as captured (float32, before rounding to
+    /// the storage dtype).
+    public struct Statistics: Codable, Equatable, Sendable {
+        public var count: Int
+        public var mean: [Double]
+        /// Population variance per dimension (divided by count).
+        public var variance: [Double]
+        public var meanNorm: Double
+
+        public init(_ running: RunningStatistics) {
+            count = running.count
+            mean = running.mean
+            variance = running.variance
+            meanNorm = running.meanNorm
+        }
+
+        public var running: RunningStatistics {
+            RunningStatistics(width: mean.count, count: count, mean: mean, variance: variance, meanNorm: meanNorm)
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case count, mean, variance
+            case meanNorm = "mean_norm"
+        }
+    }
+
+    public var format = ShardManifest.formatName
+    public var version = 1
+    public var model: Model
+    public var hooks: [String]
+    public var dtype: String
+    /// Tokens per context window.
+    public var context: Int
+    /// Rows over all shards.
+    public var rows: Int = 0
+    public var shards: [Shard] = []
+    public var statistics: [String: Statistics] = [:]
+    /// Inputs skipped, by reason (e.g. "invalid_utf8", "empty_document").
+    public var skipped: [String: Int] = [:]
+
+    public init(model: ModelIdentity, hooks: [String], dtype: ShardDType, context: Int) {
+        self.model = Model(model)
+        self.hooks = hooks
+        self.dtype = dtype.name
+        self.context = context
+    }
+
+    /// The conventional file name of a unit's shard for a hook, e.g.
+    /// `unit-00000017.blocks.3.hook_resid_post.shard` (sorts by unit; `/` in hooks becomes `_`).
+    public static func shardFileName(unit: UInt64, hook: String) -> String {
+        let digits = String(unit)
+        let padded = String(repeating: "0", count: max(0, 8 - digits.count)) + digits
+        return "unit-\(padded).\(hook.replacingOccurrences(of: "/", with: "_")).\(ShardFileFormat.fileExtension)"
+    }
+
+    /// Records a finished shard (its file name relative to the manifest).
+    public mutating func add(_ summary: ShardFileSummary, file: String) {
+        shards.append(
+            Shard(
+                file: file, hook: summary.header.hook, unit: summary.header.unitID, rows: summary.rows, bytes: summary.bytes,
+                crc32c: CRC32C.hex(summary.checksum)))
+        rows += summary.rows
+    }
+
+    /// Merges a batch of statistics into a hook's.
+    public mutating func addStatistics(_ running: RunningStatistics, hook: String) {
+        var merged = statistics[hook]?.running ?? RunningStatistics(width: running.width)
+        merged.merge(running)
+        statistics[hook] = Statistics(merged)
+    }
+
+    public mutating func countSkipped(_ reason: String, by amount: Int = 1) {
+        skipped[reason, default: 0] += amount
+    }
+
+    /// The manifest's JSON: pretty-printed with sorted keys, so diffs stay readable.
+    public func encoded() throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return Array(try encoder.encode(self)) + [UInt8(ascii: "\n")]
+    }
+
+    /// Writes `directory/manifest.json` atomically.
+    public func write(toDirectory directory: String) throws {
+        try AtomicFile.write(try encoded(), to: directory + "/" + Self.fileName)
+    }
+
+    /// Reads and checks a manifest (`path` is the file or its directory).
+    public static func read(_ path: String) throws -> ShardManifest {
+        var isDirectory: ObjCBool = false
+        let file = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
+            ? path + "/" + fileName : path
+        func fail(_ check: String, _ expected: String, _ found: String) -> ShardError {
+            ShardError(path: file, part: .manifest, check: check, expected: expected, found: found)
+        }
+        let bytes: [UInt8]
+        do {
+            bytes = try readFile(file)
+        } catch {
+            throw fail("read", "a readable manifest.json", "\(error)")
+        }
+        let manifest: ShardManifest
+        do {
+            manifest = try JSONDecoder().decode(ShardManifest.self, from: Data(bytes))
+        } catch {
+            throw fail("JSON", "a manifest object", "\(error)")
+        }
+        if let problem = manifest.problem() { throw fail(problem.check, problem.expected, problem.found) }
+        return manifest
+    }
+
+    /// The first inconsistency inside the manifest, if any.
+    public func problem() -> (check: String, expected: String, found: String)? {
+        if format != Self.formatName { return ("format", "\"\(Self.formatName)\"", "\"\(format)\"") }
+        if version != 1 { return ("version", "1", "\(version)") }
+        if ShardDType(name: dtype) == nil { return ("dtype", "bf16, fp16 or fp32", "\"\(dtype)\"") }
+        let total = shards.reduce(0) { $0 + $1.rows }
+        if total != rows { return ("rows", "\(total), the sum over shards", "\(rows)") }
+        for shard in shards {
+            if !hooks.contains(shard.hook) { return ("hook of \(shard.file)", "one of \(hooks)", "\"\(shard.hook)\"") }
+            if shard.file.contains("/") || shard.file.hasPrefix(".") {
+                return ("file name", "a plain file name in the manifest's directory", "\"\(shard.file)\"")
+            }
+        }
+        for (hook, statistics) in self.statistics
+        where statistics.mean.isEmpty || statistics.variance.count != statistics.mean.count || statistics.count < 0 {
+            return ("statistics of \(hook)", "a count ≥ 0 and mean and variance of the same, positive width",
+                    "count \(statistics.count), widths \(statistics.mean.count) and \(statistics.variance.count)")
+        }
+        return nil
+    }
+}
