@@ -75,6 +75,8 @@ struct BenchCodecCommand: ParsableCommand {
                     + "\(format(result.decompressArrayMBs, 0)) MB/s) (1 thread, MB of \(dtype) activations)")
         }
         print("input: \(data.rows) rows × \(data.width) from \(input); block rows \(blockRows); best of \(repeats)")
+        let kernels = KernelImplementation.Kernel.allCases.map { "\($0) \(KernelImplementation.automatic.resolved(for: $0))" }
+        print("kernels: " + kernels.joined(separator: ", "))
         if json {
             let fields = results.map { dtype, result in
                 "\"\(dtype)\": {\"ratio\": \(format(result.ratio, 4)), \"compress_mb_s\": \(format(result.compressMBs, 1)), "
