@@ -84,6 +84,8 @@ let package = Package(
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
         .testTarget(
             name: "ShardsTests", dependencies: ["Shards", "Platform", "SafeTensors"]),
-        .testTarget(name: "ActClusterCLITests", dependencies: ["ActClusterCLI", "ZeroMQ", "Shards", "SafeTensors", "Platform"]),
+        .testTarget(
+            name: "ActClusterCLITests",
+            dependencies: ["ActClusterCLI", "ZeroMQ", "Shards", "SafeTensors", "Platform", "Tokenizers", "Transformers"]),
     ]
 )

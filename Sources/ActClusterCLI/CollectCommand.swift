@@ -80,7 +80,7 @@ struct CollectCommand: ParsableCommand {
         settings.context = context
         settings.dtype = ShardDType(name: dtype)!
         settings.skipSpecial = skipSpecial
-        let modelName = URL(fileURLWithPath: model).standardizedFileURL.lastPathComponent
+        let modelName = modelDisplayName(model)
         let collector = try ActivationCollector(model: loaded, tokenizer: tokenizer, settings: settings, modelName: modelName, logger: log)
         var manifest = ShardManifest(model: collector.identity, hooks: hook, dtype: settings.dtype, context: context)
         log.info("collect_start", metadata: ["model": "\(model)", "hooks": "\(hook.joined(separator: ","))", "corpus_files": "\(corpus.count)", "dtype": "\(dtype)", "threads": "\(threads)"])
@@ -148,3 +148,11 @@ struct CollectCommand: ParsableCommand {
 }
 
 extension CorpusFormat: ExpressibleByArgument {}
+
+/// A model's name for manifests and shard headers: its folder's name, or the parent's when
+/// the folder has a generic name such as "model".
+func modelDisplayName(_ directory: String) -> String {
+    let url = URL(fileURLWithPath: directory).standardizedFileURL
+    let generic: Set<String> = ["model", "models", "weights", "checkpoint", "snapshot"]
+    return generic.contains(url.lastPathComponent.lowercased()) ? url.deletingLastPathComponent().lastPathComponent : url.lastPathComponent
+}
