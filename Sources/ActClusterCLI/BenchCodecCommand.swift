@@ -1,8 +1,13 @@
 import ArgumentParser
+import Collection
+import Corpus
 import Foundation
+import Logging
 import Platform
 import SafeTensors
 import Shards
+import Tokenizers
+import Transformers
 
 /// `actcluster bench codec`: compression ratio and single-thread speed of the shard block
 /// codec on real activations, per storage dtype.
@@ -33,6 +38,20 @@ struct BenchCodecCommand: ParsableCommand {
         valueName: "file"))
     var input: String?
 
+    @Option(help: ArgumentHelp("Without --input: collect activations with this model folder first.", valueName: "dir"))
+    var model: String?
+
+    @Option(parsing: .upToNextOption, help: ArgumentHelp(
+        "Without --input: English text files to collect from, one document per paragraph line (default: Debian's /usr/share/common-licenses).",
+        valueName: "path"))
+    var corpus: [String] = []
+
+    @Option(help: "Without --input: the hook to collect.")
+    var hook = "blocks.3.hook_resid_post"
+
+    @Option(help: "Without --input: stop collecting after about this many tokens.")
+    var maxTokens = 60_000
+
     @Option(help: "Rows per block, as in a shard file.")
     var blockRows = ShardFileFormat.defaultBlockRows
 
@@ -56,13 +75,18 @@ struct BenchCodecCommand: ParsableCommand {
     }
 
     func run() throws {
-        guard let input else {
+        let data: CodecBenchInput
+        let source: String
+        if let input {
+            data = try CodecBenchInput(path: input)
+            source = input
+        } else if let model {
+            data = try CodecBenchInput(collectingWith: model, corpus: corpus, hook: hook, maxTokens: maxTokens)
+            source = "\(hook) of \(model), collected now"
+        } else {
             throw CommandFailure(
-                "--input is required: actcluster cannot collect activations by itself yet. Export some with "
-                    + "`actcluster export SHARDS --format safetensors --out F.safetensors`, or make a file with "
-                    + "Tests/Reference/make_bench_activations.py, then pass --input F.safetensors")
+                "give --input F.safetensors (an `actcluster export` file) or --model DIR to collect real activations first")
         }
-        let data = try CodecBenchInput(path: input)
         var results: [(ShardDType, CodecBenchResult)] = []
         let dtypes = dtypeNames.isEmpty ? [ShardDType.bf16, .fp16, .fp32] : dtypeNames.compactMap { ShardDType(name: $0) }
         for dtype in dtypes {
@@ -74,7 +98,7 @@ struct BenchCodecCommand: ParsableCommand {
                     + "decompress \(format(result.decompressMBs, 0)) MB/s (into one array of all rows: "
                     + "\(format(result.decompressArrayMBs, 0)) MB/s) (1 thread, MB of \(dtype) activations)")
         }
-        print("input: \(data.rows) rows × \(data.width) from \(input); block rows \(blockRows); best of \(repeats)")
+        print("input: \(data.rows) rows × \(data.width) from \(source); block rows \(blockRows); best of \(repeats)")
         let kernels = KernelImplementation.Kernel.allCases.map { "\($0) \(KernelImplementation.automatic.resolved(for: $0))" }
         print("kernels: " + kernels.joined(separator: ", "))
         if json {
@@ -91,6 +115,41 @@ struct BenchCodecCommand: ParsableCommand {
 
 /// Activations and row metadata loaded from an export-format safetensors file.
 struct CodecBenchInput {
+    /// Collects real activations (fp32 shards in a temporary folder) and reads them back.
+    init(collectingWith model: String, corpus: [String], hook: String, maxTokens: Int) throws {
+        let paths = corpus.isEmpty
+            ? ((try? FileManager.default.contentsOfDirectory(atPath: "/usr/share/common-licenses")) ?? []).sorted()
+                .map { "/usr/share/common-licenses/" + $0 }.filter { !$0.hasSuffix("GPL") && !$0.hasSuffix("LGPL") }
+            : corpus
+        guard !paths.isEmpty else { throw CommandFailure("no corpus: pass --corpus with some English text files") }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("bench-codec-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let loaded = try TransformerModel(directory: model)
+        loaded.threads = 2
+        var settings = CollectionSettings(hooks: [hook])
+        settings.dtype = .fp32
+        let collector = try ActivationCollector(
+            model: loaded, tokenizer: try Tokenizer(contentsOfFile: model + "/tokenizer.json"), settings: settings,
+            modelName: modelDisplayName(model), logger: Logger(label: "bench"))
+        let reader = CorpusReader(paths: paths, format: .txt)
+        var lines: [CorpusLine] = []
+        var bytes = 0
+        while bytes < maxTokens * 4, let line = try reader.next() {
+            lines.append(line)
+            bytes += Int(line.byteRange.upperBound - line.byteRange.lowerBound)
+        }
+        let result = try collector.collect(unit: 0, lines: lines, into: directory)
+        let rows = try ShardReader(path: result.shards[0].path).readAll()
+        self.rows = rows.count
+        width = rows.width
+        activations = rows.activations
+        tokens = rows.tokens
+        documents = rows.documents
+        windows = rows.windows
+        positions = rows.positions
+    }
+
     let rows: Int
     let width: Int
     let activations: [Float]
