@@ -154,19 +154,11 @@ MULTI void ak_silu_mul(float *gate, const float *up, size_t n) {
     }
 }
 
-static inline __attribute__((always_inline)) void softmax_row(float *row, size_t visible, size_t cols) {
-    float maximum = lane_max(row, visible);
-    for (size_t i = 0; i < visible; i++) row[i] = fast_exp(row[i] - maximum);
-    float inv = 1.0f / lane_sum(row, visible);
-    for (size_t i = 0; i < visible; i++) row[i] *= inv;
-    for (size_t i = visible; i < cols; i++) row[i] = 0.0f;
-}
-
-MULTI void ak_softmax_rows(float *scores, size_t rows, size_t cols, size_t ld, int causal) {
-    for (size_t r = 0; r < rows; r++) {
-        size_t visible = causal ? (r + 1 < cols ? r + 1 : cols) : cols;
-        softmax_row(scores + r * ld, visible, cols);
-    }
+static inline __attribute__((always_inline)) void softmax_row(float *row, size_t n) {
+    float maximum = lane_max(row, n);
+    for (size_t i = 0; i < n; i++) row[i] = fast_exp(row[i] - maximum);
+    float inv = 1.0f / lane_sum(row, n);
+    for (size_t i = 0; i < n; i++) row[i] *= inv;
 }
 
 MULTI void ak_attention(const float *q, const float *k, const float *v, size_t ld, size_t length,
@@ -195,7 +187,7 @@ MULTI void ak_attention(const float *q, const float *k, const float *v, size_t l
             for (size_t c = 0; c < head_dim; c++) acc += qi[c] * kt[c * length + j];
             scores[j] = acc * scale;
         }
-        softmax_row(scores, visible, visible);
+        softmax_row(scores, visible);
         /* out_i = sum_j p_j v_j, 16 output columns at a time in registers. */
         float *o = out + i * ldo;
         size_t c = 0;

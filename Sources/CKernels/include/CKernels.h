@@ -24,10 +24,6 @@ void ak_gelu_tanh(float *x, size_t n);
 /* In place: gate = silu(gate) * up (Llama SwiGLU). */
 void ak_silu_mul(float *gate, const float *up, size_t n);
 
-/* Softmax of each row of a [rows, cols] block with row stride ld. With causal set, row i
- * only sees columns 0..i (columns beyond get 0). */
-void ak_softmax_rows(float *scores, size_t rows, size_t cols, size_t ld, int causal);
-
 /* One attention head over one sequence: out[i] = softmax(scale q_i k^T) v, rows of q, k and
  * v read with stride ld, out written with stride ldo. scratch holds
  * (head_dim + 1) * length floats. With causal set, token i sees tokens 0..i. */
