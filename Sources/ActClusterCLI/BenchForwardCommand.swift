@@ -48,13 +48,16 @@ struct BenchForwardCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The reference script.", valueName: "path"))
     var referenceScript = "Tests/Reference/bench_forward_transformers.py"
 
+    @Option(help: "With --reference: alternate our timing and the reference this many times and report the median ratio (shared machines are noisy).")
+    var rounds = 3
+
     @Flag(help: "End with one JSON line of the figures.")
     var json = false
 
     func validate() throws {
         guard compute == "fp32" else { throw ValidationError("--compute \(compute) is not available yet; use fp32") }
-        guard batch > 0, context > 0, threads > 0, iterations > 0, warmup >= 0 else {
-            throw ValidationError("--batch, --context, --threads and --iterations must be positive")
+        guard batch > 0, context > 0, threads > 0, iterations > 0, warmup >= 0, rounds > 0 else {
+            throw ValidationError("--batch, --context, --threads, --iterations and --rounds must be positive")
         }
     }
 
@@ -71,11 +74,19 @@ struct BenchForwardCommand: ParsableCommand {
         let sequences = (0..<batch).map { _ in (0..<context).map { _ in Int32.random(in: 0..<vocabulary, using: &generator) } }
 
         for _ in 0..<warmup { _ = try loaded.forward(sequences, hooks: hooks) }
-        let clock = ContinuousClock()
-        let start = clock.now
-        for _ in 0..<iterations { _ = try loaded.forward(sequences, hooks: hooks) }
-        let seconds = (clock.now - start).seconds
-        let tokensPerSecond = Double(batch * context * iterations) / seconds
+        func timeOurs() throws -> Double {
+            let clock = ContinuousClock()
+            let start = clock.now
+            for _ in 0..<iterations { _ = try loaded.forward(sequences, hooks: hooks) }
+            return Double(batch * context * iterations) / (clock.now - start).seconds
+        }
+        // Alternate ours and the reference so that both see the same machine load.
+        var ours: [Double] = [], theirs: [Double] = []
+        for _ in 0..<(reference == nil ? 1 : rounds) {
+            ours.append(try timeOurs())
+            if let reference { theirs.append(try runReference(python: reference)) }
+        }
+        let tokensPerSecond = median(ours)
 
         let peak = BenchForwardCommand.measureSgemmPeak(threads: threads)
         let achieved = tokensPerSecond * loaded.config.matmulFlopsPerToken
@@ -90,15 +101,17 @@ struct BenchForwardCommand: ParsableCommand {
         ]
         print("model      \(model) (\(loaded.config.family), \(loaded.config.layers) layers, d=\(loaded.config.hidden))")
         print("shape      batch \(batch) × context \(context), \(threads) threads, \(compute), \(names.count) hooks kept")
-        print("actcluster \(Int(tokensPerSecond)) tok/s")
+        print("actcluster \(Int(tokensPerSecond)) tok/s\(ours.count > 1 ? " (median of \(ours.count))" : "")")
         print("sgemm peak \(Int(peak / 1e9)) GFLOP/s measured; forward GEMMs reach \(String(format: "%.0f%%", achieved / peak * 100)) of it")
         print("peak RSS   \(rss / (1 << 20)) MB")
-        if let reference {
-            let referenceSpeed = try runReference(python: reference)
-            figures["reference_tokens_per_second"] = referenceSpeed.rounded()
-            figures["ratio_to_reference"] = (tokensPerSecond / referenceSpeed * 100).rounded() / 100
-            print("reference  \(Int(referenceSpeed)) tok/s (transformers fp32, same shapes and threads)")
-            print("ratio      \(String(format: "%.2f", tokensPerSecond / referenceSpeed))×")
+        if !theirs.isEmpty {
+            let ratios = zip(ours, theirs).map { $0 / $1 }
+            let ratio = median(ratios)
+            figures["reference_tokens_per_second"] = median(theirs).rounded()
+            figures["ratio_to_reference"] = (ratio * 100).rounded() / 100
+            figures["ratios_per_round"] = ratios.map { ($0 * 100).rounded() / 100 }
+            print("reference  \(Int(median(theirs))) tok/s (transformers fp32, same shapes and threads; median of \(rounds))")
+            print("ratio      \(String(format: "%.2f", ratio))× (median; per round: \(ratios.map { String(format: "%.2f", $0) }.joined(separator: ", ")))")
         }
         if json {
             let data = try JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys])
@@ -154,6 +167,11 @@ struct BenchForwardCommand: ParsableCommand {
         }
         return speed
     }
+}
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
 }
 
 extension Duration {

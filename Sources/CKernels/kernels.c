@@ -161,49 +161,69 @@ static inline __attribute__((always_inline)) void softmax_row(float *row, size_t
     for (size_t i = 0; i < n; i++) row[i] *= inv;
 }
 
+size_t ak_attention_scratch(size_t length, size_t head_dim) {
+    size_t padded = (length + 15) & ~(size_t)15;
+    return (head_dim + 4) * padded;
+}
+
+/* Four query rows at a time: each key or value row loaded once feeds four independent
+ * accumulator chains, which is what keeps the FMA units busy. */
 MULTI void ak_attention(const float *q, const float *k, const float *v, size_t ld, size_t length,
                         size_t head_dim, float scale, int causal, float *scratch, float *out,
                         size_t ldo) {
-    /* kT [head_dim, length]: scores accumulate 16 keys at a time in registers. */
-    float *kt = scratch;
-    float *scores = scratch + head_dim * length;
-    for (size_t j = 0; j < length; j++)
-        for (size_t c = 0; c < head_dim; c++) kt[c * length + j] = k[j * ld + c];
-    for (size_t i = 0; i < length; i++) {
-        size_t visible = causal ? i + 1 : length;
-        const float *qi = q + i * ld;
-        size_t j = 0;
-        for (; j + 16 <= visible; j += 16) {
-            float acc[16] = {0};
+    size_t padded = (length + 15) & ~(size_t)15;
+    float *kt = scratch;                       /* [head_dim, padded], zero past length */
+    float *scores = scratch + head_dim * padded; /* [4, padded] */
+    for (size_t c = 0; c < head_dim; c++) {
+        for (size_t j = 0; j < length; j++) kt[c * padded + j] = k[j * ld + c];
+        for (size_t j = length; j < padded; j++) kt[c * padded + j] = 0.0f;
+    }
+    for (size_t i0 = 0; i0 < length; i0 += 4) {
+        size_t rows = length - i0 < 4 ? length - i0 : 4;
+        size_t reach = causal ? i0 + rows : length; /* keys any of these rows may see */
+        const float *qr[4];
+        for (size_t r = 0; r < 4; r++) qr[r] = q + (i0 + (r < rows ? r : 0)) * ld;
+
+        for (size_t j = 0; j < reach; j += 16) {
+            float acc[4][16] = {{0}};
             for (size_t c = 0; c < head_dim; c++) {
-                float qc = qi[c];
-                const float *kc = kt + c * length + j;
-                for (int l = 0; l < 16; l++) acc[l] += qc * kc[l];
+                const float *kc = kt + c * padded + j;
+                for (int r = 0; r < 4; r++) {
+                    float qc = qr[r][c];
+                    for (int l = 0; l < 16; l++) acc[r][l] += qc * kc[l];
+                }
             }
-            for (int l = 0; l < 16; l++) scores[j + l] = acc[l] * scale;
+            for (int r = 0; r < 4; r++)
+                for (int l = 0; l < 16; l++) scores[r * padded + j + l] = acc[r][l] * scale;
         }
-        for (; j < visible; j++) {
-            float acc = 0.0f;
-            for (size_t c = 0; c < head_dim; c++) acc += qi[c] * kt[c * length + j];
-            scores[j] = acc * scale;
+        for (size_t r = 0; r < rows; r++) {
+            size_t visible = causal ? i0 + r + 1 : length;
+            float *row = scores + r * padded;
+            softmax_row(row, visible);
+            for (size_t j = visible; j < reach; j++) row[j] = 0.0f;
         }
-        softmax_row(scores, visible);
-        /* out_i = sum_j p_j v_j, 16 output columns at a time in registers. */
-        float *o = out + i * ldo;
+        for (size_t r = rows; r < 4; r++)
+            for (size_t j = 0; j < reach; j++) scores[r * padded + j] = 0.0f;
+
         size_t c = 0;
         for (; c + 16 <= head_dim; c += 16) {
-            float acc[16] = {0};
-            for (size_t jj = 0; jj < visible; jj++) {
-                float p = scores[jj];
-                const float *vj = v + jj * ld + c;
-                for (int l = 0; l < 16; l++) acc[l] += p * vj[l];
+            float acc[4][16] = {{0}};
+            for (size_t j = 0; j < reach; j++) {
+                const float *vj = v + j * ld + c;
+                for (int r = 0; r < 4; r++) {
+                    float p = scores[r * padded + j];
+                    for (int l = 0; l < 16; l++) acc[r][l] += p * vj[l];
+                }
             }
-            for (int l = 0; l < 16; l++) o[c + l] = acc[l];
+            for (size_t r = 0; r < rows; r++)
+                for (int l = 0; l < 16; l++) out[(i0 + r) * ldo + c + l] = acc[r][l];
         }
         for (; c < head_dim; c++) {
-            float acc = 0.0f;
-            for (size_t jj = 0; jj < visible; jj++) acc += scores[jj] * v[jj * ld + c];
-            o[c] = acc;
+            for (size_t r = 0; r < rows; r++) {
+                float acc = 0.0f;
+                for (size_t j = 0; j < reach; j++) acc += scores[r * padded + j] * v[j * ld + c];
+                out[(i0 + r) * ldo + c] = acc;
+            }
         }
     }
 }

@@ -17,7 +17,7 @@ struct Attention {
     var fusedWidth: Int { queryWidth + 2 * keyValueWidth }
 
     /// Scratch floats one thread needs for sequences up to `longest` tokens.
-    func scratchPerThread(longest: Int) -> Int { (headDim + 1) * max(1, longest) }
+    func scratchPerThread(longest: Int) -> Int { ak_attention_scratch(max(1, longest), headDim) }
 
     /// - Parameters:
     ///   - qkv: `[rows, fusedWidth]` projections.

@@ -83,13 +83,13 @@ private func worst(_ a: [Float], _ b: [Double]) -> Double {
         #expect(worst(out, expected) <= 1e-5)
     }
 
-    @Test(arguments: [(32, 16), (13, 20), (1, 8)])
+    @Test(arguments: [(32, 16), (13, 20), (1, 8), (130, 32), (6, 64)])
     func attentionHeadMatchesTheDefinition(_ length: Int, _ headDim: Int) {
         for causal in [false, true] {
             let ld = 3 * headDim + 5
             let qkv = values(length * ld, seed: UInt64(length * 100 + headDim))
             var out = [Float](repeating: .nan, count: length * headDim)
-            var scratch = [Float](repeating: 0, count: (headDim + 1) * length)
+            var scratch = [Float](repeating: .nan, count: ak_attention_scratch(length, headDim))
             let scale = 1 / Float(headDim).squareRoot()
             qkv.withUnsafeBufferPointer { p in
                 ak_attention(p.baseAddress!, p.baseAddress! + headDim, p.baseAddress! + 2 * headDim, ld, length, headDim,

@@ -24,9 +24,12 @@ void ak_gelu_tanh(float *x, size_t n);
 /* In place: gate = silu(gate) * up (Llama SwiGLU). */
 void ak_silu_mul(float *gate, const float *up, size_t n);
 
+/* Floats of scratch ak_attention needs for a sequence of `length` tokens. */
+size_t ak_attention_scratch(size_t length, size_t head_dim);
+
 /* One attention head over one sequence: out[i] = softmax(scale q_i k^T) v, rows of q, k and
  * v read with stride ld, out written with stride ldo. scratch holds
- * (head_dim + 1) * length floats. With causal set, token i sees tokens 0..i. */
+ * ak_attention_scratch(length, head_dim) floats. With causal set, token i sees tokens 0..i. */
 void ak_attention(const float *q, const float *k, const float *v, size_t ld, size_t length,
                   size_t head_dim, float scale, int causal, float *scratch, float *out,
                   size_t ldo);
