@@ -129,6 +129,7 @@ struct CodecBenchInput {
         loaded.threads = 2
         var settings = CollectionSettings(hooks: [hook])
         settings.dtype = .fp32
+        settings.context = min(settings.context, loaded.config.maxPositions ?? settings.context)
         let collector = try ActivationCollector(
             model: loaded, tokenizer: try Tokenizer(contentsOfFile: model + "/tokenizer.json"), settings: settings,
             modelName: modelDisplayName(model), logger: Logger(label: "bench"))

@@ -137,13 +137,28 @@ struct ShardFixture {
         #expect(folder.last?.hasPrefix("total    3 shards, 145 rows") == true, "\(folder)")
     }
 
-    @Test func benchCodecExplainsThatItNeedsAnInput() throws {
+    @Test func benchCodecExplainsThatItNeedsAnInputOrAModel() throws {
         do {
             try BenchCodecCommand.parse([]).run()
-            Issue.record("bench codec without --input must fail")
+            Issue.record("bench codec without --input or --model must fail")
         } catch let error as CommandFailure {
-            #expect(error.description.hasPrefix("--input is required: actcluster cannot collect activations by itself yet"))
+            #expect(error.description.hasPrefix("give --input F.safetensors (an `actcluster export` file) or --model DIR"))
         }
+    }
+
+    @Test func benchCodecCollectsItsOwnActivationsWithAModel() throws {
+        let corpus = try scratchDirectory() + "/text.txt"
+        try String(repeating: "Sparse dictionaries find features in the residual stream of a transformer.\n", count: 40)
+            .write(toFile: corpus, atomically: true, encoding: .utf8)
+        let run = try runActcluster([
+            "bench", "codec", "--model", fixtures.appendingPathComponent("tiny-bert").path, "--corpus", corpus,
+            "--hook", "blocks.0.hook_resid_post", "--repeat", "1", "--json",
+        ])
+        try #require(run.status == 0, "\(run.stderr)")
+        let last = try #require(run.stdout.split(separator: "\n").last)
+        let figures = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: [String: Double]])
+        #expect(Set(figures.keys) == ["bf16", "fp16", "fp32"])
+        #expect((figures["bf16"]?["ratio"] ?? 0) > 1)
     }
 
     @Test func benchCodecRunsOnAnExport() throws {
