@@ -132,18 +132,50 @@ MULTI void ak_rms_norm(const float *x, float *out, const float *weight, size_t r
     }
 }
 
-MULTI void ak_gelu_erf(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        x[i] = 0.5f * v * (1.0f + fast_erf(v * 0.70710678118654752f));
+MULTI void ak_bias_gelu_erf(float *x, const float *bias, size_t rows, size_t d) {
+    for (size_t r = 0; r < rows; r++) {
+        float *row = x + r * d;
+        for (size_t i = 0; i < d; i++) {
+            float v = row[i] + bias[i];
+            row[i] = 0.5f * v * (1.0f + fast_erf(v * 0.70710678118654752f));
+        }
     }
 }
 
-MULTI void ak_gelu_tanh(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        float inner = 0.79788456080286536f * (v + 0.044715f * v * v * v);
-        x[i] = 0.5f * v * (1.0f + fast_tanh(inner));
+MULTI void ak_bias_gelu_tanh(float *x, const float *bias, size_t rows, size_t d) {
+    for (size_t r = 0; r < rows; r++) {
+        float *row = x + r * d;
+        for (size_t i = 0; i < d; i++) {
+            float v = row[i] + bias[i];
+            float inner = 0.79788456080286536f * (v + 0.044715f * v * v * v);
+            row[i] = 0.5f * v * (1.0f + fast_tanh(inner));
+        }
+    }
+}
+
+MULTI void ak_bias_residual(float *x, float *y, const float *bias, size_t rows, size_t d) {
+    for (size_t r = 0; r < rows; r++) {
+        float *xr = x + r * d, *yr = y + r * d;
+        for (size_t i = 0; i < d; i++) {
+            float v = yr[i] + bias[i];
+            yr[i] = v;
+            xr[i] += v;
+        }
+    }
+}
+
+MULTI void ak_bias_residual_layer_norm(float *x, float *y, const float *bias, const float *gamma,
+                                       const float *beta, size_t rows, size_t d, float eps) {
+    for (size_t r = 0; r < rows; r++) {
+        float *xr = x + r * d, *yr = y + r * d;
+        for (size_t i = 0; i < d; i++) {
+            float v = yr[i] + bias[i];
+            yr[i] = v;
+            xr[i] += v;
+        }
+        float mean = lane_sum(xr, d) / (float)d;
+        float inv = 1.0f / sqrtf(lane_centered_squares(xr, d, mean) / (float)d + eps);
+        for (size_t i = 0; i < d; i++) xr[i] = (xr[i] - mean) * inv * gamma[i] + beta[i];
     }
 }
 

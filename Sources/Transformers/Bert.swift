@@ -4,7 +4,7 @@ import CKernels
 ///
 /// Per block, with x the residual stream [rows, d]:
 ///   a = Attention(x) Wₒ + bₒ                  → hook_attn_out
-///   x = LayerNorm(a + x)
+///   x = LayerNorm(a + x)                      (bias, residual and norm in one pass)
 ///   h = GELU(x Wᵢ + bᵢ)                       → mlp.hook_post [rows, m]
 ///   f = h Wₒ₂ + bₒ₂                           → hook_mlp_out
 ///   x = LayerNorm(f + x)                      → hook_resid_post
@@ -73,18 +73,18 @@ final class BertModel: ForwardModel {
 
             block.qkv.apply(x, rows: rows, ldx: d, into: qkv, ldy: attention.fusedWidth, threads: threads)
             attention.apply(qkv: qkv, batch: batch, scratch: scratch, into: context, threads: threads)
-            block.attentionOutput.apply(context, rows: rows, ldx: d, into: sublayer, ldy: d, threads: threads)
+            block.attentionOutput.apply(context, rows: rows, ldx: d, into: sublayer, ldy: d, threads: threads, bias: false)
+            Elementwise.biasResidualLayerNorm(
+                x, sublayer, bias: block.attentionOutput.bias!, norm: block.attentionNorm, rows: rows, width: d, threads: threads)
             if hook(.attnOut, sublayer, d) { return }
-            Elementwise.add(x, sublayer, count: rows * d, threads: threads)
-            block.attentionNorm.apply(x, into: x, rows: rows, width: d, threads: threads)
 
-            block.intermediate.apply(x, rows: rows, ldx: d, into: hidden, ldy: m, threads: threads)
-            Elementwise.geluErf(hidden, count: rows * m, threads: threads)
+            block.intermediate.apply(x, rows: rows, ldx: d, into: hidden, ldy: m, threads: threads, bias: false)
+            Elementwise.biasGELU(hidden, bias: block.intermediate.bias!, rows: rows, width: m, tanh: false, threads: threads)
             if hook(.mlpPost, hidden, m) { return }
-            block.output.apply(hidden, rows: rows, ldx: m, into: sublayer, ldy: d, threads: threads)
+            block.output.apply(hidden, rows: rows, ldx: m, into: sublayer, ldy: d, threads: threads, bias: false)
+            Elementwise.biasResidualLayerNorm(
+                x, sublayer, bias: block.output.bias!, norm: block.outputNorm, rows: rows, width: d, threads: threads)
             if hook(.mlpOut, sublayer, d) { return }
-            Elementwise.add(x, sublayer, count: rows * d, threads: threads)
-            block.outputNorm.apply(x, into: x, rows: rows, width: d, threads: threads)
             if hook(.residPost, x, d) { return }
         }
     }

@@ -75,7 +75,13 @@ struct Linear {
 
     /// Rows are split across `threads`, each running a single-threaded sgemm: no BLAS
     /// thread pool spins while attention and the elementwise kernels run.
-    func apply(_ x: UnsafePointer<Float>, rows: Int, ldx: Int, into y: UnsafeMutablePointer<Float>, ldy: Int, threads: Int) {
+    /// With `bias: false` the caller folds the bias into the pass that follows (see
+    /// ``Elementwise``), so the GEMM writes C without reading it.
+    func apply(
+        _ x: UnsafePointer<Float>, rows: Int, ldx: Int, into y: UnsafeMutablePointer<Float>, ldy: Int, threads: Int,
+        bias addBias: Bool = true
+    ) {
+        let bias = addBias ? self.bias : nil
         let chunks = rows >= 64 * threads ? threads : 1
         parallelFor(rows, threads: chunks) { range, _ in
             let rows = range.count, x = x + range.lowerBound * ldx, y = y + range.lowerBound * ldy
@@ -180,16 +186,44 @@ enum Elementwise {
         parallelFor(count, threads: count >= 1 << 15 ? threads : 1) { range, _ in body(range.lowerBound, range.count) }
     }
 
-    static func geluErf(_ x: UnsafeMutablePointer<Float>, count: Int, threads: Int) {
-        split(count, threads: threads) { start, n in ak_gelu_erf(x + start, n) }
-    }
-
-    static func geluTanh(_ x: UnsafeMutablePointer<Float>, count: Int, threads: Int) {
-        split(count, threads: threads) { start, n in ak_gelu_tanh(x + start, n) }
-    }
-
     static func siluMultiply(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int, threads: Int) {
         split(count, threads: threads) { start, n in ak_silu_mul(gate + start, up + start, n) }
+    }
+
+    /// Rows split across threads, for the row-wise fused kernels.
+    static func rows(_ count: Int, threads: Int, _ body: (Int, Int) -> Void) {
+        parallelFor(count, threads: count >= 64 ? threads : 1) { range, _ in body(range.lowerBound, range.count) }
+    }
+
+    /// x = GELU(x + bias), rows of width `width`.
+    static func biasGELU(_ x: UnsafeMutablePointer<Float>, bias: FloatBuffer, rows count: Int, width: Int, tanh: Bool, threads: Int) {
+        rows(count, threads: threads) { start, n in
+            if tanh {
+                ak_bias_gelu_tanh(x + start * width, bias.pointer, n, width)
+            } else {
+                ak_bias_gelu_erf(x + start * width, bias.pointer, n, width)
+            }
+        }
+    }
+
+    /// y += bias; x += y.
+    static func biasResidual(
+        _ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, bias: FloatBuffer, rows count: Int, width: Int, threads: Int
+    ) {
+        rows(count, threads: threads) { start, n in
+            ak_bias_residual(x + start * width, y + start * width, bias.pointer, n, width)
+        }
+    }
+
+    /// y += bias; x = LayerNorm(x + y).
+    static func biasResidualLayerNorm(
+        _ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, bias: FloatBuffer, norm: LayerNorm,
+        rows count: Int, width: Int, threads: Int
+    ) {
+        rows(count, threads: threads) { start, n in
+            ak_bias_residual_layer_norm(
+                x + start * width, y + start * width, bias.pointer, norm.weight.pointer, norm.bias.pointer, n, width, norm.epsilon)
+        }
     }
 
     /// x += y

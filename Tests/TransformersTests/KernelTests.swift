@@ -39,14 +39,17 @@ private func worst(_ a: [Float], _ b: [Double]) -> Double {
     @Test(arguments: [1024, 999])
     func activations(_ count: Int) {
         let x = values(count, seed: 3, scale: 6)
-        var gelu = x, geluTanh = x, gate = x
+        // GELU with a bias folded in: rows of `width`, the bias repeating per row.
+        let width = count % 2 == 0 ? 64 : 37, rows = count / width
+        let bias = values(width, seed: 8, scale: 0.5)
+        let shifted = (0..<(rows * width)).map { Double(x[$0]) + Double(bias[$0 % width]) }
+        var gelu = Array(x[0..<(rows * width)]), geluTanh = gelu, gate = x
         let up = values(count, seed: 4)
-        ak_gelu_erf(&gelu, count)
-        #expect(worst(gelu, x.map { 0.5 * Double($0) * (1 + erf(Double($0) / 2.0.squareRoot())) }) <= 1e-6)
-        ak_gelu_tanh(&geluTanh, count)
-        #expect(worst(geluTanh, x.map { v in
-            let v = Double(v)
-            return 0.5 * v * (1 + tanh((2 / Double.pi).squareRoot() * (v + 0.044715 * v * v * v)))
+        ak_bias_gelu_erf(&gelu, bias, rows, width)
+        #expect(worst(gelu, shifted.map { 0.5 * $0 * (1 + erf($0 / 2.0.squareRoot())) }) <= 1e-6)
+        ak_bias_gelu_tanh(&geluTanh, bias, rows, width)
+        #expect(worst(geluTanh, shifted.map { v in
+            0.5 * v * (1 + tanh((2 / Double.pi).squareRoot() * (v + 0.044715 * v * v * v)))
         }) <= 1e-6)
         ak_silu_mul(&gate, up, count)
         for (index, (value, u)) in zip(x, up).enumerated() {
@@ -72,6 +75,19 @@ private func worst(_ a: [Float], _ b: [Double]) -> Double {
             expected += row.enumerated().map { ($1 - mean) / (variance + 1e-5).squareRoot() * Double(gamma[$0]) + Double(beta[$0]) }
         }
         #expect(worst(out, expected) <= 1e-5)
+
+        // Bias, residual and LayerNorm in one pass: y += b, x = LN(x + y).
+        let y = values(rows * width, seed: 12), bias = values(width, seed: 13)
+        var fusedX = x, fusedY = y
+        ak_bias_residual_layer_norm(&fusedX, &fusedY, bias, gamma, beta, rows, width, 1e-5)
+        var residual = x, sublayer = y
+        ak_bias_residual(&residual, &sublayer, bias, rows, width)
+        let biased = (0..<(rows * width)).map { Double(y[$0]) + Double(bias[$0 % width]) }
+        #expect(worst(fusedY, biased) <= 1e-6 && worst(sublayer, biased) <= 1e-6)
+        #expect(worst(residual, (0..<(rows * width)).map { Double(x[$0]) + biased[$0] }) <= 1e-5)
+        var unfused = [Float](repeating: 0, count: rows * width)
+        ak_layer_norm(residual, &unfused, gamma, beta, rows, width, width, 1e-5)
+        #expect(worst(fusedX, unfused.map(Double.init)) <= 1e-5)
 
         ak_rms_norm(x, &out, gamma, rows, width, width, 1e-6)
         expected = []

@@ -15,11 +15,17 @@ void ak_layer_norm(const float *x, float *out, const float *gamma, const float *
 void ak_rms_norm(const float *x, float *out, const float *weight, size_t rows, size_t d,
                  size_t stride, float eps);
 
-/* In place: x = 0.5 x (1 + erf(x / sqrt 2)) (BERT "gelu"). */
-void ak_gelu_erf(float *x, size_t n);
+/* Bias folded into the pass after a GEMM, so the GEMM never reads C (rows of width d):
+ * x = gelu(x + bias), erf or tanh form. */
+void ak_bias_gelu_erf(float *x, const float *bias, size_t rows, size_t d);
+void ak_bias_gelu_tanh(float *x, const float *bias, size_t rows, size_t d);
 
-/* In place: x = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (GPT-2 "gelu_new"). */
-void ak_gelu_tanh(float *x, size_t n);
+/* y += bias; x += y (pre-LN residual; y keeps the sublayer output for hooks). */
+void ak_bias_residual(float *x, float *y, const float *bias, size_t rows, size_t d);
+
+/* y += bias; x = LayerNorm(x + y) (post-LN residual, as BERT). */
+void ak_bias_residual_layer_norm(float *x, float *y, const float *bias, const float *gamma,
+                                 const float *beta, size_t rows, size_t d, float eps);
 
 /* In place: gate = silu(gate) * up (Llama SwiGLU). */
 void ak_silu_mul(float *gate, const float *up, size_t n);
