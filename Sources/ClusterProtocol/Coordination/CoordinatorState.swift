@@ -51,6 +51,12 @@ public struct RevokedLease: Equatable, Sendable {
     public var lease: LeaseID
     public var unit: UnitID
     public var worker: String
+
+    public init(lease: LeaseID, unit: UnitID, worker: String) {
+        self.lease = lease
+        self.unit = unit
+        self.worker = worker
+    }
 }
 
 /// What applying an event did, and what the coordinator must do about it. The coordinator
