@@ -5,7 +5,7 @@
 #endif
 
 /// Constants of the actcluster wire protocol, version 01, and of the coordinator's journal.
-/// The articles <doc:WireProtocol> and <doc:JournalFormat> in this module's documentation
+/// The articles <doc:WireProtocol> and <doc:JournalFile> in this module's documentation
 /// catalog are the specification; this file is their only copy in code.
 public enum ClusterWire {
     /// The protocol version every header frame ends with.
@@ -316,7 +316,7 @@ public enum ClusterWire {
     public static let lineRecordSize = 13
 
     /// Byte 8 of a line record: 0 for a document whose text is in frame 4, otherwise why the
-    /// line is skipped. The values are fixed by the protocol; ``SkipReason`` names them.
+    /// line is skipped. The values are fixed by the protocol; `SkipReason` (module Corpus) names them.
     public static let lineStatusText: UInt8 = 0
     public static let lineStatusCodes: [(code: UInt8, reason: String)] = [
         (1, "invalid_utf8"), (2, "invalid_json"), (3, "missing_field"), (4, "empty_document"), (5, "line_too_long"),
@@ -415,7 +415,7 @@ public enum ClusterWire {
     }
 }
 
-/// Constants of the coordinator's journal file, version 1 (<doc:JournalFormat>).
+/// Constants of the coordinator's journal file, version 1 (<doc:JournalFile>).
 public enum JournalFormat {
     /// "ACTJOURN": the first 8 bytes of a journal.
     public static let magic: [UInt8] = Array("ACTJOURN".utf8)

@@ -33,7 +33,7 @@ public struct JournalReplay: Equatable, Sendable {
     public var created: Bool
 }
 
-/// The coordinator's append-only journal (<doc:JournalFormat>): a header, then records of
+/// The coordinator's append-only journal (<doc:JournalFile>): a header, then records of
 /// `length · CRC-32C(length) · CRC-32C(payload) · payload`. A record is one commit: the
 /// events appended since the previous ``sync()`` (group commit), each as
 /// `length · event`. ``sync()`` writes the record and calls `fdatasync`; a coordinator

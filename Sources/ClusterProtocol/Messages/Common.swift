@@ -270,7 +270,7 @@ public struct ShardReport: Equatable, Hashable, Sendable {
         self.crc32c = crc32c
     }
 
-    /// From the summary a ``ShardWriter`` returns; the file name is the path's last component.
+    /// From the summary a `ShardWriter` returns; the file name is the path's last component.
     public init(_ summary: ShardFileSummary) {
         let name = summary.path.split(separator: "/").last.map(String.init) ?? summary.path
         self.init(hook: summary.header.hook, file: name, rows: summary.rows, bytes: summary.bytes, crc32c: summary.checksum)
