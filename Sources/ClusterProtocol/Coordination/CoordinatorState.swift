@@ -348,8 +348,10 @@ public struct CoordinatorState: Equatable, Sendable {
         if let live = record.lease {
             let holder = leases.removeValue(forKey: live)!
             if live != lease { transition.revoked.append(RevokedLease(lease: live, unit: unit, worker: holder.worker)) }
+        } else {
+            // A late DONE for a requeued unit (requeued units wait at the front of the queue).
+            pending.remove(unit)
         }
-        pending.remove(unit)
         active[unit] = nil
         let order = Dictionary(uniqueKeysWithValues: run.settings.hooks.enumerated().map { ($1, $0) })
         done[unit] = DoneUnit(
