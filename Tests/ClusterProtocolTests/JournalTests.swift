@@ -47,7 +47,7 @@ private func overwrite(_ path: String, _ bytes: [UInt8]) throws {
         var state = fresh
         for event in history() {
             #expect(state.apply(event).changed)
-            journal.append(event)
+            try journal.append(event)
             if event.kind == .leased { try journal.sync() }  // several commits, several events each
         }
         try journal.sync()
@@ -88,8 +88,8 @@ private func overwrite(_ path: String, _ bytes: [UInt8]) throws {
         for event in events.dropLast(2) { try journal.write(event) }
         let before = try fileBytes(path).count
         // The last commit holds two events.
-        journal.append(events[events.count - 2])
-        journal.append(events[events.count - 1])
+        try journal.append(events[events.count - 2])
+        try journal.append(events[events.count - 1])
         try journal.sync()
         journal.close()
         let full = try fileBytes(path)
@@ -187,6 +187,17 @@ private func overwrite(_ path: String, _ bytes: [UInt8]) throws {
         let (state, fresh, replay) = try CoordinatorState.recover(journalAt: directory + "/c", run: run)
         fresh.close()
         #expect(replay.created && state == CoordinatorState(run: run))
+    }
+
+    @Test func eventsThatWouldNotReplayAreRefused() throws {
+        let path = try scratchDirectory("refuse") + "/j"
+        let (_, journal, _) = try CoordinatorState.recover(journalAt: path, run: Samples.run())
+        let size = journal.size
+        #expect(throws: JournalError.self) { try journal.write(.leased(unit: UnitID(1 << 40), lease: 1, worker: "w")) }
+        #expect(throws: JournalError.self) { try journal.write(.leased(unit: 1, lease: 1, worker: "bad\u{1B}name")) }
+        #expect(journal.bufferedEvents == 0 && journal.size == size)
+        try journal.write(.planningFinished)
+        journal.close()
     }
 
     @Test func firstEventMustStartTheRun() throws {

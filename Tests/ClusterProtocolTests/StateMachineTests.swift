@@ -237,7 +237,7 @@ private func planned(_ count: Int, maxAttempts: Int = 3) -> CoordinatorState {
         let path = try scratchDirectory("property") + "/j"
         let (_, journal, _) = try CoordinatorState.recover(journalAt: path, run: state.run)
         for (index, event) in applied.enumerated() {
-            journal.append(event)
+            try journal.append(event)
             if index % 5 == 4 { try journal.sync() }
         }
         try journal.sync()

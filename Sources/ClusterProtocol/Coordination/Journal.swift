@@ -231,10 +231,21 @@ public final class Journal {
 
     // MARK: Appending
 
-    /// Buffers an event; it is durable after the next ``sync()``.
-    public func append(_ event: CoordinatorEvent) {
+    /// Buffers an event; it is durable after the next ``sync()``. Throws, and buffers
+    /// nothing, if the event would not decode again on replay (a value out of the protocol's
+    /// ranges): a journal that cannot be replayed would stop the next start.
+    public func append(_ event: CoordinatorEvent) throws {
         let entry = event.encoded()
-        precondition(entry.count <= JournalFormat.maxEventBytes, "a journal event of \(entry.count) bytes is over the limit")
+        guard entry.count <= JournalFormat.maxEventBytes else {
+            throw fail(size, "a \(event.kind) event of \(entry.count) bytes is over the limit of \(JournalFormat.maxEventBytes)")
+        }
+        do {
+            guard try CoordinatorEvent.decode(entry) == event else {
+                throw fail(size, "a \(event.kind) event does not decode to itself; it is not journaled")
+            }
+        } catch let error as ProtocolError {
+            throw fail(size, "a \(event.kind) event would not replay (\(error)); it is not journaled")
+        }
         if buffered.count + 4 + entry.count > JournalFormat.maxRecordBytes {
             // Very rare (a commit of several huge DONE records): split the commit.
             pendingRecords.append(buffered)
@@ -280,7 +291,7 @@ public final class Journal {
 
     /// Appends one event and syncs.
     public func write(_ event: CoordinatorEvent) throws {
-        append(event)
+        try append(event)
         try sync()
     }
 

@@ -218,7 +218,7 @@ public struct UnitFailed: Equatable, Hashable, Sendable {
         unit = try fields.unit()
         lease = try fields.lease()
         disposition = Disposition(rawValue: UInt8(try fields.uint(.disposition, in: 1...2)))!
-        reason = try fields.string(.reason, maxBytes: ClusterWire.Limits.maxReasonBytes)
+        reason = try fields.string(.reason, maxBytes: ClusterWire.Limits.maxReasonBytes, allowEmpty: true)
     }
 }
 
