@@ -315,12 +315,16 @@ public enum ClusterWire {
     /// Bytes per line in ASSIGN frame 3: raw byte length (8), status (1), text length (4).
     public static let lineRecordSize = 13
 
-    /// Byte 8 of a line record: 0 for a document whose text is in frame 4, otherwise why the
-    /// line is skipped. The values are fixed by the protocol; `SkipReason` (module Corpus) names them.
-    public static let lineStatusText: UInt8 = 0
-    public static let lineStatusCodes: [(code: UInt8, reason: String)] = [
-        (1, "invalid_utf8"), (2, "invalid_json"), (3, "missing_field"), (4, "empty_document"), (5, "line_too_long"),
-    ]
+    /// Byte 8 of a line record: a document whose text is in frame 4, or why the line is
+    /// skipped (the names are those of `SkipReason` in module Corpus).
+    public enum LineStatus: UInt8, CaseIterable, Sendable {
+        case text = 0
+        case invalidUTF8 = 1
+        case invalidJSON = 2
+        case missingField = 3
+        case emptyDocument = 4
+        case lineTooLong = 5
+    }
 
     // MARK: Timing
 

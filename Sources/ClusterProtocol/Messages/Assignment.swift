@@ -12,12 +12,26 @@ public struct UnitLine: Equatable, Hashable, Sendable {
         self.content = content
     }
 
-    static func code(_ reason: SkipReason) -> UInt8 {
-        ClusterWire.lineStatusCodes.first { $0.reason == reason.rawValue }!.code
+    /// Exhaustive both ways: a new skip reason in Corpus must get a status byte here.
+    static func status(_ reason: SkipReason) -> ClusterWire.LineStatus {
+        switch reason {
+        case .invalidUTF8: .invalidUTF8
+        case .invalidJSON: .invalidJSON
+        case .missingField: .missingField
+        case .emptyDocument: .emptyDocument
+        case .lineTooLong: .lineTooLong
+        }
     }
 
-    static func reason(_ code: UInt8) -> SkipReason? {
-        ClusterWire.lineStatusCodes.first { $0.code == code }.flatMap { SkipReason(rawValue: $0.reason) }
+    static func reason(_ status: ClusterWire.LineStatus) -> SkipReason? {
+        switch status {
+        case .text: nil
+        case .invalidUTF8: .invalidUTF8
+        case .invalidJSON: .invalidJSON
+        case .missingField: .missingField
+        case .emptyDocument: .emptyDocument
+        case .lineTooLong: .lineTooLong
+        }
     }
 }
 
@@ -103,10 +117,10 @@ public struct Assignment: Equatable, Hashable, Sendable {
             case .success(let document):
                 let start = text.count
                 text.append(contentsOf: document.utf8)
-                table.append(ClusterWire.lineStatusText)
+                table.append(ClusterWire.LineStatus.text.rawValue)
                 withUnsafeBytes(of: UInt32(text.count - start).littleEndian) { table.append(contentsOf: $0) }
             case .failure(let reason):
-                table.append(UnitLine.code(reason))
+                table.append(UnitLine.status(reason).rawValue)
                 table.append(contentsOf: [0, 0, 0, 0])
             }
         }
@@ -157,7 +171,13 @@ public struct Assignment: Equatable, Hashable, Sendable {
                 throw fail(location, "a raw length of 1 … \(plan.byteRange.count) bytes", "\(raw)")
             }
             rawTotal += Int64(raw)
-            if status == ClusterWire.lineStatusText {
+            guard let lineStatus = ClusterWire.LineStatus(rawValue: status) else {
+                throw fail(location, "status 0 (text) or a skip reason 1 … \(ClusterWire.LineStatus.allCases.count - 1)", "\(status)")
+            }
+            if let reason = UnitLine.reason(lineStatus) {
+                guard length == 0 else { throw fail(location, "no text for a skipped line", "\(length) bytes") }
+                lines.append(UnitLine(rawBytes: Int64(raw), content: .failure(reason)))
+            } else {
                 guard length >= 1, length <= text.count - textOffset else {
                     throw fail(location, "a text length of 1 … \(text.count - textOffset) bytes (what is left of frame 4)", "\(length)")
                 }
@@ -167,12 +187,6 @@ public struct Assignment: Equatable, Hashable, Sendable {
                 }
                 textOffset += length
                 lines.append(UnitLine(rawBytes: Int64(raw), content: .success(document)))
-            } else {
-                guard let reason = UnitLine.reason(status) else {
-                    throw fail(location, "status 0 (text) or a skip reason 1 … \(ClusterWire.lineStatusCodes.count)", "\(status)")
-                }
-                guard length == 0 else { throw fail(location, "no text for a skipped line", "\(length) bytes") }
-                lines.append(UnitLine(rawBytes: Int64(raw), content: .failure(reason)))
             }
         }
         guard rawTotal == plan.byteRange.count else {
