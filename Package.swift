@@ -54,6 +54,9 @@ let package = Package(
             name: "Collection",
             dependencies: ["Corpus", "Shards", "Tokenizers", "Transformers", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Shards", dependencies: ["CShardKernels", "LZ4", "Platform", "SafeTensors"]),
+        // The cluster's wire protocol (message codec), the coordinator's journal and state
+        // machine, and the unit planner: no sockets or processes, testable in-process.
+        .target(name: "ClusterProtocol", dependencies: ["Corpus", "Shards", "LZ4", "Platform"]),
         .target(
             name: "Logfmt",
             dependencies: [.product(name: "Logging", package: "swift-log")]),
@@ -82,6 +85,7 @@ let package = Package(
         .testTarget(name: "CorpusTests", dependencies: ["Corpus"]),
         .testTarget(name: "TransformersTests", dependencies: ["Transformers", "SafeTensors", "CKernels"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
+        .testTarget(name: "ClusterProtocolTests", dependencies: ["ClusterProtocol", "Corpus", "Shards", "ZeroMQ", "Platform"]),
         .testTarget(
             name: "ShardsTests", dependencies: ["Shards", "Platform", "SafeTensors"]),
         .testTarget(

@@ -30,7 +30,35 @@ public struct CorpusLine: Sendable {
     public let byteRange: Range<Int64>
     public let content: Result<String, SkipReason>
 
+    public init(documentID: Int64, file: String, line: Int, byteRange: Range<Int64>, content: Result<String, SkipReason>) {
+        self.documentID = documentID
+        self.file = file
+        self.line = line
+        self.byteRange = byteRange
+        self.content = content
+    }
+
     public var text: String? { try? content.get() }
+}
+
+/// Where a corpus reader stands: the next line to read is in file `fileIndex` (of the paths
+/// given) at `byteOffset`, after `linesBefore` lines of that file, and gets `documentID`.
+/// Cluster units record where they start, so their text can be read again later by seeking.
+public struct CorpusPosition: Equatable, Hashable, Sendable {
+    public var fileIndex: Int
+    public var byteOffset: Int64
+    public var linesBefore: Int
+    public var documentID: Int64
+
+    public init(fileIndex: Int = 0, byteOffset: Int64 = 0, linesBefore: Int = 0, documentID: Int64 = 0) {
+        self.fileIndex = fileIndex
+        self.byteOffset = byteOffset
+        self.linesBefore = linesBefore
+        self.documentID = documentID
+    }
+
+    /// The first line of the first file.
+    public static let start = CorpusPosition()
 }
 
 /// An error reading the corpus itself (not a bad line): missing file, I/O failure.
@@ -57,6 +85,8 @@ public final class CorpusReader {
     private var fileOffset: Int64 = 0
     private var lineNumber = 0
     private var nextDocumentID: Int64
+    /// Where the first file opened starts reading (a resumed or re-read cluster unit).
+    private var pendingStart: (byteOffset: Int64, linesBefore: Int)?
 
     /// - Parameter firstDocumentID: the id of the first line read (cluster units start mid-corpus).
     public init(
@@ -69,6 +99,32 @@ public final class CorpusReader {
         self.textField = textField
         self.maxLineBytes = maxLineBytes
         self.nextDocumentID = firstDocumentID
+    }
+
+    /// A reader that starts at `position` instead of the first line: it seeks to the byte
+    /// offset, which must be a line boundary (a position that an earlier reader reported).
+    public convenience init(
+        paths: [String], format: CorpusFormat, textField: String = "text", maxLineBytes: Int = 64 << 20,
+        startingAt position: CorpusPosition, readBufferBytes: Int = 1 << 20
+    ) {
+        precondition(position.byteOffset >= 0 && position.linesBefore >= 0 && position.fileIndex >= 0, "invalid corpus position \(position)")
+        self.init(
+            paths: paths, format: format, textField: textField, maxLineBytes: maxLineBytes, firstDocumentID: position.documentID,
+            readBufferBytes: readBufferBytes)
+        fileIndex = position.fileIndex
+        pendingStart = (position.byteOffset, position.linesBefore)
+    }
+
+    /// Where the next line will come from. At the end of a file it still names that file
+    /// (at its end) until the next call of ``next()`` moves on.
+    public var position: CorpusPosition {
+        if descriptor < 0 {
+            // Not yet opened: the pending start, or the beginning of the next file.
+            return CorpusPosition(
+                fileIndex: fileIndex, byteOffset: pendingStart?.byteOffset ?? 0, linesBefore: pendingStart?.linesBefore ?? 0,
+                documentID: nextDocumentID)
+        }
+        return CorpusPosition(fileIndex: fileIndex, byteOffset: fileOffset, linesBefore: lineNumber, documentID: nextDocumentID)
     }
 
     deinit { if descriptor >= 0 { close(descriptor) } }
@@ -95,6 +151,17 @@ public final class CorpusReader {
         bufferEnd = 0
         fileOffset = 0
         lineNumber = 0
+        if let start = pendingStart {
+            pendingStart = nil
+            guard lseek(descriptor, off_t(start.byteOffset), SEEK_SET) >= 0 else {
+                let problem = String(cString: strerror(errno))
+                close(descriptor)
+                descriptor = -1
+                throw CorpusError(path: path, problem: "cannot seek to byte \(start.byteOffset): " + problem)
+            }
+            fileOffset = start.byteOffset
+            lineNumber = start.linesBefore
+        }
     }
 
     /// Fills the buffer; false at end of file.

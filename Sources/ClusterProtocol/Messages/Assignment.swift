@@ -1,0 +1,200 @@
+import Corpus
+
+/// One line of a unit as ASSIGN carries it: its raw length in the corpus file, and its
+/// text or why it is skipped.
+public struct UnitLine: Equatable, Hashable, Sendable {
+    /// Bytes of the line in the corpus file, newline included.
+    public var rawBytes: Int64
+    public var content: Result<String, SkipReason>
+
+    public init(rawBytes: Int64, content: Result<String, SkipReason>) {
+        self.rawBytes = rawBytes
+        self.content = content
+    }
+
+    /// Exhaustive both ways: a new skip reason in Corpus must get a status byte here.
+    static func status(_ reason: SkipReason) -> ClusterWire.LineStatus {
+        switch reason {
+        case .invalidUTF8: .invalidUTF8
+        case .invalidJSON: .invalidJSON
+        case .missingField: .missingField
+        case .emptyDocument: .emptyDocument
+        case .lineTooLong: .lineTooLong
+        }
+    }
+
+    static func reason(_ status: ClusterWire.LineStatus) -> SkipReason? {
+        switch status {
+        case .text: nil
+        case .invalidUTF8: .invalidUTF8
+        case .invalidJSON: .invalidJSON
+        case .missingField: .missingField
+        case .emptyDocument: .emptyDocument
+        case .lineTooLong: .lineTooLong
+        }
+    }
+}
+
+/// ASSIGN: a unit for a worker, under a lease, with everything needed to collect it: the
+/// run's settings, the unit's place in the corpus, and the text of its lines (so workers
+/// need no access to the corpus files).
+public struct Assignment: Equatable, Hashable, Sendable {
+    public var run: UInt64
+    public var lease: LeaseID
+    /// 1 for the unit's first lease, 2 for the next, …
+    public var attempt: Int
+    /// How often the worker MUST send HEARTBEAT while it holds the lease.
+    public var heartbeatInterval: Duration
+    /// Intervals without a message after which the lease expires.
+    public var liveness: Int
+    public var settings: UnitSettings
+    /// The corpus file's path on the coordinator (for log lines).
+    public var file: String
+    public var plan: UnitPlan
+    public var lines: [UnitLine]
+
+    public var unit: UnitID { plan.unit }
+
+    public init(
+        run: UInt64, lease: LeaseID, attempt: Int, heartbeatInterval: Duration = ClusterWire.Defaults.heartbeatInterval,
+        liveness: Int = ClusterWire.Defaults.liveness, settings: UnitSettings, file: String, plan: UnitPlan, lines: [UnitLine]
+    ) {
+        precondition(lines.count == plan.lineCount, "a plan of \(plan.lineCount) lines with \(lines.count) lines")
+        self.run = run
+        self.lease = lease
+        self.attempt = attempt
+        self.heartbeatInterval = heartbeatInterval
+        self.liveness = liveness
+        self.settings = settings
+        self.file = file
+        self.plan = plan
+        self.lines = lines
+    }
+
+    /// An assignment of the corpus lines a ``UnitReader`` returned for `plan`.
+    public init(
+        run: UInt64, lease: LeaseID, attempt: Int, heartbeatInterval: Duration = ClusterWire.Defaults.heartbeatInterval,
+        liveness: Int = ClusterWire.Defaults.liveness, settings: UnitSettings, file: String, plan: UnitPlan, corpusLines: [CorpusLine]
+    ) {
+        self.init(
+            run: run, lease: lease, attempt: attempt, heartbeatInterval: heartbeatInterval, liveness: liveness, settings: settings, file: file,
+            plan: plan, lines: corpusLines.map { UnitLine(rawBytes: $0.byteRange.upperBound - $0.byteRange.lowerBound, content: $0.content) })
+    }
+
+    /// The lines as the collector takes them: document ids, line numbers and byte ranges
+    /// follow from the plan.
+    public var corpusLines: [CorpusLine] {
+        var offset = plan.byteRange.lowerBound
+        return lines.enumerated().map { index, line in
+            defer { offset += line.rawBytes }
+            return CorpusLine(
+                documentID: plan.firstDocumentID + Int64(index), file: file, line: plan.firstLine + index,
+                byteRange: offset..<(offset + line.rawBytes), content: line.content)
+        }
+    }
+
+    /// Frames 2 (body), 3 (line table) and 4 (text).
+    func frames() -> [[UInt8]] {
+        var writer = FieldWriter()
+        writer.uint(.run, run)
+        writer.uint(.unit, plan.unit.rawValue)
+        writer.uint(.lease, lease.rawValue)
+        writer.int(.attempt, attempt)
+        writer.uint(.heartbeatMilliseconds, UInt64(max(1, heartbeatInterval.wholeMilliseconds)))
+        writer.int(.liveness, liveness)
+        writer.fields(.settings) { settings.write(to: &$0) }
+        writer.fields(.corpus) { nested in
+            nested.string(.file, file)
+            plan.writePosition(to: &nested)
+        }
+        var table = [UInt8]()
+        table.reserveCapacity(lines.count * ClusterWire.lineRecordSize)
+        var text = [UInt8]()
+        text.reserveCapacity(plan.textBytes)
+        for line in lines {
+            withUnsafeBytes(of: UInt64(line.rawBytes).littleEndian) { table.append(contentsOf: $0) }
+            switch line.content {
+            case .success(let document):
+                let start = text.count
+                text.append(contentsOf: document.utf8)
+                table.append(ClusterWire.LineStatus.text.rawValue)
+                withUnsafeBytes(of: UInt32(text.count - start).littleEndian) { table.append(contentsOf: $0) }
+            case .failure(let reason):
+                table.append(UnitLine.status(reason).rawValue)
+                table.append(contentsOf: [0, 0, 0, 0])
+            }
+        }
+        return [writer.bytes, table, text]
+    }
+
+    init(frames: [[UInt8]]) throws(ProtocolError) {
+        let command = ClusterWire.Command.assign
+        let fields = try FrameCheck.body(frames, command, frameCount: 5)
+        let limits = ClusterWire.Limits.self
+        run = try fields.uint(.run)
+        let unit = try fields.unit()
+        lease = try fields.lease()
+        attempt = try fields.int(.attempt, in: 1...Int(Int32.max))
+        heartbeatInterval = .milliseconds(Int64(try fields.uint(.heartbeatMilliseconds, in: 1...limits.maxHeartbeatMilliseconds)))
+        liveness = try fields.int(.liveness, in: 1...limits.maxLiveness)
+        settings = try UnitSettings(try fields.nested(.settings))
+        let corpus = try fields.nested(.corpus)
+        file = try corpus.string(.file, maxBytes: limits.maxPathBytes)
+        plan = try UnitPlan(unit: unit, position: corpus)
+
+        // Frame 3: the line table.
+        let table = frames[3], text = frames[4]
+        func fail(_ location: String, _ expected: String, _ found: String) -> ProtocolError {
+            ProtocolError(.payload, message: command.name, location: location, expected: expected, found: found)
+        }
+        guard table.count == plan.lineCount * ClusterWire.lineRecordSize else {
+            throw fail("frame 3 (line table)", "\(plan.lineCount) records of \(ClusterWire.lineRecordSize) bytes", "\(table.count) bytes")
+        }
+        guard text.count <= limits.maxUnitTextBytes else {
+            throw ProtocolError(.tooLarge, message: command.name, location: "frame 4 (text)", expected: "at most \(limits.maxUnitTextBytes) bytes", found: "\(text.count) bytes")
+        }
+        guard text.count == plan.textBytes else {
+            throw fail("frame 4 (text)", "text_bytes \(plan.textBytes) bytes", "\(text.count) bytes")
+        }
+        var lines: [UnitLine] = []
+        lines.reserveCapacity(plan.lineCount)
+        var rawTotal: Int64 = 0
+        var textOffset = 0
+        for index in 0..<plan.lineCount {
+            let record = index * ClusterWire.lineRecordSize
+            var raw: UInt64 = 0
+            for byte in 0..<8 { raw |= UInt64(table[record + byte]) << (8 * byte) }
+            let status = table[record + 8]
+            let length = Int(table[record + 9]) | Int(table[record + 10]) << 8 | Int(table[record + 11]) << 16 | Int(table[record + 12]) << 24
+            let location = "frame 3 (line table), line \(index)"
+            guard raw >= 1, raw <= UInt64(plan.byteRange.count) else {
+                throw fail(location, "a raw length of 1 … \(plan.byteRange.count) bytes", "\(raw)")
+            }
+            rawTotal += Int64(raw)
+            guard let lineStatus = ClusterWire.LineStatus(rawValue: status) else {
+                throw fail(location, "status 0 (text) or a skip reason 1 … \(ClusterWire.LineStatus.allCases.count - 1)", "\(status)")
+            }
+            if let reason = UnitLine.reason(lineStatus) {
+                guard length == 0 else { throw fail(location, "no text for a skipped line", "\(length) bytes") }
+                lines.append(UnitLine(rawBytes: Int64(raw), content: .failure(reason)))
+            } else {
+                guard length >= 1, length <= text.count - textOffset else {
+                    throw fail(location, "a text length of 1 … \(text.count - textOffset) bytes (what is left of frame 4)", "\(length)")
+                }
+                guard UInt64(length) <= raw else { throw fail(location, "text no longer than the line's \(raw) raw bytes", "\(length) bytes") }
+                guard let document = String(validating: text[textOffset..<(textOffset + length)], as: UTF8.self) else {
+                    throw fail("frame 4 (text), line \(index)", "UTF-8 text", "invalid UTF-8")
+                }
+                textOffset += length
+                lines.append(UnitLine(rawBytes: Int64(raw), content: .success(document)))
+            }
+        }
+        guard rawTotal == plan.byteRange.count else {
+            throw fail("frame 3 (line table)", "raw lengths adding up to the unit's \(plan.byteRange.count) bytes", "\(rawTotal)")
+        }
+        guard textOffset == text.count else {
+            throw fail("frame 4 (text)", "\(textOffset) bytes, the sum of the text lengths", "\(text.count) bytes")
+        }
+        self.lines = lines
+    }
+}
