@@ -65,7 +65,7 @@ let package = Package(
         .target(
             name: "ActClusterCLI",
             dependencies: [
-                "ZeroMQ", "LZ4", "BLAS", "Platform", "Logfmt", "Shards", "SafeTensors", "Tokenizers", "Transformers", "Corpus", "Collection",
+                "ZeroMQ", "LZ4", "BLAS", "Platform", "Logfmt", "Shards", "SafeTensors", "Tokenizers", "Transformers", "Corpus", "Collection", "ClusterProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClusterProtocol
 import Collection
 import Corpus
 import Foundation
@@ -18,8 +19,8 @@ struct CollectCommand: ParsableCommand {
             that start and end with the model's special tokens. A long document continues in \
             the next window. Every position of every window is captured unless --skip-special \
             is given. The corpus is cut into units of about --unit-tokens tokens (estimated at \
-            4 bytes of text per token) at document boundaries; each unit gives one shard per \
-            hook, and manifest.json lists them all with running statistics per hook.
+            4 bytes of text per token) at document boundaries, never across files, exactly as \
+            a coordinator plans them; each unit gives one shard per hook, and manifest.json lists them all with running statistics per hook.
 
             Bad lines (invalid UTF-8 or JSON, a missing text field, an empty document) are \
             logged with file and line, counted in the manifest, and skipped.
@@ -85,25 +86,15 @@ struct CollectCommand: ParsableCommand {
         var manifest = ShardManifest(model: collector.identity, hooks: hook, dtype: settings.dtype, context: context)
         log.info("collect_start", metadata: ["model": "\(model)", "hooks": "\(hook.joined(separator: ","))", "corpus_files": "\(corpus.count)", "dtype": "\(dtype)", "threads": "\(threads)"])
 
-        let reader = CorpusReader(paths: corpus, format: format, textField: textField)
+        // The same unit plan a coordinator makes, so a collection is identical run here or on a fleet.
+        let planner = UnitPlanner(corpus: CorpusSpec(paths: corpus, format: format, textField: textField, unitTokens: unitTokens))
         let clock = ContinuousClock()
         let start = clock.now
         var totals = UnitResult(unit: 0)
         var statistics: [String: RunningStatistics] = [:]
-        var unit: UInt64 = 0
-        var lines: [CorpusLine] = []
-        var unitBytes: Int64 = 0
-        var finished = false
-        while !finished {
-            if let line = try reader.next() {
-                lines.append(line)
-                unitBytes += line.byteRange.upperBound - line.byteRange.lowerBound
-                if unitBytes < Int64(unitTokens) * 4 { continue }
-            } else {
-                finished = true
-                if lines.isEmpty { break }
-            }
-            let result = try collector.collect(unit: unit, lines: lines, into: out)
+        var units = 0
+        while let (plan, lines) = try planner.next() {
+            let result = try collector.collect(unit: plan.unit.rawValue, lines: lines, into: out)
             for summary in result.shards { manifest.add(summary, file: URL(fileURLWithPath: summary.path).lastPathComponent) }
             for (hook, running) in result.statistics { statistics[hook, default: RunningStatistics(width: running.width)].merge(running) }
             for (reason, count) in result.skipped { manifest.countSkipped(reason.rawValue, by: count) }
@@ -114,16 +105,14 @@ struct CollectCommand: ParsableCommand {
             totals.forwardSeconds += result.forwardSeconds
             totals.encodeSeconds += result.encodeSeconds
             totals.tokenizeSeconds += result.tokenizeSeconds
+            units += 1
             let elapsed = (clock.now - start).seconds
             log.info(
                 "unit_done",
                 metadata: [
-                    "unit": "\(unit)", "documents": "\(result.documents)", "tokens": "\(result.tokens)",
+                    "unit": "\(plan.unit)", "documents": "\(result.documents)", "tokens": "\(result.tokens)",
                     "total_tokens": "\(totals.tokens)", "tok_s": "\(Int(Double(totals.tokens) / max(elapsed, 1e-9)))",
                 ])
-            unit += 1
-            lines.removeAll(keepingCapacity: true)
-            unitBytes = 0
         }
         for (hook, running) in statistics { manifest.addStatistics(running, hook: hook) }
         try manifest.write(toDirectory: out)
@@ -134,7 +123,7 @@ struct CollectCommand: ParsableCommand {
         log.info(
             "collect_done",
             metadata: [
-                "units": "\(unit)", "documents": "\(totals.documents)", "windows": "\(totals.windows)",
+                "units": "\(units)", "documents": "\(totals.documents)", "windows": "\(totals.windows)",
                 "tokens": "\(totals.tokens)", "rows": "\(totals.rows)", "skipped": "\(manifest.skipped.values.reduce(0, +))",
                 "seconds": "\(String(format: "%.2f", elapsed))", "tok_s": "\(Int(Double(totals.tokens) / max(elapsed, 1e-9)))",
                 "forward_s": "\(String(format: "%.2f", totals.forwardSeconds))",

@@ -74,14 +74,13 @@ public final class ActivationCollector {
         separator = !suffix.isEmpty ? suffix : model.endOfTextTokenID.map { [$0] } ?? prefix
     }
 
-    /// The shard file name of a unit's hook.
-    public static func shardFileName(unit: UInt64, hook: String) -> String {
-        "unit-\(String(repeating: "0", count: max(0, 6 - String(unit).count)))\(unit).\(hook).shard"
-    }
-
     /// Collects one unit into `directory`. `lines` are the unit's corpus lines in order; bad
-    /// lines are counted (and logged) but do not stop the unit.
-    public func collect(unit: UInt64, lines: [CorpusLine], into directory: String) throws -> UnitResult {
+    /// lines are counted (and logged) but do not stop the unit. `fileName` names each hook's
+    /// shard (cluster workers put the lease in it, so two attempts never share a file).
+    public func collect(
+        unit: UInt64, lines: [CorpusLine], into directory: String,
+        fileName: ((String) -> String)? = nil
+    ) throws -> UnitResult {
         var result = UnitResult(unit: unit)
         let clock = ContinuousClock()
         var writers: [(HookPoint, ShardWriter)] = []
@@ -91,7 +90,8 @@ public final class ActivationCollector {
             let header = ShardHeader(
                 dtype: settings.dtype, width: model.width(of: point), blockRows: settings.blockRows,
                 hook: point.description, model: identity, unitID: unit)
-            let path = directory + "/" + Self.shardFileName(unit: unit, hook: point.description)
+            let name = fileName?(point.description) ?? ShardManifest.shardFileName(unit: unit, hook: point.description)
+            let path = directory + "/" + name
             writers.append((point, try ShardWriter(path: path, header: header)))
             result.statistics[point.description] = RunningStatistics(width: header.width)
         }
