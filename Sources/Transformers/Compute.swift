@@ -52,13 +52,13 @@ struct Capture {
     /// Copies the activation if requested; returns true when the pass can stop here.
     mutating func record(_ point: HookPoint, _ source: UnsafePointer<Float>, width: Int, ld: Int) -> Bool {
         if hooks.contains(point) {
-            var copy = [Float](repeating: 0, count: rows * width)
-            copy.withUnsafeMutableBufferPointer { destination in
+            // Filled row by row straight from the workspace: no zeroing pass first.
+            outputs[point] = [Float](unsafeUninitializedCapacity: rows * width) { destination, count in
                 for row in 0..<rows {
-                    (destination.baseAddress! + row * width).update(from: source + row * ld, count: width)
+                    (destination.baseAddress! + row * width).initialize(from: source + row * ld, count: width)
                 }
+                count = rows * width
             }
-            outputs[point] = copy
         }
         return hooks.isDone(after: point)
     }
