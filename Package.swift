@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "Corpus"),
         .target(
             name: "Collection",
-            dependencies: ["Corpus", "Shards", "Tokenizers", "Transformers", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["Corpus", "Platform", "Shards", "Tokenizers", "Transformers", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Shards", dependencies: ["CShardKernels", "LZ4", "Platform", "SafeTensors"]),
         // The cluster's wire protocol (message codec), the coordinator's journal and state
         // machine, and the unit planner: no sockets or processes, testable in-process.

@@ -1,6 +1,7 @@
 import Corpus
 import Foundation
 import Logging
+import Platform
 import Shards
 import Tokenizers
 import Transformers
@@ -193,9 +194,3 @@ public struct CollectionError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-extension Duration {
-    var seconds: Double {
-        let (whole, fraction) = components
-        return Double(whole) + Double(fraction) / 1e18
-    }
-}

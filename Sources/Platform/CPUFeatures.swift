@@ -47,10 +47,3 @@ extension Substring {
         return String(trimmed.reversed().drop { set.contains($0) }.reversed())
     }
 }
-
-/// Peak resident set size of this process so far, in bytes (`getrusage`).
-public func peakResidentBytes() -> Int {
-    var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    return usage.ru_maxrss * 1024
-}
