@@ -91,20 +91,10 @@ struct CollectCommand: ParsableCommand {
         let clock = ContinuousClock()
         let start = clock.now
         var totals = UnitResult(unit: 0)
-        var statistics: [String: RunningStatistics] = [:]
         var units = 0
         while let (plan, lines) = try planner.next() {
             let result = try collector.collect(unit: plan.unit.rawValue, lines: lines, into: out)
-            for summary in result.shards { manifest.add(summary, file: URL(fileURLWithPath: summary.path).lastPathComponent) }
-            for (hook, running) in result.statistics { statistics[hook, default: RunningStatistics(width: running.width)].merge(running) }
-            for (reason, count) in result.skipped { manifest.countSkipped(reason.rawValue, by: count) }
-            totals.documents += result.documents
-            totals.windows += result.windows
-            totals.tokens += result.tokens
-            totals.rows += result.rows
-            totals.forwardSeconds += result.forwardSeconds
-            totals.encodeSeconds += result.encodeSeconds
-            totals.tokenizeSeconds += result.tokenizeSeconds
+            totals.absorb(result)
             units += 1
             let elapsed = (clock.now - start).seconds
             log.info(
@@ -114,12 +104,14 @@ struct CollectCommand: ParsableCommand {
                     "total_tokens": "\(totals.tokens)", "tok_s": "\(Int(Double(totals.tokens) / max(elapsed, 1e-9)))",
                 ])
         }
-        for (hook, running) in statistics { manifest.addStatistics(running, hook: hook) }
+        for summary in totals.shards { manifest.add(summary, file: URL(fileURLWithPath: summary.path).lastPathComponent) }
+        for (hook, running) in totals.statistics { manifest.addStatistics(running, hook: hook) }
+        for (reason, count) in totals.skipped { manifest.countSkipped(reason.rawValue, by: count) }
         try manifest.write(toDirectory: out)
 
         let elapsed = (clock.now - start).seconds
         let bytes = manifest.shards.reduce(0) { $0 + $1.bytes }
-        let rawFP32 = statistics.values.reduce(0) { $0 + $1.count * $1.width * 4 }
+        let rawFP32 = totals.statistics.values.reduce(0) { $0 + $1.count * $1.width * 4 }
         log.info(
             "collect_done",
             metadata: [

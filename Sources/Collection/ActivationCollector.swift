@@ -40,6 +40,21 @@ public struct UnitResult: Sendable {
     public var encodeSeconds = 0.0
 
     public init(unit: UInt64) { self.unit = unit }
+
+    /// Adds another unit's shards, statistics, skip counts, counts and timings to these,
+    /// for totals over a whole collection.
+    public mutating func absorb(_ other: UnitResult) {
+        shards += other.shards
+        for (hook, running) in other.statistics { statistics[hook, default: RunningStatistics(width: running.width)].merge(running) }
+        skipped.merge(other.skipped, uniquingKeysWith: +)
+        documents += other.documents
+        windows += other.windows
+        rows += other.rows
+        tokens += other.tokens
+        tokenizeSeconds += other.tokenizeSeconds
+        forwardSeconds += other.forwardSeconds
+        encodeSeconds += other.encodeSeconds
+    }
 }
 
 /// Turns documents into shard files: tokenize, pack into windows, run the model, write one
