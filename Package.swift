@@ -57,6 +57,11 @@ let package = Package(
         // The cluster's wire protocol (message codec), the coordinator's journal and state
         // machine, and the unit planner: no sockets or processes, testable in-process.
         .target(name: "ClusterProtocol", dependencies: ["Corpus", "Shards", "LZ4", "Platform"]),
+        // Roles: each runs one process's loop and talks to the others only through
+        // ClusterProtocol messages; roles never import each other.
+        .target(
+            name: "Coordinator",
+            dependencies: ["ClusterProtocol", "Corpus", "Platform", "Shards", "ZeroMQ", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "Logfmt",
             dependencies: [.product(name: "Logging", package: "swift-log")]),
@@ -65,7 +70,7 @@ let package = Package(
         .target(
             name: "ActClusterCLI",
             dependencies: [
-                "ZeroMQ", "LZ4", "BLAS", "Platform", "Logfmt", "Shards", "SafeTensors", "Tokenizers", "Transformers", "Corpus", "Collection", "ClusterProtocol",
+                "ZeroMQ", "LZ4", "BLAS", "Platform", "Logfmt", "Shards", "SafeTensors", "Tokenizers", "Transformers", "Corpus", "Collection", "ClusterProtocol", "Coordinator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -86,6 +91,9 @@ let package = Package(
         .testTarget(name: "TransformersTests", dependencies: ["Transformers", "SafeTensors", "CKernels"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
         .testTarget(name: "ClusterProtocolTests", dependencies: ["ClusterProtocol", "Corpus", "Shards", "ZeroMQ", "Platform"]),
+        .testTarget(
+            name: "CoordinatorTests",
+            dependencies: ["Coordinator", "ClusterProtocol", "Corpus", "Shards", "ZeroMQ", "Platform", "Logfmt", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "ShardsTests", dependencies: ["Shards", "Platform", "SafeTensors"]),
         .testTarget(

@@ -128,6 +128,24 @@ public final class ZeroMQSocket {
         return frames
     }
 
+    /// The next multipart message if one is waiting, else nil; never blocks. Cheaper than
+    /// `receiveMultipart(timeout: .zero)` in a loop that drains a busy socket.
+    public func receiveMultipartIfReady() throws(ZeroMQError) -> [ZeroMQMessage]? {
+        let handle = try open("zmq_msg_recv")
+        let first = ZeroMQMessage()
+        while zmq_msg_recv(first.pointer, handle, ZMQ_DONTWAIT) < 0 {
+            let code = zmq_errno()
+            if code == EAGAIN { return nil }
+            if code != EINTR { throw ZeroMQError.last("zmq_msg_recv") }
+        }
+        var frames = [first]
+        while frames[frames.count - 1].hasMore {
+            guard let next = try receive() else { break }
+            frames.append(next)
+        }
+        return frames
+    }
+
     /// Waits until the socket is ready for `events`; false on timeout or signal.
     public func poll(for events: PollEvents, timeout: Duration) throws(ZeroMQError) -> Bool {
         var poller = ZeroMQPoller()

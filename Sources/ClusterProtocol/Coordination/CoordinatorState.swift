@@ -386,7 +386,7 @@ public struct CoordinatorState: Equatable, Sendable {
 
     // MARK: Output
 
-    /// The manifest of the done units, in unit order. (Poisoned units are in ``poisoned``.)
+    /// The manifest of the done units, in unit order, with the poisoned units as failed units.
     public func manifest() -> ShardManifest {
         var manifest = ShardManifest(
             model: run.settings.model.identity, hooks: run.settings.hooks, dtype: run.settings.dtype, context: run.settings.context)
@@ -399,6 +399,12 @@ public struct CoordinatorState: Equatable, Sendable {
         }
         for (hook, value) in statistics { manifest.addStatistics(value, hook: hook) }
         for (reason, count) in skipped { manifest.countSkipped(reason, by: count) }
+        manifest.failedUnits = poisoned.keys.sorted().map { unit in
+            let record = poisoned[unit]!
+            return ShardManifest.FailedUnit(
+                unit: unit.rawValue, file: run.corpus.paths[record.plan.fileIndex], firstLine: record.plan.firstLine,
+                lineCount: record.plan.lineCount, reasons: record.reasons)
+        }
         return manifest
     }
 

@@ -71,6 +71,31 @@ public struct ShardManifest: Codable, Equatable, Sendable {
         }
     }
 
+    /// A unit a cluster gave up on after its attempts ran out: its lines are not in any shard.
+    public struct FailedUnit: Codable, Equatable, Sendable {
+        public var unit: UInt64
+        /// The corpus file and the unit's lines in it (1-based, `lineCount` lines from `firstLine`).
+        public var file: String
+        public var firstLine: Int
+        public var lineCount: Int
+        /// One per failed attempt, in order.
+        public var reasons: [String]
+
+        public init(unit: UInt64, file: String, firstLine: Int, lineCount: Int, reasons: [String]) {
+            self.unit = unit
+            self.file = file
+            self.firstLine = firstLine
+            self.lineCount = lineCount
+            self.reasons = reasons
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case unit, file, reasons
+            case firstLine = "first_line"
+            case lineCount = "line_count"
+        }
+    }
+
     public var format = ShardManifest.formatName
     public var version = 1
     public var model: Model
@@ -84,6 +109,14 @@ public struct ShardManifest: Codable, Equatable, Sendable {
     public var statistics: [String: Statistics] = [:]
     /// Inputs skipped, by reason (e.g. "invalid_utf8", "empty_document").
     public var skipped: [String: Int] = [:]
+    /// Units a cluster run failed for good (absent for `actcluster collect`, which stops on
+    /// the first error instead).
+    public var failedUnits: [FailedUnit]?
+
+    enum CodingKeys: String, CodingKey {
+        case format, version, model, hooks, dtype, context, rows, shards, statistics, skipped
+        case failedUnits = "failed_units"
+    }
 
     public init(model: ModelIdentity, hooks: [String], dtype: ShardDType, context: Int) {
         self.model = Model(model)

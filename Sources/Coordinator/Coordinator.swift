@@ -1,0 +1,716 @@
+import ClusterProtocol
+import Corpus
+import Foundation
+import Logging
+import Platform
+import Shards
+import ZeroMQ
+
+/// The coordinator: plans units from the corpus as workers need them, leases them over a
+/// ROUTER socket, tracks liveness, journals every change before acting on it, and writes the
+/// manifest when every unit is done or failed. One thread owns every socket and the state.
+///
+/// Each pass of the loop: wait for messages (or the next timer), handle a batch of them
+/// against ``CoordinatorState`` (appending the events that changed it to the journal), expire
+/// leases, plan and assign units, commit the journal once (group commit), and only then send
+/// the replies and delete files that follow from the committed events (write-ahead).
+public final class Coordinator {
+    public let configuration: CoordinatorConfiguration
+    /// The worker endpoint actually bound (a port of 0 is resolved).
+    public private(set) var workerEndpoint = ""
+    public private(set) var statusEndpoint: String?
+
+    private let logger: Logger
+    private let clock = ContinuousClock()
+    private let startedAt: ContinuousClock.Instant
+    private var state: CoordinatorState
+    private let journal: Journal
+    private let planner: UnitPlanner
+    private let unitReader: UnitReader
+    private let context: ZeroMQContext
+    private let workerSocket: ZeroMQSocket
+    private let statusSocket: ZeroMQSocket?
+    private let authenticator: CurveAuthenticator?
+    private let stopRequests: () -> Int
+
+    private var sessions: [[UInt8]: WorkerSession] = [:]
+    private var sessionsByName: [String: WorkerSession] = [:]
+    private var idleQueue: [[UInt8]] = []
+    private var trackers: [LeaseID: LeaseTracker] = [:]
+    /// Lines of planned units not yet leased, so a first ASSIGN needs no second read.
+    private var plannedLines: [UnitID: [CorpusLine]] = [:]
+    /// Replies and file deletions waiting for the next journal commit.
+    private var outbox: [(routingID: [UInt8], frames: [[UInt8]], assigned: LeaseID?)] = []
+    private var deletions: [String] = []
+    private var throughput = ThroughputMeter()
+    private var rejectedMessages = 0
+    private var draining = false
+    private var drainDeadline: ContinuousClock.Instant?
+    private var lastTimerPass: ContinuousClock.Instant
+    private var lastProgressLog: ContinuousClock.Instant
+    private var bytesDone: Int64 = 0
+    private var tokensDoneHere = 0
+    private let corpusBytes: Int64
+
+    /// Recovers the run from the journal in the output folder (or starts it) and binds the
+    /// sockets. `stopRequests` counts SIGINT/SIGTERM (the CLI passes ``ShutdownSignals``):
+    /// one more than at start drains, two more stop at once.
+    public init(configuration: CoordinatorConfiguration, logger: Logger, stopRequests: @escaping () -> Int = { 0 }) throws {
+        self.configuration = configuration
+        self.logger = logger
+        self.stopRequests = stopRequests
+        startedAt = clock.now
+        lastTimerPass = startedAt
+        lastProgressLog = startedAt
+        let run = configuration.run
+
+        try FileManager.default.createDirectory(atPath: configuration.outputDirectory, withIntermediateDirectories: true)
+        let (state, journal, replay) = try CoordinatorState.recover(journalAt: configuration.journalPath, run: run)
+        self.state = state
+        self.journal = journal
+        planner = UnitPlanner(resuming: state)
+        unitReader = UnitReader(corpus: run.corpus)
+        corpusBytes = run.corpus.paths.reduce(0) { total, path in
+            total + ((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64) ?? nil ?? 0)
+        }
+        if replay.created {
+            logger.info("run_started", metadata: ["run": "\(String(state.run.run, radix: 16))", "journal": "\(journal.path)"])
+        } else {
+            logger.info(
+                "run_resumed",
+                metadata: [
+                    "run": "\(String(state.run.run, radix: 16))", "journal": "\(journal.path)", "records": "\(replay.records)",
+                    "torn_bytes_cut": "\(replay.truncatedBytes)", "units_planned": "\(state.plannedCount)", "units_done": "\(state.done.count)",
+                    "units_failed": "\(state.poisoned.count)", "leases_restored": "\(state.leases.count)",
+                ])
+        }
+
+        context = try ZeroMQContext()
+        if let curve = configuration.curve, let allowed = curve.allowedClientKeys {
+            authenticator = try CurveAuthenticator(context: context, allowedClientKeys: allowed)
+        } else {
+            authenticator = nil
+        }
+        workerSocket = try context.socket(.router)
+        try workerSocket.configure(
+            linger: .seconds(1), sendHighWaterMark: 0, receiveHighWaterMark: 0, maxMessageSize: ClusterWire.Limits.coordinatorMaxMessageBytes)
+        try workerSocket.set(.routerMandatory, 1)
+        try workerSocket.setHeartbeats(interval: configuration.heartbeatInterval, timeout: configuration.livenessPeriod)
+        if let curve = configuration.curve { try workerSocket.makeCurveServer(secretKey: curve.secretKey) }
+        do {
+            workerEndpoint = try workerSocket.bind(configuration.bind)
+        } catch {
+            throw CoordinatorError("cannot listen for workers on \(configuration.bind): \(error.reason); choose another --bind endpoint")
+        }
+        if let statusBind = configuration.statusBind {
+            let socket = try context.socket(.router)
+            try socket.configure(linger: .zero, maxMessageSize: ClusterWire.Limits.statusRequestMaxMessageBytes)
+            if let curve = configuration.curve { try socket.makeCurveServer(secretKey: curve.secretKey) }
+            do {
+                statusEndpoint = try socket.bind(statusBind)
+            } catch {
+                throw CoordinatorError("cannot listen for status clients on \(statusBind): \(error.reason); choose another --status-bind endpoint")
+            }
+            statusSocket = socket
+        } else {
+            statusSocket = nil
+        }
+
+        // Leases from before a restart: no worker has spoken for them yet.
+        let deadline = clock.now + configuration.livenessPeriod
+        for (lease, live) in state.leases {
+            trackers[lease] = LeaseTracker(unit: live.unit, holder: nil, deadline: deadline, claimed: false, started: clock.now)
+        }
+        logger.info(
+            "coordinator_listening",
+            metadata: [
+                "endpoint": "\(workerEndpoint)", "status_endpoint": "\(statusEndpoint ?? "none")",
+                "curve": "\(configuration.curve == nil ? "off" : configuration.curve?.allowedClientKeys == nil ? "server_key" : "allow_list")",
+                "hooks": "\(run.settings.hooks.joined(separator: ","))", "output": "\(configuration.outputDirectory)",
+            ])
+    }
+
+    deinit {
+        statusSocket?.close()
+        workerSocket.close()
+        authenticator?.socket.close()
+        journal.close()
+    }
+
+    // MARK: The loop
+
+    /// Runs until the run completes or a signal drains it.
+    public func run() throws -> CoordinatorOutcome {
+        let baseline = stopRequests()
+        if state.completed {
+            logger.info("run_already_complete", metadata: ["units_done": "\(state.done.count)", "units_failed": "\(state.poisoned.count)"])
+            try writeManifest()
+            try serveShutdown()
+            return .completed(summary(manifest: true))
+        }
+        var poller = ZeroMQPoller()
+        poller.add(workerSocket)
+        if let statusSocket { poller.add(statusSocket) }
+        if let authenticator { poller.add(authenticator.socket) }
+
+        while true {
+            let requests = stopRequests() - baseline
+            if requests >= 1 && !draining { beginDrain() }
+            if draining && (requests >= 2 || clock.now >= drainDeadline!) { releaseAll(reason: requests >= 2 ? "the coordinator was stopped" : "the coordinator's drain timed out") }
+
+            _ = try poller.poll(timeout: outbox.isEmpty ? .milliseconds(50) : .zero)
+            try answerAuthentication()
+            try answerStatusRequests()
+            var handled = 0
+            while handled < configuration.messagesPerCommit, let frames = try workerSocket.receiveMultipartIfReady() {
+                handle(frames.map(\.bytes))
+                handled += 1
+            }
+            try timerPass()
+            if !draining {
+                try planAhead()
+                try assign()
+            }
+            try commit()
+
+            if state.allUnitsFinished {
+                try complete()
+                return .completed(summary(manifest: true))
+            }
+            if draining && trackers.isEmpty {
+                try commit()
+                logger.notice("drained", metadata: metadataCounts())
+                return .drained(summary(manifest: false))
+            }
+        }
+    }
+
+    /// Makes the journal hold every event so far, then sends what waited for it.
+    private func commit() throws {
+        if journal.bufferedEvents > 0 {
+            do {
+                try journal.sync()
+            } catch {
+                throw CoordinatorError("cannot write the journal \(journal.path): \(error); fix the disk and restart with the same arguments")
+            }
+        }
+        let messages = outbox
+        outbox.removeAll(keepingCapacity: true)
+        for message in messages { send(message.frames, to: message.routingID, assigned: message.assigned) }
+        for name in deletions {
+            let path = configuration.outputDirectory + "/" + name
+            if unlink(path) == 0 { logger.debug("stray_deleted", metadata: ["file": "\(name)"]) }
+        }
+        deletions.removeAll()
+    }
+
+    private func send(_ frames: [[UInt8]], to routingID: [UInt8], assigned: LeaseID? = nil) {
+        do {
+            try workerSocket.send(multipart: [routingID] + frames, dontWait: true)
+            sessions[routingID]?.lastSent = clock.now
+        } catch {
+            // The peer is gone (ROUTER_MANDATORY) or its queue is full.
+            logger.debug("send_failed", metadata: ["peer": "\(hex(routingID))", "error": "\(error)"])
+            if let session = sessions[routingID] { dropSession(session, reason: "the connection is gone") }
+            if let lease = assigned, let tracker = trackers[lease] {
+                // Its ASSIGN never left: give the unit back without counting an attempt.
+                release(lease, unit: tracker.unit, reason: "the worker disconnected before its assignment was sent")
+            }
+        }
+    }
+
+    private func queue(_ message: CoordinatorMessage, to routingID: [UInt8], assigned: LeaseID? = nil) {
+        outbox.append((routingID, message.encode(), assigned))
+    }
+
+    /// Applies an event and journals it if it changed the state.
+    @discardableResult
+    private func apply(_ event: CoordinatorEvent) -> Transition {
+        let transition = state.apply(event)
+        if transition.changed {
+            do {
+                try journal.append(event)
+            } catch {
+                // An event that cannot be journaled must not stay applied in memory only;
+                // the state would diverge from what a restart rebuilds. Stop.
+                fatalError("journal append failed after the state changed: \(error)")
+            }
+        }
+        return transition
+    }
+
+    // MARK: Worker messages
+
+    private func handle(_ frames: [[UInt8]]) {
+        guard frames.count >= 2 else { return }
+        let routingID = frames[0]
+        let message: WorkerMessage
+        do {
+            message = try WorkerMessage.decode(frames: Array(frames[1...]))
+        } catch {
+            reject(routingID, "\(error)")
+            return
+        }
+        let now = clock.now
+        let session = sessions[routingID]
+        session?.lastSeen = now
+        switch message {
+        case .ready(let ready): handleReady(ready, from: routingID, now: now)
+        case .heartbeat(let heartbeat): handleHeartbeat(heartbeat, from: routingID, session: session, now: now)
+        case .done(let done): handleDone(done, from: routingID, now: now)
+        case .failed(let failed): handleFailed(failed, from: routingID)
+        }
+    }
+
+    private func reject(_ routingID: [UInt8], _ reason: String) {
+        rejectedMessages += 1
+        // A hostile peer can send garbage at line rate: log the first ones, then a sample.
+        if rejectedMessages <= 100 || rejectedMessages % 1000 == 0 {
+            logger.warning("message_rejected", metadata: ["peer": "\(hex(routingID))", "reason": "\(reason)", "rejected_total": "\(rejectedMessages)"])
+        }
+    }
+
+    private func handleReady(_ ready: Ready, from routingID: [UInt8], now: ContinuousClock.Instant) {
+        var previousLease: LeaseID?
+        if let other = sessionsByName[ready.worker], other.routingID != routingID {
+            // The same worker on a new connection: the old one is dead.
+            previousLease = other.lease
+            dropSession(other, reason: "it reconnected")
+        }
+        let session: WorkerSession
+        if let existing = sessions[routingID] {
+            session = existing
+            if existing.name != ready.worker {
+                sessionsByName[existing.name] = nil
+                existing.name = ready.worker
+            }
+        } else {
+            session = WorkerSession(routingID: routingID, name: ready.worker, now: now)
+            sessions[routingID] = session
+            logger.info(
+                "worker_joined",
+                metadata: ["worker": "\(ready.worker)", "host": "\(ready.host ?? "")", "threads": "\(ready.threads)", "software": "\(ready.software ?? "")"])
+        }
+        sessionsByName[ready.worker] = session
+        session.threads = ready.threads
+        if session.lease == nil { session.lease = previousLease }
+        // READY means the worker holds nothing: any lease still live for it is lost.
+        if let lease = session.lease, let tracker = trackers[lease] {
+            expire(lease, unit: tracker.unit, reason: "worker \(ready.worker) sent READY while holding it")
+        }
+        session.lease = nil
+        if draining || state.completed || session.shutdownSent {
+            shutDown(session, reason: draining ? "the coordinator is draining" : "the run is complete")
+        } else if !session.idle {
+            session.idle = true
+            idleQueue.append(routingID)
+        }
+    }
+
+    private func handleHeartbeat(_ heartbeat: WorkerHeartbeat, from routingID: [UInt8], session: WorkerSession?, now: ContinuousClock.Instant) {
+        guard let lease = heartbeat.lease, let unit = heartbeat.unit else {
+            if session == nil {
+                // Not known here (this coordinator restarted, or declared it lost): ask for READY.
+                queue(.disconnect(reason: "the coordinator does not know this worker; send READY"), to: routingID)
+            }
+            return
+        }
+        guard var tracker = trackers[lease], tracker.unit == unit, state.leases[lease]?.worker == heartbeat.worker else {
+            queue(.cancel(Cancel(unit: unit, lease: lease, reason: "lease \(lease) of unit \(unit) is not live")), to: routingID)
+            return
+        }
+        let worker = session ?? adopt(routingID, name: heartbeat.worker, now: now)
+        worker.lease = lease
+        if !tracker.claimed { logger.info("lease_claimed", metadata: ["lease": "\(lease)", "unit": "\(unit)", "worker": "\(heartbeat.worker)"]) }
+        tracker.claimed = true
+        tracker.holder = routingID
+        tracker.deadline = now + configuration.livenessPeriod
+        if let tokens = heartbeat.tokens { tracker.tokens = tokens }
+        trackers[lease] = tracker
+    }
+
+    /// A busy worker this coordinator has no session for (it restarted): learn it.
+    private func adopt(_ routingID: [UInt8], name: String, now: ContinuousClock.Instant) -> WorkerSession {
+        if let other = sessionsByName[name], other.routingID != routingID { dropSession(other, reason: "it reconnected") }
+        let session = WorkerSession(routingID: routingID, name: name, now: now)
+        sessions[routingID] = session
+        sessionsByName[name] = session
+        logger.info("worker_joined", metadata: ["worker": "\(name)", "busy": "true"])
+        return session
+    }
+
+    private func handleDone(_ done: UnitDone, from routingID: [UInt8], now: ContinuousClock.Instant) {
+        if var tracker = trackers[done.lease], tracker.unit == done.unit {
+            tracker.deadline = now + configuration.livenessPeriod
+            trackers[done.lease] = tracker
+        }
+        // Check files only for a report that could be accepted.
+        if configuration.checkShardFiles, state.active[done.unit]?.leases.contains(done.lease) == true, let problem = missingFile(done) {
+            reject(routingID, "DONE of unit \(done.unit), lease \(done.lease): \(problem)")
+            queue(.ack(Acknowledgement(unit: done.unit, lease: done.lease, outcome: .rejected, reason: problem)), to: routingID)
+            return
+        }
+        let plan = state.active[done.unit]?.plan
+        let transition = apply(.done(done))
+        let outcome = transition.acknowledgement ?? .rejected
+        queue(.ack(Acknowledgement(unit: done.unit, lease: done.lease, outcome: outcome, reason: transition.reason)), to: routingID)
+        deletions += transition.deleteFiles
+        switch transition.verdict {
+        case .applied:
+            trackers[done.lease] = nil
+            for revoked in transition.revoked {
+                if let holder = trackers.removeValue(forKey: revoked.lease)?.holder {
+                    queue(.cancel(Cancel(unit: revoked.unit, lease: revoked.lease, reason: "unit \(revoked.unit) was finished under lease \(done.lease)")), to: holder)
+                    if sessions[holder]?.lease == revoked.lease { sessions[holder]?.lease = nil }
+                }
+                logger.info("lease_revoked", metadata: ["lease": "\(revoked.lease)", "unit": "\(revoked.unit)", "worker": "\(revoked.worker)"])
+            }
+            if let plan { bytesDone += plan.byteRange.upperBound - plan.byteRange.lowerBound }
+            tokensDoneHere += done.tokens
+            let session = sessions[routingID]
+            if session?.lease == done.lease { session?.lease = nil }
+            session?.unitsDone += 1
+            if done.timings.wall > 0 { session?.lastRate = Double(done.tokens) / done.timings.wall }
+            logger.info(
+                "unit_done",
+                metadata: [
+                    "unit": "\(done.unit)", "lease": "\(done.lease)", "worker": "\(session?.name ?? hex(routingID))", "tokens": "\(done.tokens)",
+                    "rows": "\(done.rows)", "documents": "\(done.documents)", "wall_s": "\(String(format: "%.2f", done.timings.wall))",
+                    "units_done": "\(state.done.count)", "units_planned": "\(state.plannedCount)",
+                ])
+        case .ignored(let reason):
+            logger.info("report_ignored", metadata: ["unit": "\(done.unit)", "lease": "\(done.lease)", "reason": "\(reason)", "deleted_files": "\(transition.deleteFiles.count)"])
+        case .rejected(let reason):
+            reject(routingID, reason)
+        }
+    }
+
+    /// Why a DONE's files are not all there as reported, if they are not.
+    private func missingFile(_ done: UnitDone) -> String? {
+        for shard in done.shards {
+            let path = configuration.outputDirectory + "/" + shard.file
+            var info = stat()
+            guard stat(path, &info) == 0 else {
+                return "shard file \(shard.file) is not in \(configuration.outputDirectory) (is the output folder shared with the worker?)"
+            }
+            guard Int(info.st_size) == shard.bytes else { return "shard file \(shard.file) has \(info.st_size) bytes, the report says \(shard.bytes)" }
+        }
+        return nil
+    }
+
+    private func handleFailed(_ failed: UnitFailed, from routingID: [UInt8]) {
+        let transition = apply(.failed(failed))
+        queue(.ack(Acknowledgement(unit: failed.unit, lease: failed.lease, outcome: transition.acknowledgement ?? .rejected, reason: transition.reason)), to: routingID)
+        switch transition.verdict {
+        case .applied:
+            trackers[failed.lease] = nil
+            if sessions[routingID]?.lease == failed.lease { sessions[routingID]?.lease = nil }
+            logEnded(failed.lease, unit: failed.unit, transition, event: failed.disposition == .released ? "lease_released" : "unit_failed", reason: failed.reason)
+        case .ignored(let reason):
+            logger.info("report_ignored", metadata: ["unit": "\(failed.unit)", "lease": "\(failed.lease)", "reason": "\(reason)"])
+        case .rejected(let reason):
+            reject(routingID, reason)
+        }
+    }
+
+    private func logEnded(_ lease: LeaseID, unit: UnitID, _ transition: Transition, event: Logger.Message, reason: String) {
+        logger.warning(event, metadata: ["unit": "\(unit)", "lease": "\(lease)", "reason": "\(reason)"])
+        if transition.poisoned != nil {
+            let attempts = state.poisoned[unit]?.reasons.count ?? 0
+            logger.error("unit_poisoned", metadata: ["unit": "\(unit)", "attempts": "\(attempts)", "reason": "\(reason)"])
+        }
+    }
+
+    // MARK: Leases
+
+    private func expire(_ lease: LeaseID, unit: UnitID, reason: String) {
+        let transition = apply(.expired(unit: unit, lease: lease))
+        guard transition.changed else { return }
+        if let holder = trackers.removeValue(forKey: lease)?.holder {
+            // In case the worker is alive but too slow: it must stop and delete its files.
+            queue(.cancel(Cancel(unit: unit, lease: lease, reason: "lease \(lease) expired: \(reason)")), to: holder)
+            if sessions[holder]?.lease == lease { sessions[holder]?.lease = nil }
+        }
+        logEnded(lease, unit: unit, transition, event: "lease_expired", reason: reason)
+    }
+
+    private func release(_ lease: LeaseID, unit: UnitID, reason: String) {
+        let transition = apply(.failed(UnitFailed(unit: unit, lease: lease, disposition: .released, reason: reason)))
+        guard transition.changed else { return }
+        if let holder = trackers.removeValue(forKey: lease)?.holder {
+            queue(.cancel(Cancel(unit: unit, lease: lease, reason: reason)), to: holder)
+            if sessions[holder]?.lease == lease { sessions[holder]?.lease = nil }
+        }
+        logger.notice("lease_released", metadata: ["unit": "\(unit)", "lease": "\(lease)", "reason": "\(reason)"])
+    }
+
+    /// Timers, at most every 100 ms: lease deadlines, heartbeats, lost workers, progress.
+    private func timerPass() throws {
+        let now = clock.now
+        let gap = now - lastTimerPass
+        guard gap >= .milliseconds(100) else { return }
+        lastTimerPass = now
+        // A stall of our own (a slow fsync, a swapped-out process) must not expire healthy leases.
+        if gap > configuration.heartbeatInterval {
+            for lease in trackers.keys { trackers[lease]!.deadline += gap }
+            logger.warning("coordinator_stalled", metadata: ["seconds": "\(String(format: "%.2f", gap.seconds))"])
+        }
+        for (lease, tracker) in trackers where tracker.deadline <= now {
+            if tracker.claimed {
+                expire(lease, unit: tracker.unit, reason: "worker \(state.leases[lease]?.worker ?? "?") stopped sending heartbeats")
+            } else {
+                release(lease, unit: tracker.unit, reason: "no worker claimed the lease after the coordinator restarted")
+            }
+        }
+        let heartbeat = CoordinatorMessage.heartbeat(CoordinatorHeartbeat(run: state.run.run)).encode()
+        for session in Array(sessions.values) {
+            if now - session.lastSeen > configuration.livenessPeriod {
+                dropSession(session, reason: "no message for \(configuration.liveness) heartbeat intervals")
+            } else if now - session.lastSent >= configuration.heartbeatInterval {
+                outbox.append((session.routingID, heartbeat, nil))
+            }
+        }
+        let progress = progressTokens
+        throughput.record(total: progress, at: now)
+        if now - lastProgressLog >= .seconds(10) {
+            lastProgressLog = now
+            var metadata = metadataCounts()
+            metadata["tok_s"] = "\(Int(throughput.rate(total: progress, at: now)))"
+            metadata["workers"] = "\(sessions.count)"
+            logger.info("progress", metadata: metadata)
+        }
+    }
+
+    private func dropSession(_ session: WorkerSession, reason: String) {
+        guard sessions[session.routingID] === session else { return }
+        sessions[session.routingID] = nil
+        if sessionsByName[session.name] === session { sessionsByName[session.name] = nil }
+        session.idle = false
+        // Its lease, if any, lives on until its own deadline: the worker may reconnect.
+        logger.warning("worker_lost", metadata: ["worker": "\(session.name)", "reason": "\(reason)", "lease": "\(session.lease.map { "\($0)" } ?? "none")"])
+    }
+
+    private func shutDown(_ session: WorkerSession, reason: String) {
+        session.idle = false
+        session.shutdownSent = true
+        queue(.shutdown(reason: reason), to: session.routingID)
+    }
+
+    // MARK: Planning and assignment
+
+    private var pendingTarget: Int { max(configuration.lookahead, 2 * sessions.count) }
+
+    private func planAhead() throws {
+        while !state.planningComplete && state.pending.count < pendingTarget {
+            guard let (plan, lines) = try planner.next() else {
+                apply(.planningFinished)
+                logger.info("planning_complete", metadata: ["units": "\(state.plannedCount)"])
+                return
+            }
+            let transition = apply(.planned(plan))
+            guard transition.changed else {
+                throw CoordinatorError("the planner cut unit \(plan.unit), which the journal does not accept: \(transition.reason ?? ""); the corpus may have changed")
+            }
+            plannedLines[plan.unit] = lines
+        }
+    }
+
+    private func assign() throws {
+        while !state.pending.isEmpty, !idleQueue.isEmpty {
+            let routingID = idleQueue.removeFirst()
+            guard let session = sessions[routingID], session.idle, session.lease == nil, !session.shutdownSent else { continue }
+            session.idle = false
+            let unit = state.pending.first!
+            let lease = state.nextLease
+            let transition = apply(.leased(unit: unit, lease: lease, worker: session.name))
+            guard transition.changed, let record = state.active[unit] else {
+                throw CoordinatorError("internal error: leasing unit \(unit) was refused: \(transition.reason ?? "")")
+            }
+            let lines: [CorpusLine]
+            if let cached = plannedLines.removeValue(forKey: unit) {
+                lines = cached
+            } else {
+                do {
+                    lines = try unitReader.lines(of: record.plan)
+                } catch {
+                    throw CoordinatorError("\(error)")
+                }
+            }
+            let now = clock.now
+            session.lease = lease
+            trackers[lease] = LeaseTracker(unit: unit, holder: routingID, deadline: now + configuration.livenessPeriod, claimed: true, started: now)
+            let assignment = Assignment(
+                run: state.run.run, lease: lease, attempt: record.leases.count, heartbeatInterval: configuration.heartbeatInterval,
+                liveness: configuration.liveness, settings: state.run.settings, file: state.run.corpus.paths[record.plan.fileIndex], plan: record.plan,
+                corpusLines: lines)
+            queue(.assign(assignment), to: routingID, assigned: lease)
+            logger.debug("unit_leased", metadata: ["unit": "\(unit)", "lease": "\(lease)", "worker": "\(session.name)", "attempt": "\(record.leases.count)"])
+        }
+        if idleQueue.count > 4 * max(sessions.count, 1) { idleQueue.removeAll { sessions[$0]?.idle != true } }
+    }
+
+    // MARK: Draining and completion
+
+    private func beginDrain() {
+        draining = true
+        drainDeadline = clock.now + configuration.drainTimeout
+        logger.notice("drain_started", metadata: ["leases": "\(trackers.count)", "timeout_s": "\(Int(configuration.drainTimeout.seconds))"])
+        for session in sessions.values where !session.shutdownSent {
+            shutDown(session, reason: "the coordinator is stopping; finish your unit")
+        }
+        idleQueue.removeAll()
+    }
+
+    private func releaseAll(reason: String) {
+        for (lease, tracker) in trackers { release(lease, unit: tracker.unit, reason: reason) }
+    }
+
+    private func writeManifest() throws {
+        let manifest = state.manifest()
+        try manifest.write(toDirectory: configuration.outputDirectory)
+    }
+
+    private func complete() throws {
+        try writeManifest()
+        for name in state.strayFiles() where unlink(configuration.outputDirectory + "/" + name) == 0 {
+            logger.info("stray_deleted", metadata: ["file": "\(name)"])
+        }
+        apply(.completed)
+        try commit()
+        var metadata = metadataCounts()
+        metadata["manifest"] = "\(configuration.outputDirectory)/\(ShardManifest.fileName)"
+        metadata["seconds"] = "\(String(format: "%.1f", (clock.now - startedAt).seconds))"
+        logger.notice("run_complete", metadata: metadata)
+        for (unit, record) in state.poisoned.sorted(by: { $0.key < $1.key }) {
+            logger.error("unit_failed_for_good", metadata: ["unit": "\(unit)", "reason": "\(record.reasons.last ?? "")"])
+        }
+        try serveShutdown()
+    }
+
+    /// Tells every worker to shut down, and for a short while answers anyone who calls.
+    private func serveShutdown() throws {
+        for session in sessions.values where !session.shutdownSent { shutDown(session, reason: "the run is complete") }
+        try commit()
+        let end = clock.now + configuration.heartbeatInterval * 2
+        var poller = ZeroMQPoller()
+        poller.add(workerSocket)
+        if let statusSocket { poller.add(statusSocket) }
+        if let authenticator { poller.add(authenticator.socket) }
+        while clock.now < end && stopRequests() == 0 {
+            _ = try poller.poll(timeout: .milliseconds(50))
+            try answerAuthentication()
+            try answerStatusRequests()
+            while let frames = try workerSocket.receiveMultipartIfReady() {
+                let parts = frames.map(\.bytes)
+                handle(parts)
+                if let session = sessions[parts[0]], !session.shutdownSent {
+                    shutDown(session, reason: "the run is complete")
+                } else if sessions[parts[0]] == nil {
+                    queue(.shutdown(reason: "the run is complete"), to: parts[0])
+                }
+            }
+            try commit()
+        }
+    }
+
+    // MARK: Status
+
+    private var progressTokens: Int { state.tokens + trackers.values.reduce(0) { $0 + $1.tokens } }
+
+    private func metadataCounts() -> Logger.Metadata {
+        [
+            "units_planned": "\(state.plannedCount)", "units_done": "\(state.done.count)", "units_failed": "\(state.poisoned.count)",
+            "units_leased": "\(state.leasedCount)", "tokens": "\(state.tokens)", "rows": "\(state.rows)",
+        ]
+    }
+
+    private func answerAuthentication() throws {
+        guard let authenticator else { return }
+        for decision in try authenticator.answerPending() where !decision.admitted {
+            logger.warning(
+                "peer_refused",
+                metadata: ["address": "\(decision.address)", "mechanism": "\(decision.mechanism)", "client_key": "\(decision.clientKey)", "reason": "client key not allowed"])
+        }
+    }
+
+    private func answerStatusRequests() throws {
+        guard let statusSocket else { return }
+        while let frames = try statusSocket.receiveMultipartIfReady() {
+            var parts = frames.map(\.bytes)
+            guard parts.count >= 2 else { continue }
+            // A REQ client puts an empty delimiter frame after its routing id.
+            let envelope = parts[1].isEmpty ? Array(parts[0...1]) : [parts[0]]
+            parts.removeFirst(envelope.count)
+            let request: StatusRequest
+            do {
+                guard case .request(let decoded) = try StatusMessage.decode(frames: parts) else {
+                    reject(envelope[0], "a status reply sent to the coordinator")
+                    continue
+                }
+                request = decoded
+            } catch {
+                reject(envelope[0], "\(error)")
+                continue
+            }
+            let reply = StatusMessage.reply(report(includeWorkers: request.includeWorkers)).encode()
+            try? statusSocket.send(multipart: envelope + reply, dontWait: true)
+        }
+    }
+
+    private func report(includeWorkers: Bool) -> StatusReport {
+        let now = clock.now
+        let progress = progressTokens
+        let rate = throughput.rate(total: progress, at: now)
+        var report = StatusReport(
+            run: state.run.run, phase: state.completed ? .complete : draining ? .draining : .running, uptimeSeconds: (now - startedAt).seconds,
+            planningComplete: state.planningComplete, unitsPlanned: state.plannedCount, unitsDone: state.done.count, unitsLeased: state.leasedCount,
+            unitsPending: state.pending.count, unitsFailed: state.poisoned.count, rows: state.rows, tokens: state.tokens, tokensPerSecond: rate)
+        // Tokens left, from the bytes left at the tokens-per-byte seen so far.
+        let plannedBytes = state.planningComplete ? nil : Optional(corpusBytes)
+        if rate > 0, bytesDone > 0 {
+            let tokensPerByte = Double(tokensDoneHere) / Double(bytesDone)
+            let activeBytes = state.active.values.reduce(Int64(0)) { $0 + $1.plan.byteRange.upperBound - $1.plan.byteRange.lowerBound }
+            let unplannedBytes = plannedBytes.map { max(0, $0 - bytesPlanned) } ?? 0
+            let remaining = Double(activeBytes + unplannedBytes) * tokensPerByte - Double(trackers.values.reduce(0) { $0 + $1.tokens })
+            report.etaSeconds = max(0, remaining / rate)
+        } else if state.allUnitsFinished {
+            report.etaSeconds = 0
+        }
+        if includeWorkers {
+            report.workers = sessions.values.sorted { $0.name < $1.name }.prefix(ClusterWire.Limits.maxStatusWorkers).map { session in
+                let tracker = session.lease.flatMap { trackers[$0] }
+                let elapsed = tracker.map { (now - $0.started).seconds } ?? 0
+                let rate = tracker.map { elapsed > 1 ? Double($0.tokens) / elapsed : session.lastRate } ?? session.lastRate
+                return WorkerStatus(
+                    name: session.name, unit: tracker?.unit, lease: tracker == nil ? nil : session.lease, tokensPerSecond: rate,
+                    lastSeenSeconds: (now - session.lastSeen).seconds, unitsDone: session.unitsDone)
+            }
+        }
+        report.failures = state.poisoned.keys.sorted().prefix(ClusterWire.Limits.maxStatusFailures).map {
+            FailureReport(unit: $0, reason: state.poisoned[$0]!.reasons.last ?? "")
+        }
+        return report
+    }
+
+    /// Corpus bytes covered by planned units (files before the planner's, plus its offset).
+    private var bytesPlanned: Int64 {
+        let position = state.planPosition
+        var total = position.byteOffset
+        for index in 0..<min(position.fileIndex, state.run.corpus.paths.count) {
+            total += (try? FileManager.default.attributesOfItem(atPath: state.run.corpus.paths[index])[.size] as? Int64) ?? nil ?? 0
+        }
+        return total
+    }
+
+    private func summary(manifest: Bool) -> CoordinatorSummary {
+        CoordinatorSummary(
+            unitsPlanned: state.plannedCount, unitsDone: state.done.count, unitsFailed: state.poisoned.count, rows: state.rows, tokens: state.tokens,
+            documents: state.documents, seconds: (clock.now - startedAt).seconds,
+            manifestPath: manifest ? configuration.outputDirectory + "/" + ShardManifest.fileName : nil,
+            failures: state.poisoned.keys.sorted().map { ($0, state.poisoned[$0]!.reasons.last ?? "") })
+    }
+}
+
+private func hex(_ bytes: [UInt8]) -> String {
+    bytes.map { String(format: "%02x", $0) }.joined()
+}

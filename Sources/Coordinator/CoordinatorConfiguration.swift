@@ -1,0 +1,85 @@
+import ClusterProtocol
+
+/// Everything a coordinator needs to run. The run's definition goes into the journal; the
+/// rest (endpoints, keys, timing) may change between restarts.
+public struct CoordinatorConfiguration: Sendable {
+    /// CURVE security for the worker and status sockets.
+    public struct Curve: Sendable {
+        /// The coordinator's secret key (Z85).
+        public var secretKey: String
+        /// Worker and status-client public keys (Z85) to admit; nil admits any client that
+        /// knows the coordinator's public key.
+        public var allowedClientKeys: Set<String>?
+
+        public init(secretKey: String, allowedClientKeys: Set<String>? = nil) {
+            self.secretKey = secretKey
+            self.allowedClientKeys = allowedClientKeys
+        }
+    }
+
+    public var run: RunDefinition
+    /// Where workers connect, e.g. `tcp://*:5555`.
+    public var bind: String
+    /// Where `actcluster status` connects; nil for no status socket.
+    public var statusBind: String?
+    public var curve: Curve?
+    /// How often each side of the worker channel speaks at least.
+    public var heartbeatInterval: Duration = ClusterWire.Defaults.heartbeatInterval
+    /// Silent intervals after which a worker is lost and its lease expires.
+    public var liveness = ClusterWire.Defaults.liveness
+    /// How long a drain (SIGINT/SIGTERM) waits for in-flight units before releasing them.
+    public var drainTimeout: Duration = .seconds(60)
+    /// Units planned ahead of the workers (at least twice the workers are kept planned).
+    public var lookahead = 16
+    /// Check that a DONE's shard files exist with the reported sizes before accepting it.
+    /// Only `bench dispatch`, whose null workers write no files, turns this off.
+    public var checkShardFiles = true
+    /// Most worker messages handled between two journal commits.
+    public var messagesPerCommit = 4096
+
+    public init(run: RunDefinition, bind: String, statusBind: String? = nil, curve: Curve? = nil) {
+        self.run = run
+        self.bind = bind
+        self.statusBind = statusBind
+        self.curve = curve
+    }
+
+    public var outputDirectory: String { run.settings.outputDirectory }
+    public var journalPath: String { outputDirectory + "/" + JournalFormat.defaultFileName }
+    /// A lease or worker is dead after this much silence.
+    public var livenessPeriod: Duration { heartbeatInterval * liveness }
+}
+
+/// How a coordinator's run ended.
+public enum CoordinatorOutcome: Equatable, Sendable {
+    /// Every unit is done or failed and the manifest is written.
+    case completed(CoordinatorSummary)
+    /// Stopped by a signal before the end; the journal holds everything done so far.
+    case drained(CoordinatorSummary)
+}
+
+/// Figures for the closing log line and the CLI's summary.
+public struct CoordinatorSummary: Equatable, Sendable {
+    public var unitsPlanned: Int
+    public var unitsDone: Int
+    public var unitsFailed: Int
+    public var rows: Int
+    public var tokens: Int
+    public var documents: Int
+    public var seconds: Double
+    public var manifestPath: String?
+    /// Failed units with the reason of their last attempt.
+    public var failures: [(unit: UnitID, reason: String)]
+
+    public static func == (a: CoordinatorSummary, b: CoordinatorSummary) -> Bool {
+        a.unitsPlanned == b.unitsPlanned && a.unitsDone == b.unitsDone && a.unitsFailed == b.unitsFailed && a.rows == b.rows
+            && a.tokens == b.tokens && a.documents == b.documents && a.manifestPath == b.manifestPath
+            && a.failures.map(\.unit) == b.failures.map(\.unit) && a.failures.map(\.reason) == b.failures.map(\.reason)
+    }
+}
+
+/// Why a coordinator cannot start or go on, as a sentence for the user.
+public struct CoordinatorError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
