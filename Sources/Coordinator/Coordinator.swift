@@ -47,6 +47,7 @@ public final class Coordinator {
     private var draining = false
     private var drainDeadline: ContinuousClock.Instant?
     private var lastTimerPass: ContinuousClock.Instant
+    private var lastLoopPass: ContinuousClock.Instant
     private var lastProgressLog: ContinuousClock.Instant
     private var bytesDone: Int64 = 0
     private var tokensDoneHere = 0
@@ -61,6 +62,7 @@ public final class Coordinator {
         self.stopRequests = stopRequests
         startedAt = clock.now
         lastTimerPass = startedAt
+        lastLoopPass = startedAt
         lastProgressLog = startedAt
         let run = configuration.run
 
@@ -447,14 +449,16 @@ public final class Coordinator {
     /// Timers, at most every 100 ms: lease deadlines, heartbeats, lost workers, progress.
     private func timerPass() throws {
         let now = clock.now
-        let gap = now - lastTimerPass
-        guard gap >= .milliseconds(100) else { return }
-        lastTimerPass = now
-        // A stall of our own (a slow fsync, a swapped-out process) must not expire healthy leases.
-        if gap > configuration.heartbeatInterval {
-            for lease in trackers.keys { trackers[lease]!.deadline += gap }
-            logger.warning("coordinator_stalled", metadata: ["seconds": "\(String(format: "%.2f", gap.seconds))"])
+        // A stall of our own (a slow fsync, a swapped-out process) must not expire healthy
+        // leases: a loop pass normally takes well under one poll timeout.
+        let stall = now - lastLoopPass
+        lastLoopPass = now
+        if stall > max(configuration.heartbeatInterval, .milliseconds(250)) {
+            for lease in trackers.keys { trackers[lease]!.deadline += stall }
+            logger.warning("coordinator_stalled", metadata: ["seconds": "\(String(format: "%.2f", stall.seconds))"])
         }
+        guard now - lastTimerPass >= .milliseconds(100) else { return }
+        lastTimerPass = now
         for (lease, tracker) in trackers where tracker.deadline <= now {
             if tracker.claimed {
                 expire(lease, unit: tracker.unit, reason: "worker \(state.leases[lease]?.worker ?? "?") stopped sending heartbeats")

@@ -1,0 +1,286 @@
+import ClusterProtocol
+import Coordinator
+import Corpus
+import Foundation
+import Shards
+import Testing
+import ZeroMQ
+
+@Suite(.serialized) struct CoordinatorLoop {
+    /// Two workers drain a corpus; the manifest holds each unit once, in order, with the
+    /// corpus's counts, and the journal replays to the same state.
+    @Test func runsACorpusToCompletion() throws {
+        let directory = try scratchDirectory("complete")
+        let corpus = directory + "/corpus.txt"
+        try writeCorpus(corpus, documents: 40, badEvery: 7)
+        let run = Fixture.run(corpus: [corpus], out: directory)
+        let coordinator = try RunningCoordinator(run: run)
+        let context = try ZeroMQContext()
+        let workers = try (0..<2).map { try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "w\($0)", directory: directory) }
+        var units: [UnitID] = []
+        var done = [false, false]
+        while done.contains(false) {
+            for (index, worker) in workers.enumerated() where !done[index] {
+                if let assignment = try worker.work() { units.append(assignment.unit) } else { done[index] = true }
+            }
+        }
+        guard case .completed(let summary) = try coordinator.outcome() else { Issue.record("not completed"); return }
+        #expect(Set(units).count == units.count, "a unit was assigned twice: \(units.sorted())")
+        #expect(summary.unitsDone == units.count && summary.unitsFailed == 0)
+
+        let manifest = try ShardManifest.read(directory)
+        #expect(manifest.shards.map(\.unit) == units.sorted().flatMap { [$0.rawValue, $0.rawValue] })
+        #expect(manifest.rows == 2 * (40 - 40 / 7), "one row per good line, per hook")
+        #expect(manifest.skipped == ["invalid_utf8": 40 / 7])
+        #expect(manifest.failedUnits == [])
+        for shard in manifest.shards { #expect(FileManager.default.fileExists(atPath: directory + "/" + shard.file)) }
+
+        // The journal holds the whole run.
+        let (state, journal, _) = try CoordinatorState.recover(journalAt: directory + "/" + JournalFormat.defaultFileName, run: run)
+        journal.close()
+        #expect(state.completed && state.done.count == units.count && state.invariantViolation() == nil)
+    }
+
+    /// A worker that goes silent loses its lease; the unit goes to the next worker with
+    /// attempt 2. The silent worker's late DONE is then acknowledged as already accepted
+    /// (late DONEs are accepted) or ignored, and the unit lands once.
+    @Test func silentWorkerLosesItsLease() throws {
+        let directory = try scratchDirectory("expiry")
+        let corpus = directory + "/corpus.txt"
+        try writeCorpus(corpus, documents: 3)
+        let run = Fixture.run(corpus: [corpus], out: directory, unitTokens: 1000)
+        let coordinator = try RunningCoordinator(run: run)
+        let context = try ZeroMQContext()
+        let silent = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "silent", directory: directory)
+        try silent.ready()
+        let first = try silent.assignment()
+        #expect(first.attempt == 1)
+        silent.heartbeats = false
+
+        let healthy = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "healthy", directory: directory)
+        try healthy.ready()
+        let second = try healthy.assignment(timeout: .seconds(5))
+        #expect(second.unit == first.unit && second.attempt == 2 && second.lease > first.lease)
+        #expect(coordinator.events("lease_expired").count == 1)
+
+        silent.heartbeats = true
+        // The silent worker wakes up and reports: its lease expired, but its files are whole,
+        // so the coordinator takes them and revokes the healthy worker's lease.
+        try silent.send(.done(try silent.finish(first)))
+        #expect(try silent.acknowledgement().outcome == .accepted)
+        guard case .cancel(let cancel) = try healthy.next() else { Issue.record("no CANCEL for the revoked lease"); return }
+        #expect(cancel.lease == second.lease)
+        // Its DONE now arrives too late: acknowledged, ignored, files deleted.
+        let late = try healthy.finish(second)
+        try healthy.send(.done(late))
+        #expect(try healthy.acknowledgement().outcome == .ignored)
+        try silent.ready()
+        try healthy.ready()
+        guard case .completed = try coordinator.outcome() else { Issue.record("not completed"); return }
+        for shard in late.shards { #expect(!FileManager.default.fileExists(atPath: directory + "/" + shard.file), "stray \(shard.file) kept") }
+        let manifest = try ShardManifest.read(directory)
+        #expect(manifest.shards.allSatisfy { $0.file.contains(".lease-\(String(repeating: "0", count: 10 - "\(first.lease)".count))\(first.lease).") })
+    }
+
+    /// A unit that fails on every attempt is poisoned with each reason, the run still
+    /// completes, and the manifest says which lines are missing and why.
+    @Test func poisonUnitIsRecordedNotRetriedForever() throws {
+        let directory = try scratchDirectory("poison")
+        let corpus = directory + "/corpus.txt"
+        try writeCorpus(corpus, documents: 2)
+        let run = Fixture.run(corpus: [corpus], out: directory, unitTokens: 1000, maxAttempts: 2)
+        let coordinator = try RunningCoordinator(run: run)
+        let worker = try ScriptedWorker(try ZeroMQContext(), endpoint: coordinator.endpoint, name: "unlucky", directory: directory)
+        for attempt in 1...2 {
+            try worker.ready()
+            let assignment = try worker.assignment()
+            #expect(assignment.attempt == attempt)
+            try worker.send(.failed(UnitFailed(unit: assignment.unit, lease: assignment.lease, reason: "out of memory on attempt \(attempt)")))
+            #expect(try worker.acknowledgement().outcome == .accepted)
+        }
+        try worker.ready()
+        guard case .completed(let summary) = try coordinator.outcome() else { Issue.record("not completed"); return }
+        #expect(summary.unitsFailed == 1 && summary.unitsDone == 0)
+        let manifest = try ShardManifest.read(directory)
+        #expect(manifest.failedUnits?.first?.reasons == ["out of memory on attempt 1", "out of memory on attempt 2"])
+        #expect(manifest.failedUnits?.first?.lineCount == 2 && manifest.failedUnits?.first?.firstLine == 1)
+        #expect(coordinator.events("unit_poisoned").count == 1)
+    }
+
+    /// DONE whose files are missing is rejected and changes nothing; a resent DONE from the
+    /// accepted lease is acknowledged as such.
+    @Test func doneIsCheckedAndIdempotent() throws {
+        let directory = try scratchDirectory("done-checks")
+        let corpus = directory + "/corpus.txt"
+        try writeCorpus(corpus, documents: 2)
+        let coordinator = try RunningCoordinator(run: Fixture.run(corpus: [corpus], out: directory, unitTokens: 8))
+        let worker = try ScriptedWorker(try ZeroMQContext(), endpoint: coordinator.endpoint, name: "w", directory: directory)
+        try worker.ready()
+        let assignment = try worker.assignment()
+        let done = try worker.finish(assignment)
+        let missing = directory + "/" + done.shards[0].file
+        try FileManager.default.removeItem(atPath: missing)
+        try worker.send(.done(done))
+        let rejected = try worker.acknowledgement()
+        #expect(rejected.outcome == .rejected && rejected.reason?.contains("not in") == true)
+
+        let redone = try worker.finish(assignment)
+        try worker.send(.done(redone))
+        #expect(try worker.acknowledgement().outcome == .accepted)
+        try worker.send(.done(redone))
+        #expect(try worker.acknowledgement().outcome == .alreadyAccepted)
+        while try worker.work() != nil {}
+        guard case .completed(let summary) = try coordinator.outcome() else { Issue.record("not completed"); return }
+        #expect(summary.unitsDone == 2)
+    }
+
+    /// Garbage of every kind between real messages is dropped and logged; the run completes
+    /// with the right result.
+    @Test func hostileMessagesAreDropped() throws {
+        let directory = try scratchDirectory("hostile")
+        let corpus = directory + "/corpus.txt"
+        try writeCorpus(corpus, documents: 12)
+        let coordinator = try RunningCoordinator(run: Fixture.run(corpus: [corpus], out: directory))
+        let context = try ZeroMQContext()
+        let hostile = try context.socket(.dealer)
+        try hostile.configure(linger: .zero)
+        try hostile.connect(coordinator.endpoint)
+        var generator = SystemRandomNumberGenerator()
+        let valid = WorkerMessage.done(
+            UnitDone(
+                unit: 0, lease: 1, shards: [ShardReport(hook: Fixture.hooks[0], file: "x", rows: 1, bytes: 1, crc32c: 0)], statistics: [:], documents: 1,
+                windows: 1, rows: 1, tokens: 1)
+        ).encode()
+        let worker = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "honest", directory: directory)
+        var sent = 0
+        var finished = false
+        while !finished {
+            for _ in 0..<500 {
+                var frames = valid
+                switch sent % 6 {
+                case 0: frames = [(0..<Int.random(in: 0...40, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }]
+                case 1: frames[0] = Array("ACTW02".utf8)
+                case 2: frames[2] = frames[2].map { $0 ^ UInt8.random(in: 1...255, using: &generator) }
+                case 3: frames = WorkerMessage.done(Samples.done(unit: 999, lease: 77)).encode()
+                case 4: frames = WorkerMessage.failed(UnitFailed(unit: 0, lease: 123_456, reason: "not mine")).encode()
+                default: frames = [Array("ACTS01".utf8), [0x21], []]
+                }
+                try hostile.send(multipart: frames, dontWait: true)
+                sent += 1
+            }
+            finished = try worker.work() == nil
+        }
+        guard case .completed(let summary) = try coordinator.outcome() else { Issue.record("not completed"); return }
+        #expect(sent >= 500)
+        #expect(summary.unitsDone >= 1 && summary.unitsFailed == 0)
+        let manifest = try ShardManifest.read(directory)
+        #expect(manifest.rows == 2 * 12)
+        #expect(!coordinator.events("message_rejected").isEmpty)
+        hostile.close()
+    }
+
+    /// A drained coordinator restarted on its journal goes on where it stopped; finished
+    /// units are not leased again.
+    @Test func drainAndResume() throws {
+        let directory = try scratchDirectory("resume")
+        let corpus = directory + "/corpus.txt"
+        try writeCorpus(corpus, documents: 30)
+        let run = Fixture.run(corpus: [corpus], out: directory)
+        let context = try ZeroMQContext()
+
+        let first = try RunningCoordinator(run: run)
+        let worker = try ScriptedWorker(context, endpoint: first.endpoint, name: "w", directory: directory)
+        var before: [UnitID] = []
+        for _ in 0..<3 { before.append(try worker.work()!.unit) }
+        try worker.ready()
+        let held = try worker.assignment()
+        first.stop.press()
+        guard case .shutdown = try worker.next() else { Issue.record("no SHUTDOWN on drain"); return }
+        try worker.send(.done(try worker.finish(held)))
+        #expect(try worker.acknowledgement().outcome == .accepted)
+        guard case .drained(let drained) = try first.outcome() else { Issue.record("not drained"); return }
+        #expect(drained.unitsDone == 4)
+
+        let second = try RunningCoordinator(run: run)
+        let again = try ScriptedWorker(context, endpoint: second.endpoint, name: "w2", directory: directory)
+        var after: [UnitID] = []
+        while let assignment = try again.work() { after.append(assignment.unit) }
+        guard case .completed(let summary) = try second.outcome() else { Issue.record("not completed"); return }
+        #expect(Set(after).isDisjoint(with: before + [held.unit]), "finished units were leased again")
+        #expect(summary.unitsDone == before.count + 1 + after.count)
+        #expect(try ShardManifest.read(directory).rows == 2 * 30)
+    }
+
+    /// A STATUS request gets counts that add up.
+    @Test func statusReportsProgress() throws {
+        let directory = try scratchDirectory("status")
+        let corpus = directory + "/corpus.txt"
+        try writeCorpus(corpus, documents: 20)
+        let coordinator = try RunningCoordinator(run: Fixture.run(corpus: [corpus], out: directory), statusBind: "tcp://127.0.0.1:0")
+        let context = try ZeroMQContext()
+        let worker = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "busy", directory: directory)
+        try worker.work()
+        try worker.ready()
+        let held = try worker.assignment()
+        try worker.heartbeat(held)
+
+        let client = try context.socket(.request)
+        try client.configure(linger: .zero)
+        try client.connect(coordinator.coordinator.statusEndpoint!)
+        try client.send(multipart: StatusMessage.request(StatusRequest()).encode())
+        guard let frames = try client.receiveMultipart(timeout: .seconds(5)), case .reply(let report) = try StatusMessage.decode(frames: frames.map(\.bytes))
+        else {
+            Issue.record("no status reply")
+            return
+        }
+        #expect(report.unitsDone == 1 && report.unitsLeased == 1)
+        #expect(report.unitsDone + report.unitsLeased + report.unitsPending + report.unitsFailed == report.unitsPlanned)
+        #expect(report.workers.map(\.name) == ["busy"] && report.workers.first?.lease == held.lease)
+        client.close()
+
+        coordinator.stop.press()
+        coordinator.stop.press()
+        _ = try coordinator.outcome()
+    }
+
+    /// With an allow-list, a client whose key is not on it completes no handshake and gets
+    /// no work, while a listed worker runs the corpus to the end.
+    @Test func curveAllowListRefusesUnknownKeys() throws {
+        let directory = try scratchDirectory("curve")
+        let corpus = directory + "/corpus.txt"
+        try writeCorpus(corpus, documents: 6)
+        let server = try CurveKeyPair.generate()
+        let good = try CurveKeyPair.generate()
+        let stranger = try CurveKeyPair.generate()
+        let coordinator = try RunningCoordinator(
+            { $0.curve = CoordinatorConfiguration.Curve(secretKey: server.secretKey, allowedClientKeys: [good.publicKey]) },
+            run: Fixture.run(corpus: [corpus], out: directory))
+        let context = try ZeroMQContext()
+        let intruder = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "intruder", directory: directory) {
+            try $0.makeCurveClient(serverPublicKey: server.publicKey, keyPair: stranger)
+        }
+        try intruder.ready()
+        #expect(try intruder.next(timeout: .milliseconds(700)) == nil, "a refused key got an answer")
+
+        let worker = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "trusted", directory: directory) {
+            try $0.makeCurveClient(serverPublicKey: server.publicKey, keyPair: good)
+        }
+        while try worker.work() != nil {}
+        guard case .completed(let summary) = try coordinator.outcome() else { Issue.record("not completed"); return }
+        #expect(summary.unitsDone >= 1)
+        #expect(!coordinator.events("peer_refused").isEmpty)
+        #expect(coordinator.log.lines.allSatisfy { !$0.contains("worker=intruder") })
+    }
+}
+
+enum Samples {
+    static func done(unit: UnitID, lease: LeaseID) -> UnitDone {
+        UnitDone(
+            unit: unit, lease: lease,
+            shards: Fixture.hooks.map {
+                ShardReport(hook: $0, file: ClusterWire.shardFileName(unit: unit.rawValue, lease: lease.rawValue, hook: $0), rows: 1, bytes: 1, crc32c: 0)
+            },
+            statistics: Dictionary(uniqueKeysWithValues: Fixture.hooks.map { ($0, HookStatistics(count: 1, mean: [0, 0], variance: [0, 0], meanNorm: 0)) }),
+            documents: 1, windows: 1, rows: 1, tokens: 1)
+    }
+}
