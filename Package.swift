@@ -50,6 +50,11 @@ let package = Package(
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
         .target(name: "Transformers", dependencies: ["BLAS", "CKernels", "SafeTensors"]),
         .target(name: "Corpus"),
+        // Sparse-dictionary training: selection, sparse decode and backward, Adam (C, target_clones).
+        .target(name: "CSparseKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
+        .target(
+            name: "Trainer",
+            dependencies: ["BLAS", "CSparseKernels", "Shards", "SafeTensors", "Platform", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "Collection",
             dependencies: ["Corpus", "Platform", "Shards", "Tokenizers", "Transformers", .product(name: "Logging", package: "swift-log")]),
@@ -65,7 +70,7 @@ let package = Package(
         .target(
             name: "ActClusterCLI",
             dependencies: [
-                "ZeroMQ", "LZ4", "BLAS", "Platform", "Logfmt", "Shards", "SafeTensors", "Tokenizers", "Transformers", "Corpus", "Collection", "ClusterProtocol",
+                "ZeroMQ", "LZ4", "BLAS", "Platform", "Logfmt", "Shards", "SafeTensors", "Tokenizers", "Transformers", "Corpus", "Collection", "ClusterProtocol", "Trainer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -86,6 +91,7 @@ let package = Package(
         .testTarget(name: "TransformersTests", dependencies: ["Transformers", "SafeTensors", "CKernels"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
         .testTarget(name: "ClusterProtocolTests", dependencies: ["ClusterProtocol", "Corpus", "Shards", "ZeroMQ", "Platform"]),
+        .testTarget(name: "TrainerTests", dependencies: ["Trainer", "Shards", "SafeTensors", "Platform"]),
         .testTarget(
             name: "ShardsTests", dependencies: ["Shards", "Platform", "SafeTensors"]),
         .testTarget(
