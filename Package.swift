@@ -91,7 +91,9 @@ let package = Package(
         .testTarget(name: "TransformersTests", dependencies: ["Transformers", "SafeTensors", "CKernels"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
         .testTarget(name: "ClusterProtocolTests", dependencies: ["ClusterProtocol", "Corpus", "Shards", "ZeroMQ", "Platform"]),
-        .testTarget(name: "TrainerTests", dependencies: ["Trainer", "Shards", "SafeTensors", "Platform"]),
+        .testTarget(
+            name: "TrainerTests",
+            dependencies: ["Trainer", "Shards", "SafeTensors", "Platform", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "ShardsTests", dependencies: ["Shards", "Platform", "SafeTensors"]),
         .testTarget(
