@@ -76,6 +76,9 @@ public final class ShardSource {
             meanNorm: statistics.map { $0.meanNorm })
     }
 
+    /// Rows over all files of the hook (one epoch).
+    public func totalRows() throws -> Int { try files.reduce(0) { $0 + (try ShardReader(path: $1).rowCount) } }
+
     /// Up to `maxRows` rows (row-major floats) from the current position, moving on to the
     /// next file and, after the last, to the next epoch. Never returns an empty batch unless
     /// every file is empty.

@@ -92,3 +92,12 @@ let silentLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         #expect(loaded.model.decoderWeight.array == model.decoderWeight.array)
     }
 }
+
+/// Writes synthetic shards to $ACTCLUSTER_WRITE_SYNTHETIC_SHARDS for trying the CLI by hand;
+/// does nothing otherwise.
+@Test func writeSyntheticShardsForManualRuns() throws {
+    guard let target = ProcessInfo.processInfo.environment["ACTCLUSTER_WRITE_SYNTHETIC_SHARDS"] else { return }
+    let folder = try writeSyntheticShards(files: 4, rowsPerFile: 20000, seed: 1)
+    try? FileManager.default.removeItem(atPath: target)
+    try FileManager.default.moveItem(atPath: folder, toPath: target)
+}
