@@ -68,9 +68,9 @@ struct ExportSAECommand: ParsableCommand {
             "architecture": saelensArchitecture(config.architecture), "d_in": d, "d_sae": m, "dtype": "float32", "device": "cpu",
             "apply_b_dec_to_input": true, "normalize_activations": "none", "reshape_activations": "none",
             "metadata": [
-                "hook_name": config.hook, "model_name": config.modelName, "hook_head_index": NSNull(),
+                "hook_name": config.hook, "model_name": config.modelName, "exported_by": "actcluster", "hook_head_index": NSNull(),
                 "model_class_name": "HookedTransformer", "prepend_bos": true, "context_size": NSNull(), "dataset_path": NSNull(),
-                "sae_lens_training_version": NSNull(), "model_from_pretrained_kwargs": [String: Any](),
+                "sae_lens_version": "6.0.0", "sae_lens_training_version": NSNull(), "model_from_pretrained_kwargs": [String: Any](),
             ] as [String: Any],
         ]
         if config.architecture == .topk { cfg["k"] = config.k }
