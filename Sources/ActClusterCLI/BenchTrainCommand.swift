@@ -120,6 +120,7 @@ struct BenchTrainCommand: ParsableCommand {
             }
         }
         let seconds = (clock.now - start) / .seconds(1)
+        if let profile = SAETrainer.profileReport { print("phases     \(profile)") }
         let evaluator = Evaluator(model: model, threads: threads)
         held.withUnsafeBufferPointer { rows in
             var lo = 0

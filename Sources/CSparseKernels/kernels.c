@@ -1,6 +1,7 @@
 #include "CSparseKernels.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MULTI __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -26,53 +27,76 @@ static inline void sift_down(float *hv, int32_t *hi, size_t k, size_t i) {
 
 static inline float relu(float x) { return x > 0.0f ? x : 0.0f; }
 
-MULTI static float chunk_max(const float *p, const float *b, size_t n) {
-    float best = -INFINITY;
-    for (size_t i = 0; i < n; i++) {
-        float v = p[i] + b[i];
-        best = v > best ? v : best;
+
+/* Heap selection of the k largest of relu(v[i]) (with their ids) into hv/hi. */
+static inline void heap_select(const float *v, const int32_t *ids, size_t count, size_t k, float *hv,
+                               int32_t *hi) {
+    size_t first = k < count ? k : count;
+    for (size_t i = 0; i < first; i++) { hv[i] = relu(v[i]); hi[i] = ids[i]; }
+    for (size_t i = first; i < k; i++) { hv[i] = 0.0f; hi[i] = count ? ids[0] : 0; }
+    for (size_t i = k / 2; i-- > 0;) sift_down(hv, hi, k, i);
+    for (size_t i = first; i < count; i++) {
+        if (v[i] > hv[0]) {
+            hv[0] = v[i];
+            hi[0] = ids[i];
+            sift_down(hv, hi, k, 0);
+        }
     }
-    return best;
 }
 
-static const float zero_bias[16] = {0};
-
-void sk_topk_rows(const float *pre, size_t ld, const float *bias, size_t rows, size_t m, size_t k,
-                  int32_t *indices, float *values) {
+/* Rows are handled in two vectorised passes: the maxima of 16-wide chunks give a lower bound
+ * on the k-th largest value (the k-th largest chunk maximum: k chunks reach it), then the few
+ * values at or above it are gathered and the exact top k chosen among them by a heap. */
+MULTI void sk_topk_rows(const float *pre, size_t ld, const float *bias, size_t rows, size_t m, size_t k,
+                        int32_t *indices, float *values) {
+    if (k == 0) return;
+    size_t chunks = (m + 15) / 16;
+    float *scratch = malloc((chunks + m) * sizeof(float) + m * sizeof(int32_t) + (k + 1) * (sizeof(float) + sizeof(int32_t)));
+    float *maxima = scratch;
+    float *cand = maxima + chunks;
+    int32_t *cand_id = (int32_t *)(cand + m);
+    float *kv = (float *)(cand_id + m);
+    int32_t *ki = (int32_t *)(kv + k + 1);
     for (size_t r = 0; r < rows; r++) {
         const float *p = pre + r * ld;
         float *hv = values + r * k;
         int32_t *hi = indices + r * k;
-        size_t first = k < m ? k : m;
-        for (size_t i = 0; i < first; i++) {
-            hv[i] = relu(p[i] + (bias ? bias[i] : 0.0f));
-            hi[i] = (int32_t)i;
-        }
-        for (size_t i = first; i < k; i++) { hv[i] = 0.0f; hi[i] = 0; }
-        if (k == 0) continue;
-        for (size_t i = k / 2; i-- > 0;) sift_down(hv, hi, k, i);
-        size_t i = first;
-        while (i < m) {
-            size_t n = m - i < 16 ? m - i : 16;
-            float floor = hv[0];
-            if (n == 16 && chunk_max(p + i, bias ? bias + i : zero_bias, 16) <= floor) {
-                i += 16;
-                continue;
+        for (size_t c = 0; c < chunks; c++) {
+            size_t lo = c * 16, n = m - lo < 16 ? m - lo : 16;
+            float best = -INFINITY;
+            for (size_t i = 0; i < n; i++) {
+                float v = p[lo + i] + (bias ? bias[lo + i] : 0.0f);
+                best = v > best ? v : best;
             }
-            for (size_t j = i; j < i + n; j++) {
-                float v = p[j] + (bias ? bias[j] : 0.0f);
-                if (v > hv[0]) {
-                    hv[0] = v;
-                    hi[0] = (int32_t)j;
-                    sift_down(hv, hi, k, 0);
+            maxima[c] = best;
+        }
+        float floor = -INFINITY;
+        if (chunks >= k) {
+            /* k-th largest chunk maximum, by a heap over the maxima. */
+            for (size_t c = 0; c < chunks; c++) cand_id[c] = (int32_t)c;
+            heap_select(maxima, cand_id, chunks, k, kv, ki);
+            floor = kv[0];
+        }
+        size_t count = 0;
+        if (floor > 0.0f) {
+            for (size_t c = 0; c < chunks; c++) {
+                if (maxima[c] < floor) continue;
+                size_t lo = c * 16, n = m - lo < 16 ? m - lo : 16;
+                for (size_t i = lo; i < lo + n; i++) {
+                    float v = p[i] + (bias ? bias[i] : 0.0f);
+                    if (v >= floor) { cand[count] = v; cand_id[count] = (int32_t)i; count++; }
                 }
             }
-            i += n;
+        } else {
+            for (size_t i = 0; i < m; i++) { cand[i] = p[i] + (bias ? bias[i] : 0.0f); cand_id[i] = (int32_t)i; }
+            count = m;
         }
+        heap_select(cand, cand_id, count, k, hv, hi);
     }
+    free(scratch);
 }
 
-void sk_topk_rows_subset(const float *pre, size_t ld, const float *bias, size_t rows,
+MULTI void sk_topk_rows_subset(const float *pre, size_t ld, const float *bias, size_t rows,
                          const int32_t *subset, size_t count, size_t k, int32_t *indices,
                          float *values) {
     for (size_t r = 0; r < rows; r++) {
@@ -100,7 +124,7 @@ void sk_topk_rows_subset(const float *pre, size_t ld, const float *bias, size_t 
     }
 }
 
-void sk_histogram_positive(const float *pre, size_t ld, const float *bias, size_t rows, size_t m,
+MULTI void sk_histogram_positive(const float *pre, size_t ld, const float *bias, size_t rows, size_t m,
                            int shift, uint32_t prefix, uint64_t *counts) {
     for (size_t r = 0; r < rows; r++) {
         const float *p = pre + r * ld;
@@ -128,7 +152,7 @@ MULTI void sk_count_at_least(const float *pre, size_t ld, const float *bias, siz
     }
 }
 
-void sk_gather_at_least(const float *pre, size_t ld, const float *bias, size_t rows, size_t m,
+MULTI void sk_gather_at_least(const float *pre, size_t ld, const float *bias, size_t rows, size_t m,
                         float threshold, const int64_t *start, int32_t *indices, float *values) {
     for (size_t r = 0; r < rows; r++) {
         const float *p = pre + r * ld;
@@ -146,11 +170,11 @@ void sk_gather_at_least(const float *pre, size_t ld, const float *bias, size_t r
 
 /* ---- Sparse decode and backward ------------------------------------------------------ */
 
-MULTI static void axpy(float *y, const float *x, float a, size_t d) {
+static inline void axpy(float *y, const float *x, float a, size_t d) {
     for (size_t c = 0; c < d; c++) y[c] += a * x[c];
 }
 
-MULTI static float dot(const float *x, const float *y, size_t d) {
+static inline float dot(const float *x, const float *y, size_t d) {
     float acc[16] = {0};
     size_t c = 0;
     for (; c + 16 <= d; c += 16)
@@ -161,7 +185,7 @@ MULTI static float dot(const float *x, const float *y, size_t d) {
     return total;
 }
 
-void sk_decode(const int64_t *start, const int32_t *indices, const float *values, size_t rows,
+MULTI void sk_decode(const int64_t *start, const int32_t *indices, const float *values, size_t rows,
                const float *W, size_t d, const float *bias, float *out) {
     for (size_t r = 0; r < rows; r++) {
         float *o = out + r * d;
@@ -174,7 +198,7 @@ void sk_decode(const int64_t *start, const int32_t *indices, const float *values
     }
 }
 
-void sk_entry_dots(const int64_t *start, const int32_t *indices, size_t rows, const float *W,
+MULTI void sk_entry_dots(const int64_t *start, const int32_t *indices, size_t rows, const float *W,
                    size_t d, const float *g, float *dots) {
     for (size_t r = 0; r < rows; r++) {
         const float *gr = g + r * d;
@@ -182,7 +206,7 @@ void sk_entry_dots(const int64_t *start, const int32_t *indices, size_t rows, co
     }
 }
 
-void sk_latent_gradients(const int64_t *lstart, const int32_t *lrow, const float *lcoef_dec,
+MULTI void sk_latent_gradients(const int64_t *lstart, const int32_t *lrow, const float *lcoef_dec,
                          const float *lcoef_enc, size_t lo, size_t hi, const float *dec_src,
                          const float *enc_src, size_t enc_rows, size_t d, float *grad_dec,
                          float *grad_enc, float *grad_benc, int accumulate) {
@@ -248,14 +272,14 @@ MULTI void sk_adam(float *p, const float *g, float *m, float *v, size_t n, float
     }
 }
 
-void sk_remove_parallel(const float *W, float *G, size_t rows, size_t d) {
+MULTI void sk_remove_parallel(const float *W, float *G, size_t rows, size_t d) {
     for (size_t r = 0; r < rows; r++) {
         float proj = dot(G + r * d, W + r * d, d);
         if (proj != 0.0f) axpy(G + r * d, W + r * d, -proj, d);
     }
 }
 
-void sk_normalize_rows(float *W, size_t rows, size_t d, float eps) {
+MULTI void sk_normalize_rows(float *W, size_t rows, size_t d, float eps) {
     for (size_t r = 0; r < rows; r++) {
         float norm = sqrtf(dot(W + r * d, W + r * d, d));
         float s = 1.0f / (norm + eps);
@@ -263,11 +287,11 @@ void sk_normalize_rows(float *W, size_t rows, size_t d, float eps) {
     }
 }
 
-void sk_row_norms(const float *W, size_t rows, size_t d, float *norms) {
+MULTI void sk_row_norms(const float *W, size_t rows, size_t d, float *norms) {
     for (size_t r = 0; r < rows; r++) norms[r] = sqrtf(dot(W + r * d, W + r * d, d));
 }
 
-void sk_column_sums(const float *x, size_t rows, size_t d, double *out) {
+MULTI void sk_column_sums(const float *x, size_t rows, size_t d, double *out) {
     for (size_t r = 0; r < rows; r++)
         for (size_t c = 0; c < d; c++) out[c] += x[r * d + c];
 }

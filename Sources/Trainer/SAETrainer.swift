@@ -35,9 +35,8 @@ public struct StepResult: Sendable {
 public final class SAETrainer {
     public let model: SparseAutoencoder
     public let training: TrainingConfig
-    public var threads: Int {
-        didSet { BLAS.threadCount = threads }
-    }
+    /// Workers for the encoder GEMM (split by rows) and the sparse kernels.
+    public var threads: Int
     public internal(set) var step = 0
     public internal(set) var tokens = 0
     /// Tokens since each latent last had a positive activation.
@@ -57,7 +56,8 @@ public final class SAETrainer {
     // Workspaces, grown to the largest batch seen.
     let input = Storage<Float>(count: 0, repeating: 0)  // [n, d] normalised rows
     let centered = Storage<Float>(count: 0, repeating: 0)  // [n, d] x − b_dec
-    let pre = Storage<Float>(count: 0, repeating: 0)  // [n, m]
+    let pre = Storage<Float>(count: 0, repeating: 0)  // [n, m] (batchtopk, relu)
+    let preBlocks = PreactivationBlocks()  // per-worker [block, m] (topk)
     let reconstruction = Storage<Float>(count: 0, repeating: 0)  // [n, d]
     /// [2n, d]: ∂L/∂x̂ in the first n rows, ∂L/∂ê (AuxK) in the next n.
     let outputGradients = Storage<Float>(count: 0, repeating: 0)
@@ -74,7 +74,6 @@ public final class SAETrainer {
         self.model = model
         self.training = training
         self.threads = threads
-        BLAS.threadCount = threads
         let m = model.latents, d = model.width
         tokensSinceFired = Storage(count: m, repeating: 0)
         let sizes = [m * d, m * d, m, m, m * d, m * d, d, d]
@@ -136,27 +135,41 @@ public final class SAETrainer {
         let d = model.width, m = model.latents, arch = model.config.architecture
         let x = input.pointer
 
+        Profile.mark("start-compute")
         // Encoder: pre = (x − b_dec) · W_encᵀ, one dense GEMM.            [n, m]
         centered.resize(n * d, fill: 0)
-        let bDec = model.decoderBias.pointer
-        for r in 0..<n { for c in 0..<d { centered[r * d + c] = x[r * d + c] - bDec[c] } }
-        pre.resize(n * m, fill: 0)
-        BLAS.sgemm(
-            .none, .transpose, m: n, n: m, k: d, a: centered.readOnly, lda: d, b: model.encoderWeight.readOnly, ldb: d,
-            c: pre.buffer, ldc: m)
+        let bDec = model.decoderBias.pointer, centeredPointer = centered.pointer
+        parallelFor(n, threads: threads) { range, _ in
+            for r in range { for c in 0..<d { centeredPointer[r * d + c] = x[r * d + c] - bDec[c] } }
+        }
+        let bEnc = model.encoderBias.pointer
+        // AuxK's dead latents are fixed before the step, so TopK selects them in the same pass.
+        let dead = arch == .relu ? [] : deadLatents
+        let auxUsed = !dead.isEmpty && training.auxKCoefficient > 0
+        let kAux = min(training.auxK, dead.count)
 
         // Activation function: the active latents of each token, as sparse rows.
-        let bEnc = model.encoderBias.pointer
         switch arch {
         case .topk:
-            Selection.topK(pre: pre.pointer, bias: bEnc, rows: n, latents: m, k: model.config.k, threads: threads, into: codes)
+            // GEMM and selection fused in row blocks that stay in cache; no [n, m] matrix.
+            model.encodeTopK(
+                centered: centered.pointer, rows: n, k: model.config.k, threads: threads, blocks: preBlocks, into: codes,
+                auxSubset: auxUsed ? dead : nil, auxK: kAux, auxInto: auxCodes)
         case .batchtopk:
+            pre.resize(n * m, fill: 0)
+            model.encoderProducts(centered.pointer, rows: n, threads: threads, into: pre.pointer)
             batchThreshold = Selection.batchTopK(
                 pre: pre.pointer, bias: bEnc, rows: n, latents: m, total: n * model.config.k, threads: threads, into: codes)
+            if auxUsed {
+                Selection.topK(pre: pre.pointer, bias: bEnc, rows: n, latents: m, subset: dead, k: kAux, threads: threads, into: auxCodes)
+            }
         case .relu:
+            pre.resize(n * m, fill: 0)
+            model.encoderProducts(centered.pointer, rows: n, threads: threads, into: pre.pointer)
             Selection.atLeast(pre: pre.pointer, bias: bEnc, rows: n, latents: m, threshold: .leastNonzeroMagnitude, threads: threads, into: codes)
         }
 
+        Profile.mark("select")
         // Sparse decode and the residual E = x − x̂.                        [n, d]
         reconstruction.resize(n * d, fill: 0)
         model.decode(codes, threads: threads, into: reconstruction.pointer)
@@ -169,14 +182,11 @@ public final class SAETrainer {
         for i in 0..<(n * d) { squaredNorm += Double(x[i]) * Double(x[i]) }
         let totalVariance = max(squaredNorm - columnSums.reduce(0) { $0 + $1 * $1 } / Double(n), .leastNormalMagnitude)
 
+        Profile.mark("decode")
         // AuxK: the top k_aux dead latents reconstruct the residual.
         var auxLoss = 0.0
-        let dead = arch == .relu ? [] : deadLatents
-        let auxUsed = !dead.isEmpty && training.auxKCoefficient > 0
         if auxUsed {
-            let kAux = min(training.auxK, dead.count)
             let auxScale = min(Double(dead.count) / Double(training.auxK), 1)
-            Selection.topK(pre: pre.pointer, bias: bEnc, rows: n, latents: m, subset: dead, k: kAux, threads: threads, into: auxCodes)
             let start = auxCodes.start.pointer, indices = auxCodes.indices.pointer, values = auxCodes.values.pointer
             let weight = model.decoderWeight.pointer
             parallelFor(n, threads: threads) { range, _ in
@@ -191,6 +201,7 @@ public final class SAETrainer {
             auxCodes.setUniform(rows: n, perRow: 0)
         }
 
+        Profile.mark("auxk")
         // ∂L/∂x̂ and ∂L/∂z of the active latents.
         let reconstructionScale = arch == .relu ? 1 / Double(n) : 1 / totalVariance
         sk_scale(residual, n * d, Float(-2 * reconstructionScale))
@@ -212,6 +223,7 @@ public final class SAETrainer {
         for j in 0..<codes.entries where codes.values[j] <= 0 { dots[j] = 0 }  // ReLU and TopK pass no gradient
         for j in 0..<auxCodes.entries where auxCodes.values[j] <= 0 { auxDots[j] = 0 }
 
+        Profile.mark("dots")
         // Gradients of W_dec, W_enc and b_enc, latent by latent (no write conflicts).
         buildLatentIndex(rows: n)
         let lStart = latentStart.pointer, lRow = latentRow.pointer
@@ -222,6 +234,7 @@ public final class SAETrainer {
             sk_latent_gradients(
                 lStart, lRow, lDec, lEnc, range.lowerBound, range.upperBound, sources, encoderSource, n, d, gDec, gEnc, gBEnc, 0)
         }
+        Profile.mark("latentgrad")
         if arch == .relu {
             // ∂(λ Σ z‖W_i‖)/∂W_i = λ (Σ_t z_ti) W_i / ‖W_i‖
             let lambda = training.l1Coefficient / Double(n)
@@ -232,6 +245,7 @@ public final class SAETrainer {
                 if factor != 0 { for c in 0..<d { gDec[i * d + c] += factor * model.decoderWeight[i * d + c] } }
             }
         }
+        Profile.mark("relu")
         // b_dec: Σ_t ∂L/∂x̂_t through the decoder, −W_encᵀ ∂L/∂b_enc through the encoder.
         var decoderSums = [Double](repeating: 0, count: d)
         sk_column_sums(residual, n, d, &decoderSums)
@@ -240,6 +254,7 @@ public final class SAETrainer {
             .transpose, rows: m, columns: d, alpha: -1, a: model.encoderWeight.readOnly, lda: d, x: gradEncoderBias.readOnly, beta: 1,
             y: gradDecoderBias.buffer)
 
+        Profile.mark("bdec")
         // Tokens since fired.
         var active = 0
         for i in 0..<m { tokensSinceFired[i] += Int64(n) }
@@ -251,6 +266,7 @@ public final class SAETrainer {
         var deadCount = 0
         for i in 0..<m where tokensSinceFired[i] > limit { deadCount += 1 }
 
+        Profile.mark("fired")
         let fvu = squaredError / totalVariance
         let reconstructionLoss = squaredError * reconstructionScale
         return StepResult(
@@ -307,6 +323,7 @@ public final class SAETrainer {
     @discardableResult
     public func applyGradients(rows: Int) -> Double {
         let m = model.latents, d = model.width
+        Profile.mark("start-apply")
         if model.unitNormDecoder {
             let weight = model.decoderWeight.pointer, gradient = gradDecoderWeight.pointer
             parallelFor(m, threads: threads) { range, _ in
@@ -343,8 +360,34 @@ public final class SAETrainer {
                 thresholdStarted = true
             }
         }
+        Profile.mark("adam")
         step += 1
         tokens += rows
         return rate
     }
+}
+
+
+/// Wall time between marks, summed per phase, printed at exit when
+/// ACTCLUSTER_TRAINER_PROFILE is set (development aid).
+enum Profile {
+    nonisolated(unsafe) static var enabled = ProcessInfo.processInfo.environment["ACTCLUSTER_TRAINER_PROFILE"] != nil
+    nonisolated(unsafe) static var last = ContinuousClock.now
+    nonisolated(unsafe) static var totals: [String: Double] = [:]
+
+    static func mark(_ phase: String) {
+        guard enabled else { return }
+        let now = ContinuousClock.now
+        if !phase.hasPrefix("start") { totals[phase, default: 0] += (now - last) / .seconds(1) }
+        last = now
+    }
+
+    public static func report() -> String {
+        totals.sorted { $0.value > $1.value }.map { "\($0.key)=\(String(format: "%.3f", $0.value))" }.joined(separator: " ")
+    }
+}
+
+extension SAETrainer {
+    /// Seconds per phase when ACTCLUSTER_TRAINER_PROFILE is set, else nil.
+    public static var profileReport: String? { Profile.enabled ? Profile.report() : nil }
 }

@@ -44,20 +44,24 @@ public final class SparseAutoencoder {
 
     /// Encodes rows of normalised activations `x [rows, d]`: inference semantics (batchtopk
     /// uses its threshold). `pre` is a workspace of `rows × m` floats.
-    public func encode(normalized x: UnsafePointer<Float>, rows: Int, threads: Int, centered: Storage<Float>, pre: Storage<Float>, into codes: SparseCodes) {
+    public func encode(
+        normalized x: UnsafePointer<Float>, rows: Int, threads: Int, centered: Storage<Float>, pre: Storage<Float>, blocks: PreactivationBlocks,
+        into codes: SparseCodes
+    ) {
         let d = width, m = latents
         centered.resize(rows * d, fill: 0)
         for r in 0..<rows {
             for c in 0..<d { centered[r * d + c] = x[r * d + c] - decoderBias[c] }
         }
+        if config.architecture == .topk {
+            encodeTopK(centered: centered.pointer, rows: rows, k: config.k, threads: threads, blocks: blocks, into: codes)
+            return
+        }
         pre.resize(rows * m, fill: 0)
-        BLAS.threadCount = threads
-        BLAS.sgemm(
-            .none, .transpose, m: rows, n: m, k: d, a: centered.readOnly, lda: d, b: encoderWeight.readOnly, ldb: d,
-            c: pre.buffer, ldc: m)
+        encoderProducts(centered.pointer, rows: rows, threads: threads, into: pre.pointer)
         switch config.architecture {
         case .topk:
-            Selection.topK(pre: pre.pointer, bias: encoderBias.pointer, rows: rows, latents: m, k: config.k, threads: threads, into: codes)
+            break
         case .batchtopk:
             Selection.atLeast(
                 pre: pre.pointer, bias: encoderBias.pointer, rows: rows, latents: m, threshold: max(config.threshold, .leastNonzeroMagnitude),
@@ -66,6 +70,63 @@ public final class SparseAutoencoder {
             Selection.atLeast(
                 pre: pre.pointer, bias: encoderBias.pointer, rows: rows, latents: m, threshold: .leastNonzeroMagnitude, threads: threads,
                 into: codes)
+        }
+    }
+
+    /// `pre = centered · W_encᵀ` `[rows, m]`: the rows split across `threads` workers, each
+    /// running a single-threaded sgemm. OpenBLAS's own pool is left at one thread, because its
+    /// threads spin after each call and would steal the cores from the sparse kernels that
+    /// follow.
+    public func encoderProducts(_ centered: UnsafePointer<Float>, rows: Int, threads: Int, into pre: UnsafeMutablePointer<Float>) {
+        let d = width, m = latents
+        if BLAS.threadCount != 1 { BLAS.threadCount = 1 }
+        let weight = UnsafeBufferPointer(start: encoderWeight.pointer, count: m * d)
+        let pieces = max(1, min(threads, rows / 64))
+        parallelFor(rows, threads: pieces) { range, _ in
+            BLAS.sgemm(
+                .none, .transpose, m: range.count, n: m, k: d, a: UnsafeBufferPointer(start: centered + range.lowerBound * d, count: range.count * d),
+                lda: d, b: weight, ldb: d, c: UnsafeMutableBufferPointer(start: pre + range.lowerBound * m, count: range.count * m), ldc: m)
+        }
+    }
+
+    /// TopK codes of centred rows `[rows, d]` (and, with `auxSubset`, the top `auxK` among
+    /// those latents too), with the encoder GEMM and the selection fused: each worker runs a
+    /// single-threaded sgemm on a block of rows into its own cache-sized scratch and selects
+    /// from it at once, so the `[rows, m]` pre-activations never go to memory.
+    public func encodeTopK(
+        centered: UnsafePointer<Float>, rows: Int, k: Int, threads: Int, blocks: PreactivationBlocks, into codes: SparseCodes,
+        auxSubset: [Int32]? = nil, auxK: Int = 0, auxInto auxCodes: SparseCodes? = nil
+    ) {
+        let d = width, m = latents
+        if BLAS.threadCount != 1 { BLAS.threadCount = 1 }
+        codes.setUniform(rows: rows, perRow: k)
+        let subset = auxSubset ?? []
+        let auxUsed = auxSubset != nil && auxK > 0
+        if let auxCodes { auxCodes.setUniform(rows: rows, perRow: auxUsed ? auxK : 0) }
+        let workers = max(1, min(threads, rows))
+        let blockRows = PreactivationBlocks.rows
+        blocks.prepare(workers: workers, count: blockRows * m)
+        let weight = UnsafeBufferPointer(start: encoderWeight.pointer, count: m * d)
+        let bias = encoderBias.pointer
+        let indices = codes.indices.pointer, values = codes.values.pointer
+        let auxIndices = auxCodes?.indices.pointer, auxValues = auxCodes?.values.pointer
+        subset.withUnsafeBufferPointer { subset in
+            parallelFor(rows, threads: workers) { range, worker in
+                let scratch = blocks.storage[worker].pointer
+                var first = range.lowerBound
+                while first < range.upperBound {
+                    let count = min(blockRows, range.upperBound - first)
+                    BLAS.sgemm(
+                        .none, .transpose, m: count, n: m, k: d, a: UnsafeBufferPointer(start: centered + first * d, count: count * d), lda: d,
+                        b: weight, ldb: d, c: UnsafeMutableBufferPointer(start: scratch, count: count * m), ldc: m)
+                    sk_topk_rows(scratch, m, bias, count, m, k, indices + first * k, values + first * k)
+                    if auxUsed, let auxIndices, let auxValues {
+                        sk_topk_rows_subset(
+                            scratch, m, bias, count, subset.baseAddress, subset.count, auxK, auxIndices + first * auxK, auxValues + first * auxK)
+                    }
+                    first += count
+                }
+            }
         }
     }
 
@@ -113,4 +174,18 @@ public struct VarianceAccumulator: Sendable {
 
     public var fractionUnexplained: Double { 1 - explainedVariance }
     public var l0: Double { count > 0 ? active / Double(count) : 0 }
+}
+
+/// Per-worker scratch of `rows × m` pre-activations for the fused encoder.
+public final class PreactivationBlocks {
+    /// Rows per block: enough that packing W_enc once per block is amortised (measured best of 128, 512, 1024).
+    public static let rows = 512
+    public private(set) var storage: [Storage<Float>] = []
+
+    public init() {}
+
+    func prepare(workers: Int, count: Int) {
+        while storage.count < workers { storage.append(Storage(count: count, repeating: 0)) }
+        for block in storage where block.count < count { block.resize(count, fill: 0) }
+    }
 }
