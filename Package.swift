@@ -50,6 +50,11 @@ let package = Package(
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
         .target(name: "Transformers", dependencies: ["BLAS", "CKernels", "SafeTensors"]),
         .target(name: "Corpus"),
+        // Sparse-dictionary training: selection, sparse decode and backward, Adam (C, target_clones).
+        .target(name: "CSparseKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
+        .target(
+            name: "Trainer",
+            dependencies: ["BLAS", "CSparseKernels", "Shards", "SafeTensors", "Platform", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "Collection",
             dependencies: ["Corpus", "Platform", "Shards", "Tokenizers", "Transformers", .product(name: "Logging", package: "swift-log")]),
@@ -70,7 +75,8 @@ let package = Package(
         .target(
             name: "ActClusterCLI",
             dependencies: [
-                "ZeroMQ", "LZ4", "BLAS", "Platform", "Logfmt", "Shards", "SafeTensors", "Tokenizers", "Transformers", "Corpus", "Collection", "ClusterProtocol", "Coordinator",
+                "ZeroMQ", "LZ4", "BLAS", "Platform", "Logfmt", "Shards", "SafeTensors", "Tokenizers", "Transformers", "Corpus", "Collection", "ClusterProtocol",
+                "Coordinator", "Trainer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -94,6 +100,9 @@ let package = Package(
         .testTarget(
             name: "CoordinatorTests",
             dependencies: ["Coordinator", "ClusterProtocol", "Corpus", "Shards", "ZeroMQ", "Platform", "Logfmt", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(
+            name: "TrainerTests",
+            dependencies: ["Trainer", "Shards", "SafeTensors", "Platform", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "ShardsTests", dependencies: ["Shards", "Platform", "SafeTensors"]),
         .testTarget(

@@ -1,0 +1,297 @@
+#include "CSparseKernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MULTI __attribute__((target_clones("avx512f", "avx2", "default")))
+
+/* ---- Selection ---------------------------------------------------------------------- */
+
+/* Min-heap of (value, index) of size k: heap[0] is the smallest kept value. */
+static inline void sift_down(float *hv, int32_t *hi, size_t k, size_t i) {
+    float v = hv[i];
+    int32_t id = hi[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= k) break;
+        if (c + 1 < k && hv[c + 1] < hv[c]) c++;
+        if (hv[c] >= v) break;
+        hv[i] = hv[c];
+        hi[i] = hi[c];
+        i = c;
+    }
+    hv[i] = v;
+    hi[i] = id;
+}
+
+static inline float relu(float x) { return x > 0.0f ? x : 0.0f; }
+
+
+/* Heap selection of the k largest of relu(v[i]) (with their ids) into hv/hi. */
+static inline void heap_select(const float *v, const int32_t *ids, size_t count, size_t k, float *hv,
+                               int32_t *hi) {
+    size_t first = k < count ? k : count;
+    for (size_t i = 0; i < first; i++) { hv[i] = relu(v[i]); hi[i] = ids[i]; }
+    for (size_t i = first; i < k; i++) { hv[i] = 0.0f; hi[i] = count ? ids[0] : 0; }
+    for (size_t i = k / 2; i-- > 0;) sift_down(hv, hi, k, i);
+    for (size_t i = first; i < count; i++) {
+        if (v[i] > hv[0]) {
+            hv[0] = v[i];
+            hi[0] = ids[i];
+            sift_down(hv, hi, k, 0);
+        }
+    }
+}
+
+/* Rows are handled in two vectorised passes: the maxima of 16-wide chunks give a lower bound
+ * on the k-th largest value (the k-th largest chunk maximum: k chunks reach it), then the few
+ * values at or above it are gathered and the exact top k chosen among them by a heap. */
+MULTI void sk_topk_rows(const float *pre, size_t ld, const float *bias, size_t rows, size_t m, size_t k,
+                        int32_t *indices, float *values) {
+    if (k == 0) return;
+    size_t chunks = (m + 15) / 16;
+    float *scratch = malloc((chunks + m) * sizeof(float) + m * sizeof(int32_t) + (k + 1) * (sizeof(float) + sizeof(int32_t)));
+    float *maxima = scratch;
+    float *cand = maxima + chunks;
+    int32_t *cand_id = (int32_t *)(cand + m);
+    float *kv = (float *)(cand_id + m);
+    int32_t *ki = (int32_t *)(kv + k + 1);
+    for (size_t r = 0; r < rows; r++) {
+        const float *p = pre + r * ld;
+        float *hv = values + r * k;
+        int32_t *hi = indices + r * k;
+        for (size_t c = 0; c < chunks; c++) {
+            size_t lo = c * 16, n = m - lo < 16 ? m - lo : 16;
+            float best = -INFINITY;
+            for (size_t i = 0; i < n; i++) {
+                float v = p[lo + i] + (bias ? bias[lo + i] : 0.0f);
+                best = v > best ? v : best;
+            }
+            maxima[c] = best;
+        }
+        float floor = -INFINITY;
+        if (chunks >= k) {
+            /* k-th largest chunk maximum, by a heap over the maxima. */
+            for (size_t c = 0; c < chunks; c++) cand_id[c] = (int32_t)c;
+            heap_select(maxima, cand_id, chunks, k, kv, ki);
+            floor = kv[0];
+        }
+        size_t count = 0;
+        if (floor > 0.0f) {
+            for (size_t c = 0; c < chunks; c++) {
+                if (maxima[c] < floor) continue;
+                size_t lo = c * 16, n = m - lo < 16 ? m - lo : 16;
+                for (size_t i = lo; i < lo + n; i++) {
+                    float v = p[i] + (bias ? bias[i] : 0.0f);
+                    if (v >= floor) { cand[count] = v; cand_id[count] = (int32_t)i; count++; }
+                }
+            }
+        } else {
+            for (size_t i = 0; i < m; i++) { cand[i] = p[i] + (bias ? bias[i] : 0.0f); cand_id[i] = (int32_t)i; }
+            count = m;
+        }
+        heap_select(cand, cand_id, count, k, hv, hi);
+    }
+    free(scratch);
+}
+
+MULTI void sk_topk_rows_subset(const float *pre, size_t ld, const float *bias, size_t rows,
+                         const int32_t *subset, size_t count, size_t k, int32_t *indices,
+                         float *values) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *p = pre + r * ld;
+        float *hv = values + r * k;
+        int32_t *hi = indices + r * k;
+        size_t first = k < count ? k : count;
+        for (size_t i = 0; i < first; i++) {
+            int32_t l = subset[i];
+            hv[i] = relu(p[l] + (bias ? bias[l] : 0.0f));
+            hi[i] = l;
+        }
+        for (size_t i = first; i < k; i++) { hv[i] = 0.0f; hi[i] = subset[0]; }
+        if (k == 0) continue;
+        for (size_t i = k / 2; i-- > 0;) sift_down(hv, hi, k, i);
+        for (size_t i = first; i < count; i++) {
+            int32_t l = subset[i];
+            float v = p[l] + (bias ? bias[l] : 0.0f);
+            if (v > hv[0]) {
+                hv[0] = v;
+                hi[0] = l;
+                sift_down(hv, hi, k, 0);
+            }
+        }
+    }
+}
+
+MULTI void sk_histogram_positive(const float *pre, size_t ld, const float *bias, size_t rows, size_t m,
+                           int shift, uint32_t prefix, uint64_t *counts) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *p = pre + r * ld;
+        for (size_t i = 0; i < m; i++) {
+            float v = p[i] + (bias ? bias[i] : 0.0f);
+            if (!(v > 0.0f)) continue;
+            uint32_t bits;
+            memcpy(&bits, &v, 4);
+            if (shift == 16) {
+                counts[bits >> 16]++;
+            } else if ((bits >> 16) == prefix) {
+                counts[bits & 0xffffu]++;
+            }
+        }
+    }
+}
+
+MULTI void sk_count_at_least(const float *pre, size_t ld, const float *bias, size_t rows, size_t m,
+                             float threshold, int32_t *counts) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *p = pre + r * ld;
+        int32_t c = 0;
+        for (size_t i = 0; i < m; i++) c += (p[i] + (bias ? bias[i] : 0.0f)) >= threshold;
+        counts[r] = c;
+    }
+}
+
+MULTI void sk_gather_at_least(const float *pre, size_t ld, const float *bias, size_t rows, size_t m,
+                        float threshold, const int64_t *start, int32_t *indices, float *values) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *p = pre + r * ld;
+        int64_t at = start[r];
+        for (size_t i = 0; i < m; i++) {
+            float v = p[i] + (bias ? bias[i] : 0.0f);
+            if (v >= threshold) {
+                indices[at] = (int32_t)i;
+                values[at] = v;
+                at++;
+            }
+        }
+    }
+}
+
+/* ---- Sparse decode and backward ------------------------------------------------------ */
+
+static inline void axpy(float *y, const float *x, float a, size_t d) {
+    for (size_t c = 0; c < d; c++) y[c] += a * x[c];
+}
+
+static inline float dot(const float *x, const float *y, size_t d) {
+    float acc[16] = {0};
+    size_t c = 0;
+    for (; c + 16 <= d; c += 16)
+        for (int l = 0; l < 16; l++) acc[l] += x[c + l] * y[c + l];
+    float total = 0.0f;
+    for (int l = 0; l < 16; l++) total += acc[l];
+    for (; c < d; c++) total += x[c] * y[c];
+    return total;
+}
+
+MULTI void sk_decode(const int64_t *start, const int32_t *indices, const float *values, size_t rows,
+               const float *W, size_t d, const float *bias, float *out) {
+    for (size_t r = 0; r < rows; r++) {
+        float *o = out + r * d;
+        if (bias) memcpy(o, bias, d * sizeof(float));
+        else memset(o, 0, d * sizeof(float));
+        for (int64_t j = start[r]; j < start[r + 1]; j++) {
+            float a = values[j];
+            if (a != 0.0f) axpy(o, W + (size_t)indices[j] * d, a, d);
+        }
+    }
+}
+
+MULTI void sk_entry_dots(const int64_t *start, const int32_t *indices, size_t rows, const float *W,
+                   size_t d, const float *g, float *dots) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *gr = g + r * d;
+        for (int64_t j = start[r]; j < start[r + 1]; j++) dots[j] = dot(W + (size_t)indices[j] * d, gr, d);
+    }
+}
+
+MULTI void sk_latent_gradients(const int64_t *lstart, const int32_t *lrow, const float *lcoef_dec,
+                         const float *lcoef_enc, size_t lo, size_t hi, const float *dec_src,
+                         const float *enc_src, size_t enc_rows, size_t d, float *grad_dec,
+                         float *grad_enc, float *grad_benc, int accumulate) {
+    for (size_t i = lo; i < hi; i++) {
+        float *gd = grad_dec ? grad_dec + i * d : NULL;
+        float *ge = grad_enc ? grad_enc + i * d : NULL;
+        if (!accumulate) {
+            if (gd) memset(gd, 0, d * sizeof(float));
+            if (ge) memset(ge, 0, d * sizeof(float));
+        }
+        float bsum = 0.0f;
+        for (int64_t j = lstart[i]; j < lstart[i + 1]; j++) {
+            size_t row = (size_t)lrow[j];
+            if (gd && lcoef_dec[j] != 0.0f) axpy(gd, dec_src + row * d, lcoef_dec[j], d);
+            if (lcoef_enc[j] != 0.0f) {
+                if (ge) axpy(ge, enc_src + (row % enc_rows) * d, lcoef_enc[j], d);
+                bsum += lcoef_enc[j];
+            }
+        }
+        if (grad_benc) grad_benc[i] = accumulate ? grad_benc[i] + bsum : bsum;
+    }
+}
+
+/* ---- Dense helpers ------------------------------------------------------------------- */
+
+MULTI double sk_subtract(const float *x, const float *a, float *out, size_t n) {
+    double total = 0.0;
+    size_t i = 0;
+    while (i < n) {
+        size_t end = n - i > 4096 ? i + 4096 : n;
+        float acc[16] = {0};
+        size_t c = i;
+        for (; c + 16 <= end; c += 16)
+            for (int l = 0; l < 16; l++) {
+                float e = x[c + l] - a[c + l];
+                out[c + l] = e;
+                acc[l] += e * e;
+            }
+        for (; c < end; c++) {
+            float e = x[c] - a[c];
+            out[c] = e;
+            acc[0] += e * e;
+        }
+        for (int l = 0; l < 16; l++) total += acc[l];
+        i = end;
+    }
+    return total;
+}
+
+MULTI void sk_scale(float *x, size_t n, float s) {
+    for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+
+MULTI void sk_adam(float *p, const float *g, float *m, float *v, size_t n, float beta1, float beta2,
+                   float step, float eps_hat) {
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i];
+        float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+        float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] -= step * mi / (sqrtf(vi) + eps_hat);
+    }
+}
+
+MULTI void sk_remove_parallel(const float *W, float *G, size_t rows, size_t d) {
+    for (size_t r = 0; r < rows; r++) {
+        float proj = dot(G + r * d, W + r * d, d);
+        if (proj != 0.0f) axpy(G + r * d, W + r * d, -proj, d);
+    }
+}
+
+MULTI void sk_normalize_rows(float *W, size_t rows, size_t d, float eps) {
+    for (size_t r = 0; r < rows; r++) {
+        float norm = sqrtf(dot(W + r * d, W + r * d, d));
+        float s = 1.0f / (norm + eps);
+        for (size_t c = 0; c < d; c++) W[r * d + c] *= s;
+    }
+}
+
+MULTI void sk_row_norms(const float *W, size_t rows, size_t d, float *norms) {
+    for (size_t r = 0; r < rows; r++) norms[r] = sqrtf(dot(W + r * d, W + r * d, d));
+}
+
+MULTI void sk_column_sums(const float *x, size_t rows, size_t d, double *out) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < d; c++) out[c] += x[r * d + c];
+}

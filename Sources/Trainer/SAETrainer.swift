@@ -1,0 +1,393 @@
+import BLAS
+import CSparseKernels
+import Foundation
+
+/// Losses and counts of one optimiser step.
+public struct StepResult: Sendable {
+    /// Total loss minimised: reconstruction + α·AuxK (+ λ·L1 for relu).
+    public var loss: Double
+    /// Fraction of variance unexplained on this batch (Σ‖x − x̂‖² / Σ‖x − x̄‖²).
+    public var fvu: Double
+    public var auxLoss: Double
+    public var l1Loss: Double
+    /// Mean number of positive latents per token.
+    public var l0: Double
+    /// Latents that have not fired for `deadTokens` tokens, after this step.
+    public var deadFraction: Double
+    public var learningRate: Double
+    public var rows: Int
+    /// Float64 sums for explained variance over many batches.
+    public var squaredError: Double
+    public var squaredNorm: Double
+    public var columnSums: [Double]
+}
+
+/// Fits a sparse autoencoder one batch at a time. The encoder is one dense sgemm; the decoder
+/// and every backward term touch only the active latents of each token (k, plus k_aux dead
+/// latents for AuxK): there is no dense m-wide decode or backward.
+///
+/// Losses, for a batch X of n rows in normalised units, with E = X − X̂ and
+/// V = Σ‖x − x̄‖² over the batch:
+/// - topk, batchtopk: `‖E‖² / V + α · s · ‖Ê − E‖² / V`, where Ê = W_decᵀ z_aux decodes the
+///   top k_aux = min(d/2, dead) ReLU pre-activations among dead latents (no bias; E is a
+///   constant), and s = min(dead / (d/2), 1) (sparsify's form of the AuxK loss).
+/// - relu: `‖E‖² / n + λ · Σ zᵢ‖W_dec,i‖ / n`.
+public final class SAETrainer {
+    public let model: SparseAutoencoder
+    public let training: TrainingConfig
+    /// Workers for the encoder GEMM (split by rows) and the sparse kernels.
+    public var threads: Int
+    public internal(set) var step = 0
+    public internal(set) var tokens = 0
+    /// Tokens since each latent last had a positive activation.
+    public let tokensSinceFired: Storage<Int64>
+
+    /// Adam moments, in the order of ``parameters``: first then second moment of each.
+    public let moments: [Storage<Float>]
+    public let gradEncoderWeight: Storage<Float>
+    public let gradEncoderBias: Storage<Float>
+    public let gradDecoderWeight: Storage<Float>
+    public let gradDecoderBias: Storage<Float>
+
+    /// batchtopk: whether the inference threshold has had its first value.
+    public internal(set) var thresholdStarted = false
+    private var batchThreshold: Float = 0
+
+    // Workspaces, grown to the largest batch seen.
+    let input = Storage<Float>(count: 0, repeating: 0)  // [n, d] normalised rows
+    let centered = Storage<Float>(count: 0, repeating: 0)  // [n, d] x − b_dec
+    let pre = Storage<Float>(count: 0, repeating: 0)  // [n, m] (batchtopk, relu)
+    let preBlocks = PreactivationBlocks()  // per-worker [block, m] (topk)
+    let reconstruction = Storage<Float>(count: 0, repeating: 0)  // [n, d]
+    /// [2n, d]: ∂L/∂x̂ in the first n rows, ∂L/∂ê (AuxK) in the next n.
+    let outputGradients = Storage<Float>(count: 0, repeating: 0)
+    public let codes = SparseCodes()
+    public let auxCodes = SparseCodes()
+    let dots = Storage<Float>(count: 0, repeating: 0)
+    let auxDots = Storage<Float>(count: 0, repeating: 0)
+    let latentStart = Storage<Int64>(count: 0, repeating: 0)
+    let latentRow = Storage<Int32>(count: 0, repeating: 0)
+    let latentDecoderCoefficient = Storage<Float>(count: 0, repeating: 0)
+    let latentEncoderCoefficient = Storage<Float>(count: 0, repeating: 0)
+
+    public init(model: SparseAutoencoder, training: TrainingConfig, threads: Int) {
+        self.model = model
+        self.training = training
+        self.threads = threads
+        let m = model.latents, d = model.width
+        tokensSinceFired = Storage(count: m, repeating: 0)
+        let sizes = [m * d, m * d, m, m, m * d, m * d, d, d]
+        moments = sizes.map { Storage(count: $0, repeating: 0) }
+        gradEncoderWeight = Storage(count: m * d, repeating: 0)
+        gradEncoderBias = Storage(count: m, repeating: 0)
+        gradDecoderWeight = Storage(count: m * d, repeating: 0)
+        gradDecoderBias = Storage(count: d, repeating: 0)
+        latentStart.resize(m + 1, fill: 0)
+    }
+
+    /// Parameters and their gradients, in the order of ``moments``.
+    var parameters: [(Storage<Float>, Storage<Float>)] {
+        [
+            (model.encoderWeight, gradEncoderWeight), (model.encoderBias, gradEncoderBias),
+            (model.decoderWeight, gradDecoderWeight), (model.decoderBias, gradDecoderBias),
+        ]
+    }
+
+    /// Latents that have not fired for more than `deadTokens` tokens.
+    public var deadLatents: [Int32] {
+        let limit = Int64(training.deadTokens)
+        return (0..<model.latents).compactMap { tokensSinceFired[$0] > limit ? Int32($0) : nil }
+    }
+
+    /// Sets b_dec to the geometric median (or mean) of rows of normalised activations.
+    public func initializeDecoderBias(sample: [Float], rows: Int) {
+        let d = model.width
+        let center: [Double]
+        switch training.decoderBiasInit {
+        case .zero: center = [Double](repeating: 0, count: d)
+        case .mean: center = GeometricMedian.mean(sample, rows: rows, width: d)
+        case .median: center = GeometricMedian.compute(sample, rows: rows, width: d)
+        }
+        for c in 0..<d { model.decoderBias[c] = Float(center[c]) }
+    }
+
+    /// One optimiser step on raw rows `[rows, d]` (scaled by the normalisation here).
+    @discardableResult
+    public func train(raw: UnsafeBufferPointer<Float>, rows: Int) -> StepResult {
+        let d = model.width
+        input.resize(rows * d, fill: 0)
+        let scale = model.config.normalizationScale
+        for i in 0..<(rows * d) { input[i] = raw[i] * scale }
+        var result = computeGradients(rows: rows)
+        result.learningRate = applyGradients(rows: rows)
+        return result
+    }
+
+    /// Loads normalised rows into the input workspace (for tests and callers that scale).
+    public func load(normalized: [Float], rows: Int) {
+        input.resize(rows * model.width, fill: 0)
+        input.copy(from: normalized)
+    }
+
+    /// Forward and backward on the rows in the input workspace; fills the gradients and
+    /// updates tokens-since-fired. Does not change the weights.
+    public func computeGradients(rows n: Int) -> StepResult {
+        let d = model.width, m = model.latents, arch = model.config.architecture
+        let x = input.pointer
+
+        Profile.mark("start-compute")
+        // Encoder: pre = (x − b_dec) · W_encᵀ, one dense GEMM.            [n, m]
+        centered.resize(n * d, fill: 0)
+        let bDec = model.decoderBias.pointer, centeredPointer = centered.pointer
+        parallelFor(n, threads: threads) { range, _ in
+            for r in range { for c in 0..<d { centeredPointer[r * d + c] = x[r * d + c] - bDec[c] } }
+        }
+        let bEnc = model.encoderBias.pointer
+        // AuxK's dead latents are fixed before the step, so TopK selects them in the same pass.
+        let dead = arch == .relu ? [] : deadLatents
+        let auxUsed = !dead.isEmpty && training.auxKCoefficient > 0
+        let kAux = min(training.auxK, dead.count)
+
+        // Activation function: the active latents of each token, as sparse rows.
+        switch arch {
+        case .topk:
+            // GEMM and selection fused in row blocks that stay in cache; no [n, m] matrix.
+            model.encodeTopK(
+                centered: centered.pointer, rows: n, k: model.config.k, threads: threads, blocks: preBlocks, into: codes,
+                auxSubset: auxUsed ? dead : nil, auxK: kAux, auxInto: auxCodes)
+        case .batchtopk:
+            pre.resize(n * m, fill: 0)
+            model.encoderProducts(centered.pointer, rows: n, threads: threads, into: pre.pointer)
+            batchThreshold = Selection.batchTopK(
+                pre: pre.pointer, bias: bEnc, rows: n, latents: m, total: n * model.config.k, threads: threads, into: codes)
+            if auxUsed {
+                Selection.topK(pre: pre.pointer, bias: bEnc, rows: n, latents: m, subset: dead, k: kAux, threads: threads, into: auxCodes)
+            }
+        case .relu:
+            pre.resize(n * m, fill: 0)
+            model.encoderProducts(centered.pointer, rows: n, threads: threads, into: pre.pointer)
+            Selection.atLeast(pre: pre.pointer, bias: bEnc, rows: n, latents: m, threshold: .leastNonzeroMagnitude, threads: threads, into: codes)
+        }
+
+        Profile.mark("select")
+        // Sparse decode and the residual E = x − x̂.                        [n, d]
+        reconstruction.resize(n * d, fill: 0)
+        model.decode(codes, threads: threads, into: reconstruction.pointer)
+        outputGradients.resize(2 * n * d, fill: 0)
+        let residual = outputGradients.pointer, auxResidual = outputGradients.pointer + n * d
+        let squaredError = sk_subtract(x, reconstruction.pointer, residual, n * d)
+        var columnSums = [Double](repeating: 0, count: d)
+        sk_column_sums(x, n, d, &columnSums)
+        var squaredNorm = 0.0
+        for i in 0..<(n * d) { squaredNorm += Double(x[i]) * Double(x[i]) }
+        let totalVariance = max(squaredNorm - columnSums.reduce(0) { $0 + $1 * $1 } / Double(n), .leastNormalMagnitude)
+
+        Profile.mark("decode")
+        // AuxK: the top k_aux dead latents reconstruct the residual.
+        var auxLoss = 0.0
+        if auxUsed {
+            let auxScale = min(Double(dead.count) / Double(training.auxK), 1)
+            let start = auxCodes.start.pointer, indices = auxCodes.indices.pointer, values = auxCodes.values.pointer
+            let weight = model.decoderWeight.pointer
+            parallelFor(n, threads: threads) { range, _ in
+                sk_decode(start + range.lowerBound, indices, values, range.count, weight, d, nil, auxResidual + range.lowerBound * d)
+            }
+            let auxSquared = sk_subtract(auxResidual, residual, auxResidual, n * d)  // Ê − E
+            auxLoss = auxScale * auxSquared / totalVariance
+            sk_scale(auxResidual, n * d, Float(2 * training.auxKCoefficient * auxScale / totalVariance))
+            auxDots.resize(auxCodes.entries, fill: 0)
+            entryDots(auxCodes, gradients: auxResidual, into: auxDots)
+        } else {
+            auxCodes.setUniform(rows: n, perRow: 0)
+        }
+
+        Profile.mark("auxk")
+        // ∂L/∂x̂ and ∂L/∂z of the active latents.
+        let reconstructionScale = arch == .relu ? 1 / Double(n) : 1 / totalVariance
+        sk_scale(residual, n * d, Float(-2 * reconstructionScale))
+        dots.resize(codes.entries, fill: 0)
+        entryDots(codes, gradients: residual, into: dots)
+        var l1Loss = 0.0
+        var decoderNorms: [Float] = []
+        if arch == .relu {
+            decoderNorms = [Float](repeating: 0, count: m)
+            sk_row_norms(model.decoderWeight.pointer, m, d, &decoderNorms)
+            let lambda = Float(training.l1Coefficient / Double(n))
+            for j in 0..<codes.entries {
+                let latent = Int(codes.indices[j])
+                l1Loss += Double(codes.values[j] * decoderNorms[latent])
+                dots[j] += lambda * decoderNorms[latent]
+            }
+            l1Loss *= training.l1Coefficient / Double(n)
+        }
+        for j in 0..<codes.entries where codes.values[j] <= 0 { dots[j] = 0 }  // ReLU and TopK pass no gradient
+        for j in 0..<auxCodes.entries where auxCodes.values[j] <= 0 { auxDots[j] = 0 }
+
+        Profile.mark("dots")
+        // Gradients of W_dec, W_enc and b_enc, latent by latent (no write conflicts).
+        buildLatentIndex(rows: n)
+        let lStart = latentStart.pointer, lRow = latentRow.pointer
+        let lDec = latentDecoderCoefficient.pointer, lEnc = latentEncoderCoefficient.pointer
+        let gDec = gradDecoderWeight.pointer, gEnc = gradEncoderWeight.pointer, gBEnc = gradEncoderBias.pointer
+        let sources = outputGradients.pointer, encoderSource = centered.pointer
+        parallelFor(m, threads: threads) { range, _ in
+            sk_latent_gradients(
+                lStart, lRow, lDec, lEnc, range.lowerBound, range.upperBound, sources, encoderSource, n, d, gDec, gEnc, gBEnc, 0)
+        }
+        Profile.mark("latentgrad")
+        if arch == .relu {
+            // ∂(λ Σ z‖W_i‖)/∂W_i = λ (Σ_t z_ti) W_i / ‖W_i‖
+            let lambda = training.l1Coefficient / Double(n)
+            for i in 0..<m where decoderNorms[i] > 0 {
+                var total = 0.0
+                for j in Int(lStart[i])..<Int(lStart[i + 1]) where Int(lRow[j]) < n { total += Double(lDec[j]) }
+                let factor = Float(lambda * total) / decoderNorms[i]
+                if factor != 0 { for c in 0..<d { gDec[i * d + c] += factor * model.decoderWeight[i * d + c] } }
+            }
+        }
+        Profile.mark("relu")
+        // b_dec: Σ_t ∂L/∂x̂_t through the decoder, −W_encᵀ ∂L/∂b_enc through the encoder.
+        var decoderSums = [Double](repeating: 0, count: d)
+        sk_column_sums(residual, n, d, &decoderSums)
+        for c in 0..<d { gradDecoderBias[c] = Float(decoderSums[c]) }
+        BLAS.sgemv(
+            .transpose, rows: m, columns: d, alpha: -1, a: model.encoderWeight.readOnly, lda: d, x: gradEncoderBias.readOnly, beta: 1,
+            y: gradDecoderBias.buffer)
+
+        Profile.mark("bdec")
+        // Tokens since fired.
+        var active = 0
+        for i in 0..<m { tokensSinceFired[i] += Int64(n) }
+        for j in 0..<codes.entries where codes.values[j] > 0 {
+            tokensSinceFired[Int(codes.indices[j])] = 0
+            active += 1
+        }
+        let limit = Int64(training.deadTokens)
+        var deadCount = 0
+        for i in 0..<m where tokensSinceFired[i] > limit { deadCount += 1 }
+
+        Profile.mark("fired")
+        let fvu = squaredError / totalVariance
+        let reconstructionLoss = squaredError * reconstructionScale
+        return StepResult(
+            loss: reconstructionLoss + training.auxKCoefficient * auxLoss + l1Loss, fvu: fvu, auxLoss: auxLoss, l1Loss: l1Loss,
+            l0: Double(active) / Double(n), deadFraction: Double(deadCount) / Double(m), learningRate: 0, rows: n,
+            squaredError: squaredError, squaredNorm: squaredNorm, columnSums: columnSums)
+    }
+
+    /// dots[j] = W_dec[latent j] · g[row of j].
+    private func entryDots(_ codes: SparseCodes, gradients: UnsafePointer<Float>, into dots: Storage<Float>) {
+        let d = model.width
+        let start = codes.start.pointer, indices = codes.indices.pointer, weight = model.decoderWeight.pointer, out = dots.pointer
+        parallelFor(codes.rows, threads: threads) { range, _ in
+            sk_entry_dots(start + range.lowerBound, indices, range.count, weight, d, gradients + range.lowerBound * d, out)
+        }
+    }
+
+    /// Counting sort of the main and AuxK entries by latent. Main entries read row t of
+    /// the output gradients, AuxK entries row n + t.
+    private func buildLatentIndex(rows n: Int) {
+        let m = model.latents
+        let total = codes.entries + auxCodes.entries
+        latentStart.resize(m + 1, fill: 0)
+        latentRow.resize(total, fill: 0)
+        latentDecoderCoefficient.resize(total, fill: 0)
+        latentEncoderCoefficient.resize(total, fill: 0)
+        let start = latentStart.pointer
+        start.update(repeating: 0, count: m + 1)
+        for j in 0..<codes.entries { start[Int(codes.indices[j]) + 1] += 1 }
+        for j in 0..<auxCodes.entries { start[Int(auxCodes.indices[j]) + 1] += 1 }
+        for i in 0..<m { start[i + 1] += start[i] }
+        var next = [Int64](unsafeUninitializedCapacity: m) { buffer, count in
+            buffer.baseAddress!.update(from: start, count: m)
+            count = m
+        }
+        func place(_ codes: SparseCodes, _ dots: Storage<Float>, rowOffset: Int) {
+            for r in 0..<codes.rows {
+                for j in Int(codes.start[r])..<Int(codes.start[r + 1]) {
+                    let latent = Int(codes.indices[j])
+                    let at = Int(next[latent])
+                    next[latent] += 1
+                    latentRow[at] = Int32(r + rowOffset)
+                    latentDecoderCoefficient[at] = codes.values[j]
+                    latentEncoderCoefficient[at] = dots[j]
+                }
+            }
+        }
+        place(codes, dots, rowOffset: 0)
+        place(auxCodes, auxDots, rowOffset: n)
+    }
+
+    /// Adam step with the scheduled rate; decoder rows stay unit-norm (the gradient's
+    /// component along each row is removed first). Returns the rate used.
+    @discardableResult
+    public func applyGradients(rows: Int) -> Double {
+        let m = model.latents, d = model.width
+        Profile.mark("start-apply")
+        if model.unitNormDecoder {
+            let weight = model.decoderWeight.pointer, gradient = gradDecoderWeight.pointer
+            parallelFor(m, threads: threads) { range, _ in
+                sk_remove_parallel(weight + range.lowerBound * d, gradient + range.lowerBound * d, range.count, d)
+            }
+        }
+        let rate = training.learningRate(atStep: step)
+        let t = Double(step + 1)
+        let correction1 = 1 - pow(training.beta1, t), correction2 = 1 - pow(training.beta2, t)
+        let stepSize = Float(rate * correction2.squareRoot() / correction1)
+        let epsilonHat = Float(training.epsilon * correction2.squareRoot())
+        let beta1 = Float(training.beta1), beta2 = Float(training.beta2)
+        for (index, (parameter, gradient)) in parameters.enumerated() {
+            let p = parameter.pointer, g = gradient.pointer
+            let first = moments[2 * index].pointer, second = moments[2 * index + 1].pointer
+            let count = parameter.count
+            parallelFor(count, threads: count >= 1 << 16 ? threads : 1) { range, _ in
+                let o = range.lowerBound
+                sk_adam(p + o, g + o, first + o, second + o, range.count, beta1, beta2, stepSize, epsilonHat)
+            }
+        }
+        if model.unitNormDecoder {
+            let weight = model.decoderWeight.pointer
+            parallelFor(m, threads: threads) { range, _ in
+                sk_normalize_rows(weight + range.lowerBound * d, range.count, d, Float.ulpOfOne)
+            }
+        }
+        if model.config.architecture == .batchtopk {
+            if thresholdStarted {
+                let r = Float(training.thresholdRate)
+                model.config.threshold = (1 - r) * model.config.threshold + r * batchThreshold
+            } else {
+                model.config.threshold = batchThreshold
+                thresholdStarted = true
+            }
+        }
+        Profile.mark("adam")
+        step += 1
+        tokens += rows
+        return rate
+    }
+}
+
+
+/// Wall time between marks, summed per phase, printed at exit when
+/// ACTCLUSTER_TRAINER_PROFILE is set (development aid).
+enum Profile {
+    nonisolated(unsafe) static var enabled = ProcessInfo.processInfo.environment["ACTCLUSTER_TRAINER_PROFILE"] != nil
+    nonisolated(unsafe) static var last = ContinuousClock.now
+    nonisolated(unsafe) static var totals: [String: Double] = [:]
+
+    static func mark(_ phase: String) {
+        guard enabled else { return }
+        let now = ContinuousClock.now
+        if !phase.hasPrefix("start") { totals[phase, default: 0] += (now - last) / .seconds(1) }
+        last = now
+    }
+
+    public static func report() -> String {
+        totals.sorted { $0.value > $1.value }.map { "\($0.key)=\(String(format: "%.3f", $0.value))" }.joined(separator: " ")
+    }
+}
+
+extension SAETrainer {
+    /// Seconds per phase when ACTCLUSTER_TRAINER_PROFILE is set, else nil.
+    public static var profileReport: String? { Profile.enabled ? Profile.report() : nil }
+}

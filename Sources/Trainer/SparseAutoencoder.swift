@@ -1,0 +1,191 @@
+import BLAS
+import CSparseKernels
+
+/// A sparse dictionary's weights, in normalised units (inputs multiplied by
+/// `config.normalizationScale`):
+///
+///     z = σ(W_enc (x − b_dec) + b_enc)      W_enc [m, d], b_enc [m]
+///     x̂ = W_dec z + b_dec                   W_dec [m, d], b_dec [d]
+///
+/// with σ = TopK∘ReLU (topk), a threshold (batchtopk at inference) or ReLU (relu).
+/// W_enc is stored like PyTorch's `nn.Linear` weight (row i reads latent i); SAELens's
+/// `W_enc [d, m]` is its transpose.
+public final class SparseAutoencoder {
+    public var config: DictionaryConfig
+    public let encoderWeight: Storage<Float>  // [m, d]
+    public let encoderBias: Storage<Float>  // [m]
+    public let decoderWeight: Storage<Float>  // [m, d]
+    public let decoderBias: Storage<Float>  // [d]
+
+    public var width: Int { config.width }
+    public var latents: Int { config.latents }
+
+    /// Zero weights of the configured shape.
+    public init(config: DictionaryConfig) {
+        self.config = config
+        encoderWeight = Storage(count: config.latents * config.width, repeating: 0)
+        encoderBias = Storage(count: config.latents, repeating: 0)
+        decoderWeight = Storage(count: config.latents * config.width, repeating: 0)
+        decoderBias = Storage(count: config.width, repeating: 0)
+    }
+
+    /// sparsify's initialisation: W_enc uniform in ±1/√d (PyTorch's `nn.Linear` default),
+    /// b_enc = 0, W_dec = W_enc with unit rows, b_dec = 0.
+    public convenience init(config: DictionaryConfig, random: inout SplitMix64) {
+        self.init(config: config)
+        let bound = 1 / Double(config.width).squareRoot()
+        for i in 0..<encoderWeight.count { encoderWeight[i] = Float((random.nextUnit() * 2 - 1) * bound) }
+        decoderWeight.pointer.update(from: encoderWeight.pointer, count: encoderWeight.count)
+        sk_normalize_rows(decoderWeight.pointer, config.latents, config.width, Float.ulpOfOne)
+    }
+
+    /// Whether the decoder rows are kept at unit norm during training.
+    public var unitNormDecoder: Bool { config.architecture != .relu }
+
+    /// Encodes rows of normalised activations `x [rows, d]`: inference semantics (batchtopk
+    /// uses its threshold). `pre` is a workspace of `rows × m` floats.
+    public func encode(
+        normalized x: UnsafePointer<Float>, rows: Int, threads: Int, centered: Storage<Float>, pre: Storage<Float>, blocks: PreactivationBlocks,
+        into codes: SparseCodes
+    ) {
+        let d = width, m = latents
+        centered.resize(rows * d, fill: 0)
+        for r in 0..<rows {
+            for c in 0..<d { centered[r * d + c] = x[r * d + c] - decoderBias[c] }
+        }
+        if config.architecture == .topk {
+            encodeTopK(centered: centered.pointer, rows: rows, k: config.k, threads: threads, blocks: blocks, into: codes)
+            return
+        }
+        pre.resize(rows * m, fill: 0)
+        encoderProducts(centered.pointer, rows: rows, threads: threads, into: pre.pointer)
+        switch config.architecture {
+        case .topk:
+            break
+        case .batchtopk:
+            Selection.atLeast(
+                pre: pre.pointer, bias: encoderBias.pointer, rows: rows, latents: m, threshold: max(config.threshold, .leastNonzeroMagnitude),
+                threads: threads, into: codes)
+        case .relu:
+            Selection.atLeast(
+                pre: pre.pointer, bias: encoderBias.pointer, rows: rows, latents: m, threshold: .leastNonzeroMagnitude, threads: threads,
+                into: codes)
+        }
+    }
+
+    /// `pre = centered · W_encᵀ` `[rows, m]`: the rows split across `threads` workers, each
+    /// running a single-threaded sgemm. OpenBLAS's own pool is left at one thread, because its
+    /// threads spin after each call and would steal the cores from the sparse kernels that
+    /// follow.
+    public func encoderProducts(_ centered: UnsafePointer<Float>, rows: Int, threads: Int, into pre: UnsafeMutablePointer<Float>) {
+        let d = width, m = latents
+        if BLAS.threadCount != 1 { BLAS.threadCount = 1 }
+        let weight = UnsafeBufferPointer(start: encoderWeight.pointer, count: m * d)
+        let pieces = max(1, min(threads, rows / 64))
+        parallelFor(rows, threads: pieces) { range, _ in
+            BLAS.sgemm(
+                .none, .transpose, m: range.count, n: m, k: d, a: UnsafeBufferPointer(start: centered + range.lowerBound * d, count: range.count * d),
+                lda: d, b: weight, ldb: d, c: UnsafeMutableBufferPointer(start: pre + range.lowerBound * m, count: range.count * m), ldc: m)
+        }
+    }
+
+    /// TopK codes of centred rows `[rows, d]` (and, with `auxSubset`, the top `auxK` among
+    /// those latents too), with the encoder GEMM and the selection fused: each worker runs a
+    /// single-threaded sgemm on a block of rows into its own cache-sized scratch and selects
+    /// from it at once, so the `[rows, m]` pre-activations never go to memory.
+    public func encodeTopK(
+        centered: UnsafePointer<Float>, rows: Int, k: Int, threads: Int, blocks: PreactivationBlocks, into codes: SparseCodes,
+        auxSubset: [Int32]? = nil, auxK: Int = 0, auxInto auxCodes: SparseCodes? = nil
+    ) {
+        let d = width, m = latents
+        if BLAS.threadCount != 1 { BLAS.threadCount = 1 }
+        codes.setUniform(rows: rows, perRow: k)
+        let subset = auxSubset ?? []
+        let auxUsed = auxSubset != nil && auxK > 0
+        if let auxCodes { auxCodes.setUniform(rows: rows, perRow: auxUsed ? auxK : 0) }
+        let workers = max(1, min(threads, rows))
+        let blockRows = PreactivationBlocks.rows
+        blocks.prepare(workers: workers, count: blockRows * m)
+        let weight = UnsafeBufferPointer(start: encoderWeight.pointer, count: m * d)
+        let bias = encoderBias.pointer
+        let indices = codes.indices.pointer, values = codes.values.pointer
+        let auxIndices = auxCodes?.indices.pointer, auxValues = auxCodes?.values.pointer
+        subset.withUnsafeBufferPointer { subset in
+            parallelFor(rows, threads: workers) { range, worker in
+                let scratch = blocks.storage[worker].pointer
+                var first = range.lowerBound
+                while first < range.upperBound {
+                    let count = min(blockRows, range.upperBound - first)
+                    BLAS.sgemm(
+                        .none, .transpose, m: count, n: m, k: d, a: UnsafeBufferPointer(start: centered + first * d, count: count * d), lda: d,
+                        b: weight, ldb: d, c: UnsafeMutableBufferPointer(start: scratch, count: count * m), ldc: m)
+                    sk_topk_rows(scratch, m, bias, count, m, k, indices + first * k, values + first * k)
+                    if auxUsed, let auxIndices, let auxValues {
+                        sk_topk_rows_subset(
+                            scratch, m, bias, count, subset.baseAddress, subset.count, auxK, auxIndices + first * auxK, auxValues + first * auxK)
+                    }
+                    first += count
+                }
+            }
+        }
+    }
+
+    /// x̂ = W_dec z + b_dec for every row of `codes`, into `out [rows, d]`.
+    public func decode(_ codes: SparseCodes, threads: Int, into out: UnsafeMutablePointer<Float>) {
+        let d = width
+        let start = codes.start.pointer, indices = codes.indices.pointer, values = codes.values.pointer
+        let weight = decoderWeight.pointer, bias = decoderBias.pointer
+        parallelFor(codes.rows, threads: threads) { range, _ in
+            sk_decode(start + range.lowerBound, indices, values, range.count, weight, d, bias, out + range.lowerBound * d)
+        }
+    }
+}
+
+/// Explained variance accumulated in Float64 over any number of batches:
+/// `EV = 1 − E‖x − x̂‖² / (E‖x‖² − ‖E x‖²)`.
+public struct VarianceAccumulator: Sendable {
+    public private(set) var count = 0
+    public private(set) var squaredError = 0.0
+    public private(set) var squaredNorm = 0.0
+    public private(set) var sum: [Double]
+    /// Σ over tokens of the number of positive latents.
+    public private(set) var active = 0.0
+
+    public init(width: Int) { sum = [Double](repeating: 0, count: width) }
+
+    public mutating func add(rows: Int, squaredError: Double, squaredNorm: Double, columnSums: [Double], active: Double) {
+        count += rows
+        self.squaredError += squaredError
+        self.squaredNorm += squaredNorm
+        for c in 0..<sum.count { sum[c] += columnSums[c] }
+        self.active += active
+    }
+
+    public var totalVariance: Double {
+        guard count > 0 else { return 0 }
+        let n = Double(count)
+        return squaredNorm / n - sum.reduce(0) { $0 + ($1 / n) * ($1 / n) }
+    }
+
+    public var explainedVariance: Double {
+        guard count > 0, totalVariance > 0 else { return 0 }
+        return 1 - (squaredError / Double(count)) / totalVariance
+    }
+
+    public var fractionUnexplained: Double { 1 - explainedVariance }
+    public var l0: Double { count > 0 ? active / Double(count) : 0 }
+}
+
+/// Per-worker scratch of `rows × m` pre-activations for the fused encoder.
+public final class PreactivationBlocks {
+    /// Rows per block: enough that packing W_enc once per block is amortised (measured best of 128, 512, 1024).
+    public static let rows = 512
+    public private(set) var storage: [Storage<Float>] = []
+
+    public init() {}
+
+    func prepare(workers: Int, count: Int) {
+        while storage.count < workers { storage.append(Storage(count: count, repeating: 0)) }
+        for block in storage where block.count < count { block.resize(count, fill: 0) }
+    }
+}

@@ -1,0 +1,33 @@
+import Foundation
+import Testing
+
+@testable import ActClusterCLI
+
+/// `train`, `eval` and `export-sae` reject impossible combinations with a sentence.
+@Suite struct TrainCommandTests {
+    func message(_ arguments: [String]) -> String? {
+        do {
+            _ = try TrainCommand.parse(arguments)
+            return nil
+        } catch {
+            return TrainCommand.message(for: error)
+        }
+    }
+
+    @Test func validateRejectsImpossibleCombinations() {
+        let base = ["--shards", "s", "--out", "o"]
+        #expect(message(base) == nil)
+        #expect(message(base + ["--expansion", "8", "--latents", "100"])?.contains("not both") == true)
+        #expect(message(base + ["--latents", "16", "--k", "32"])?.contains("cannot exceed") == true)
+        #expect(message(base + ["--batch-tokens", "4096", "--tokens", "100"])?.contains("at least one batch") == true)
+        #expect(message(base + ["--buffer-tokens", "10"])?.contains("--buffer-tokens") == true)
+        #expect(message(base + ["--arch", "jumprelu"]) != nil)
+        #expect(message(base + ["--arch", "relu", "--k", "0"]) == nil)
+    }
+
+    @Test func evalAndBenchValidate() {
+        #expect(throws: (any Error).self) { try EvalCommand.parse(["--sae", "x", "--shards", "y", "--batch-tokens", "0"]) }
+        #expect(throws: (any Error).self) { try BenchTrainCommand.parse(["--latents", "16", "--k", "32"]) }
+        #expect(throws: (any Error).self) { try ExportSAECommand.parse(["ckpt", "--format", "sparsify", "--out", "o"]) }
+    }
+}
