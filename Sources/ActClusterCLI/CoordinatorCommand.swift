@@ -101,6 +101,9 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: ArgumentHelp("File of admitted worker and status-client public keys, one per line (# comments).", valueName: "file"))
     var curveAllow: String?
 
+    @Flag(help: ArgumentHelp("Accept DONE without checking its shard files (for `bench dispatch`, whose workers write none).", visibility: .hidden))
+    var skipFileChecks = false
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -188,6 +191,7 @@ struct CoordinatorCommand: ParsableCommand {
         configuration.heartbeatInterval = .milliseconds(heartbeatMs)
         configuration.liveness = liveness
         configuration.drainTimeout = .seconds(drainTimeout)
+        configuration.checkShardFiles = !skipFileChecks
         return configuration
     }
 

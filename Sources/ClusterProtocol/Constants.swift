@@ -410,12 +410,27 @@ public enum ClusterWire {
     /// keeps two attempts at one unit from ever writing the same file, so deleting the files
     /// of an ignored DONE cannot touch the accepted ones. `/` in a hook becomes `_`.
     public static func shardFileName(unit: UInt64, lease: UInt64, hook: String) -> String {
-        "unit-\(padded(unit, 8)).lease-\(padded(lease, 10)).\(hook.replacingOccurrences(of: "/", with: "_")).shard"
+        var name = Array("unit-".utf8)
+        name.reserveCapacity(40 + hook.utf8.count)
+        appendPadded(unit, 8, to: &name)
+        name += Array(".lease-".utf8)
+        appendPadded(lease, 10, to: &name)
+        name.append(UInt8(ascii: "."))
+        for byte in hook.utf8 { name.append(byte == UInt8(ascii: "/") ? UInt8(ascii: "_") : byte) }
+        name += Array(".shard".utf8)
+        return String(decoding: name, as: UTF8.self)
     }
 
-    private static func padded(_ value: UInt64, _ width: Int) -> String {
-        let digits = String(value)
-        return String(repeating: "0", count: max(0, width - digits.count)) + digits
+    /// Decimal digits of `value`, zero-padded to `width`.
+    private static func appendPadded(_ value: UInt64, _ width: Int, to bytes: inout [UInt8]) {
+        var digits: [UInt8] = []
+        var rest = value
+        repeat {
+            digits.append(UInt8(ascii: "0") + UInt8(rest % 10))
+            rest /= 10
+        } while rest > 0
+        if digits.count < width { bytes += [UInt8](repeating: UInt8(ascii: "0"), count: width - digits.count) }
+        bytes += digits.reversed()
     }
 }
 

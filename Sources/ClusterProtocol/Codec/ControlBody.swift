@@ -88,21 +88,38 @@ struct Fields {
     private let entries: [Entry]
     /// The command being decoded, for errors.
     let message: String
+    /// Where this body sits, built only when an error names it (decoding runs at dispatch
+    /// rates, and most bodies are nested one level deep).
+    private let parentPath: String
+    private let pathTag: Tag?
+    private let pathIndex: Int?
+
     /// Where this body sits, e.g. "" at the top or "shard[2]." inside DONE.
-    let path: String
+    var path: String {
+        guard let pathTag else { return parentPath }
+        return parentPath + pathTag.name + (pathIndex.map { "[\($0)]" } ?? "") + "."
+    }
 
     /// Parses `base[range]`.
     init(_ base: [UInt8], range: Range<Int>, message: String, path: String = "") throws(ProtocolError) {
+        try self.init(base, range: range, message: message, parentPath: path, tag: nil, index: nil)
+    }
+
+    private init(_ base: [UInt8], range: Range<Int>, message: String, parentPath: String, tag: Tag?, index: Int?) throws(ProtocolError) {
         self.base = base
         self.message = message
-        self.path = path
+        self.parentPath = parentPath
+        self.pathTag = tag
+        self.pathIndex = index
+        // Built only for an error message.
+        func path() -> String { tag.map { parentPath + $0.name + (index.map { "[\($0)]" } ?? "") + "." } ?? parentPath }
         var entries: [Entry] = []
         var offset = range.lowerBound
         while offset < range.upperBound {
             let remaining = range.upperBound - offset
             guard remaining >= ClusterWire.fieldHeaderSize else {
                 throw ProtocolError(
-                    .malformed, message: message, location: "\(path.isEmpty ? "body" : path) at byte \(offset - range.lowerBound)",
+                    .malformed, message: message, location: "\(path().isEmpty ? "body" : path()) at byte \(offset - range.lowerBound)",
                     expected: "a field header of \(ClusterWire.fieldHeaderSize) bytes", found: "\(remaining) bytes")
             }
             let tagByte = base[offset], typeByte = base[offset + 1]
@@ -110,14 +127,15 @@ struct Fields {
             let valueStart = offset + ClusterWire.fieldHeaderSize
             guard length <= range.upperBound - valueStart else {
                 throw ProtocolError(
-                    .malformed, message: message, location: "field \(path)\(Tag(rawValue: tagByte)?.name ?? "tag \(tagByte)")",
+                    .malformed, message: message, location: "field \(path())\(Tag(rawValue: tagByte)?.name ?? "tag \(tagByte)")",
                     expected: "at most the \(range.upperBound - valueStart) bytes left in the body", found: "a length of \(length)")
             }
-            if let tag = Tag(rawValue: tagByte) {
-                let location = "field \(path)\(tag.name)"
+            if let fieldTag = Tag(rawValue: tagByte) {
+                let tag = fieldTag
+                func location() -> String { "field \(path())\(tag.name)" }
                 guard typeByte == tag.type.rawValue else {
                     let found = ClusterWire.FieldType(rawValue: typeByte).map { "\($0)" } ?? "type byte \(typeByte)"
-                    throw ProtocolError(.malformed, message: message, location: location, expected: "type \(tag.type)", found: found)
+                    throw ProtocolError(.malformed, message: message, location: location(), expected: "type \(tag.type)", found: found)
                 }
                 let sizeProblem: String? =
                     switch tag.type {
@@ -128,7 +146,7 @@ struct Fields {
                     }
                 if let sizeProblem {
                     let found = tag.type == .bool && length == 1 ? "\(base[valueStart])" : "\(length) bytes"
-                    throw ProtocolError(.malformed, message: message, location: location, expected: sizeProblem, found: found)
+                    throw ProtocolError(.malformed, message: message, location: location(), expected: sizeProblem, found: found)
                 }
                 entries.append(Entry(tag: tag, range: valueStart..<(valueStart + length)))
             }
@@ -276,6 +294,8 @@ struct Fields {
     }
 
     private func checkName(_ tag: Tag, _ value: String) throws(ProtocolError) {
+        // Printable ASCII needs no Unicode tables.
+        if value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) { return }
         if value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
             throw invalid(tag, expected: "text without control characters", found: Printable.text(value))
         }
@@ -308,7 +328,7 @@ struct Fields {
 
     func optionalNested(_ tag: Tag) throws(ProtocolError) -> Fields? {
         guard let range = try single(tag) else { return nil }
-        return try Fields(base, range: range, message: message, path: path + tag.name + ".")
+        return try Fields(base, range: range, message: message, parentPath: path, tag: tag, index: nil)
     }
 
     func nested(_ tag: Tag) throws(ProtocolError) -> Fields {
@@ -321,7 +341,7 @@ struct Fields {
         var values: [Fields] = []
         for entry in entries where entry.tag == tag {
             guard values.count < maxCount else { throw invalid(tag, expected: "at most \(maxCount) of them", found: "more") }
-            values.append(try Fields(base, range: entry.range, message: message, path: path + "\(tag.name)[\(values.count)]."))
+            values.append(try Fields(base, range: entry.range, message: message, parentPath: path, tag: tag, index: values.count))
         }
         return values
     }
