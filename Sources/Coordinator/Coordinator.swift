@@ -579,6 +579,14 @@ public final class Coordinator {
         for name in state.strayFiles() where unlink(configuration.outputDirectory + "/" + name) == 0 {
             logger.info("stray_deleted", metadata: ["file": "\(name)"])
         }
+        // Half-written shards of workers that were killed (a shard is written under a hidden
+        // temporary name and renamed when complete). Every lease has ended by now.
+        let temporary = (try? FileManager.default.contentsOfDirectory(atPath: configuration.outputDirectory))?.filter {
+            $0.hasPrefix(".unit-") && $0.contains(".shard.tmp-")
+        } ?? []
+        for name in temporary where unlink(configuration.outputDirectory + "/" + name) == 0 {
+            logger.info("stray_deleted", metadata: ["file": "\(name)"])
+        }
         apply(.completed)
         try commit()
         var metadata = metadataCounts()

@@ -1,0 +1,277 @@
+import ClusterProtocol
+import Foundation
+import SafeTensors
+import Shards
+import Testing
+import ZeroMQ
+
+/// The cluster as users run it: a real coordinator process and real worker processes of the
+/// `actcluster` binary on loopback, with the real MiniLM model.
+final class ClusterRole {
+    let process = Process()
+    let logPath: String
+    let name: String
+
+    init(_ name: String, _ arguments: [String], logPath: String) throws {
+        self.name = name
+        self.logPath = logPath
+        process.executableURL = URL(fileURLWithPath: try actclusterBinary())
+        process.arguments = arguments + ["--log-file", logPath]
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+    }
+
+    deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+
+    var log: String { readWholeFileOrEmpty(logPath) }
+
+    func events(_ name: String) -> [String] {
+        log.split(separator: "\n").map(String.init).filter { $0.contains(" event=\(name) ") || $0.hasSuffix(" event=\(name)") }
+    }
+
+    /// The value of `key` in a logfmt line.
+    static func value(_ key: String, in line: String) -> String? {
+        guard let range = line.range(of: " \(key)=") else { return nil }
+        return String(line[range.upperBound...].prefix { $0 != " " })
+    }
+
+    func killHard() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// Waits for the process to exit; its status, or nil after `timeout`.
+    func exitStatus(within timeout: Duration) -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+}
+
+func readWholeFileOrEmpty(_ path: String) -> String {
+    (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+}
+
+/// Polls `condition` until it holds; records an issue and throws after `timeout`.
+func waitUntil(_ what: String, timeout: Duration = .seconds(60), _ condition: () -> Bool) throws {
+    let deadline = ContinuousClock.now + timeout
+    while !condition() {
+        guard ContinuousClock.now < deadline else {
+            Issue.record("timed out after \(timeout) waiting until \(what)")
+            throw CancellationError()
+        }
+        Thread.sleep(forTimeInterval: 0.05)
+    }
+}
+
+struct ClusterFixture {
+    let directory: String
+    let model: String
+    let corpus: String
+    let hook = "blocks.2.hook_resid_post"
+    let unitTokens: Int
+
+    init(documents: Int = 48, unitTokens: Int = 512) throws {
+        model = try #require(ProcessInfo.processInfo.environment["ACTCLUSTER_TEST_MODEL"], "deploy/test.sh sets ACTCLUSTER_TEST_MODEL")
+        directory = try scratchDirectory()
+        self.unitTokens = unitTokens
+        var lines: [String] = []
+        for index in 0..<documents {
+            let text = "Document \(index) tells how sparse features appear in the residual stream. "
+                + String(repeating: "Each layer writes a little more of the story, word by word. ", count: 1 + index % 5)
+            lines.append(String(decoding: try JSONSerialization.data(withJSONObject: ["text": text]), as: UTF8.self))
+            if index == 7 { lines.append("{not json") }
+        }
+        corpus = directory + "/corpus.jsonl"
+        try (lines.joined(separator: "\n") + "\n").write(toFile: corpus, atomically: true, encoding: .utf8)
+    }
+
+    var collectionArguments: [String] {
+        ["--model", model, "--hook", hook, "--corpus", corpus, "--format", "jsonl", "--context", "64", "--unit-tokens", "\(unitTokens)"]
+    }
+
+    func coordinator(out: String, bind: String = "tcp://127.0.0.1:0", extra: [String] = [], log: String) throws -> ClusterRole {
+        try ClusterRole(
+            "coordinator",
+            ["coordinator"] + collectionArguments + ["--out", out, "--bind", bind, "--heartbeat-ms", "200", "--log-level", "debug"] + extra,
+            logPath: log)
+    }
+
+    func worker(_ name: String, endpoint: String, extra: [String] = []) throws -> ClusterRole {
+        try ClusterRole(name, ["worker", "--connect", endpoint, "--threads", "1", "--name", name] + extra, logPath: directory + "/\(name).log")
+    }
+
+    /// The endpoint a coordinator bound, from its log.
+    func endpoint(of coordinator: ClusterRole) throws -> String {
+        var endpoint: String?
+        try waitUntil("the coordinator listens", timeout: .seconds(30)) {
+            endpoint = coordinator.events("coordinator_listening").first.flatMap { ClusterRole.value("endpoint", in: $0) }
+            return endpoint != nil || !coordinator.process.isRunning
+        }
+        return try #require(endpoint, "the coordinator exited: \(coordinator.log)")
+    }
+
+    /// Single-process `collect` of the same corpus: the reference rows.
+    func collectReference() throws -> String {
+        let out = directory + "/reference"
+        let result = try runActcluster(["collect"] + collectionArguments + ["--threads", "1", "--out", out])
+        #expect(result.status == 0, "\(result.stderr)")
+        return out
+    }
+
+    /// Every column of an export, by name.
+    func exported(_ folder: String) throws -> [String: [UInt8]] {
+        let file = folder + ".safetensors"
+        let result = try runActcluster(["export", folder, "--format", "safetensors", "--out", file])
+        #expect(result.status == 0, "\(result.stderr)")
+        let tensors = try SafeTensorsFile(path: file)
+        var columns: [String: [UInt8]] = [:]
+        for name in ["activations", "tokens", "doc", "window", "pos"] { columns[name] = Array(try tensors.rawBytes(name)) }
+        return columns
+    }
+
+    /// The cluster's rows equal collect's, column by column and byte for byte; the shards
+    /// verify; every document's tokens are there once.
+    func expectSameRows(cluster: String, reference: String) throws {
+        let verify = try runActcluster(["verify", cluster, "--quiet"])
+        #expect(verify.status == 0, "verify: \(verify.stdout) \(verify.stderr)")
+        let ours = try exported(cluster), theirs = try exported(reference)
+        for name in ["tokens", "doc", "window", "pos", "activations"] {
+            #expect(ours[name]?.count == theirs[name]?.count && ours[name] == theirs[name], "column \(name) differs from single-process collect")
+        }
+        let manifest = try ShardManifest.read(cluster)
+        #expect(manifest.failedUnits == [])
+        #expect(manifest.skipped == ["invalid_json": 1])
+        let hidden = try FileManager.default.contentsOfDirectory(atPath: cluster).filter { $0.hasPrefix(".") }
+        #expect(hidden.isEmpty, "temporary files left behind: \(hidden)")
+    }
+}
+
+@Suite(.serialized) struct ClusterEndToEnd {
+    /// Two workers give exactly the rows single-process collect gives.
+    @Test func twoWorkersMatchSingleProcessCollect() throws {
+        let fixture = try ClusterFixture()
+        let reference = try fixture.collectReference()
+        let out = fixture.directory + "/cluster"
+        let coordinator = try fixture.coordinator(out: out, log: fixture.directory + "/coordinator.log")
+        let endpoint = try fixture.endpoint(of: coordinator)
+        let workers = try (0..<2).map { try fixture.worker("w\($0)", endpoint: endpoint) }
+        #expect(coordinator.exitStatus(within: .seconds(120)) == 0, "coordinator: \(coordinator.log)")
+        for worker in workers { #expect(worker.exitStatus(within: .seconds(20)) == 0, "\(worker.name) did not exit on SHUTDOWN: \(worker.log)") }
+        #expect(Set(coordinator.events("unit_done").compactMap { ClusterRole.value("worker", in: $0) }).count == 2, "both workers should do units")
+        try fixture.expectSameRows(cluster: out, reference: reference)
+    }
+
+    /// `kill -9` of a worker in the middle of a unit: the lease expires, the unit goes to the
+    /// other worker, and the result is exact.
+    @Test func workerKilledMidUnitLosesNothing() throws {
+        let fixture = try ClusterFixture(documents: 64, unitTokens: 1024)
+        let reference = try fixture.collectReference()
+        let out = fixture.directory + "/cluster"
+        let coordinator = try fixture.coordinator(out: out, log: fixture.directory + "/coordinator.log")
+        let endpoint = try fixture.endpoint(of: coordinator)
+        let victim = try fixture.worker("victim", endpoint: endpoint)
+        try waitUntil("the victim works on a unit") { !coordinator.events("unit_leased").filter { $0.contains("worker=victim") }.isEmpty }
+        Thread.sleep(forTimeInterval: 0.2)
+        victim.killHard()
+        let survivor = try fixture.worker("survivor", endpoint: endpoint)
+        #expect(coordinator.exitStatus(within: .seconds(120)) == 0, "coordinator: \(coordinator.log)")
+        #expect(survivor.exitStatus(within: .seconds(20)) == 0)
+        #expect(!coordinator.events("lease_expired").isEmpty, "the killed worker's lease should expire")
+        try fixture.expectSameRows(cluster: out, reference: reference)
+    }
+
+    /// `kill -9` of the coordinator mid-run, then a restart with the same arguments: workers
+    /// reconnect, nothing is lost or duplicated, and no unit finished before the crash is
+    /// leased again.
+    @Test func coordinatorKilledAndRestartedResumes() throws {
+        let fixture = try ClusterFixture(documents: 64, unitTokens: 512)
+        let reference = try fixture.collectReference()
+        let out = fixture.directory + "/cluster"
+        let first = try fixture.coordinator(out: out, log: fixture.directory + "/coordinator-1.log")
+        let endpoint = try fixture.endpoint(of: first)
+        let workers = try (0..<2).map { try fixture.worker("w\($0)", endpoint: endpoint) }
+        try waitUntil("three units are done") { first.events("unit_done").count >= 3 }
+        first.killHard()
+
+        // What the journal holds is what the crashed coordinator acted on.
+        let journal = out + "/" + JournalFormat.defaultFileName
+        var finished = Set<UnitID>()
+        let (_, replay) = try Journal.open(path: journal) { event in if case .done(let done) = event { finished.insert(done.unit) } }
+        #expect(replay.records > 0 && !finished.isEmpty)
+
+        Thread.sleep(forTimeInterval: 0.5)
+        let second = try fixture.coordinator(out: out, bind: endpoint, log: fixture.directory + "/coordinator-2.log")
+        #expect(second.exitStatus(within: .seconds(120)) == 0, "coordinator: \(second.log)")
+        for worker in workers { #expect(worker.exitStatus(within: .seconds(20)) == 0, "\(worker.name): \(worker.log)") }
+        let releasedAgain = second.events("unit_leased").compactMap { ClusterRole.value("unit", in: $0) }.compactMap { UInt64($0) }.map(UnitID.init)
+        #expect(finished.isDisjoint(with: releasedAgain), "units finished before the crash were leased again")
+        #expect(!second.events("run_resumed").isEmpty)
+        try fixture.expectSameRows(cluster: out, reference: reference)
+    }
+
+    /// 10,000 malformed messages from a hostile client while a worker works: dropped and
+    /// logged, and the run completes exactly.
+    @Test func hostileClientCannotDisturbTheRun() throws {
+        let fixture = try ClusterFixture(documents: 32)
+        let reference = try fixture.collectReference()
+        let out = fixture.directory + "/cluster"
+        let coordinator = try fixture.coordinator(out: out, log: fixture.directory + "/coordinator.log")
+        let endpoint = try fixture.endpoint(of: coordinator)
+        let worker = try fixture.worker("honest", endpoint: endpoint)
+        let context = try ZeroMQContext()
+        let hostile = try context.socket(.dealer)
+        try hostile.configure(linger: .zero, sendHighWaterMark: 100_000)
+        try hostile.connect(endpoint)
+        var generator = SystemRandomNumberGenerator()
+        let ready = WorkerMessage.ready(Ready(worker: "honest")).encode()
+        for index in 0..<10_000 {
+            var frames: [[UInt8]]
+            switch index % 8 {
+            case 0: frames = [(0..<Int.random(in: 0...64, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }]
+            case 1: frames = [Array("ACTW02".utf8), [0x01], []]
+            case 2: frames = [ready[0], ready[1], ready[2].map { $0 ^ 0x5A }]
+            case 3: frames = [ready[0], [0x7F], ready[2]]
+            case 4: frames = [ready[0], [0x02], ready[2]]  // ASSIGN the wrong way
+            case 5: frames = WorkerMessage.failed(UnitFailed(unit: UnitID(UInt64(index)), lease: LeaseID(UInt64(index + 1)), reason: "forged")).encode()
+            case 6: frames = [ready[0], ready[1]] + [ready[2]] + [[1, 2, 3]]
+            default: frames = [Array("ACTS01".utf8), [0x21], []]
+            }
+            try hostile.send(multipart: frames, dontWait: false)
+        }
+        #expect(coordinator.exitStatus(within: .seconds(120)) == 0, "coordinator: \(coordinator.log)")
+        #expect(worker.exitStatus(within: .seconds(20)) == 0)
+        #expect(coordinator.events("message_rejected").count >= 100, "rejections are logged")
+        hostile.close()
+        try fixture.expectSameRows(cluster: out, reference: reference)
+    }
+
+    /// With CURVE and an allow-list, a worker with a key the coordinator does not accept gets
+    /// no work, and the run completes with a good worker.
+    @Test func curveRefusesAWrongKeyAndServesTheRightOne() throws {
+        let fixture = try ClusterFixture(documents: 16)
+        let keys = fixture.directory + "/keys"
+        for name in ["cluster", "good", "stranger"] {
+            #expect(try runActcluster(["keygen", "--out", keys + "-" + name]).status == 0)
+        }
+        try readWholeFileOrEmpty(keys + "-good.pub").write(toFile: keys + "-allowed", atomically: true, encoding: .utf8)
+        let out = fixture.directory + "/cluster"
+        let coordinator = try fixture.coordinator(
+            out: out, extra: ["--curve-secret-key", keys + "-cluster.key", "--curve-public-key", keys + "-cluster.pub", "--curve-allow", keys + "-allowed"],
+            log: fixture.directory + "/coordinator.log")
+        let endpoint = try fixture.endpoint(of: coordinator)
+        let stranger = try fixture.worker(
+            "stranger", endpoint: endpoint, extra: ["--curve-server-key", keys + "-cluster.pub", "--curve-key", keys + "-stranger"])
+        let wrongServer = try fixture.worker("wrong-server", endpoint: endpoint, extra: ["--curve-server-key", keys + "-good.pub"])
+        try waitUntil("the stranger is refused") { !coordinator.events("peer_refused").isEmpty }
+        let good = try fixture.worker("good", endpoint: endpoint, extra: ["--curve-server-key", keys + "-cluster.pub", "--curve-key", keys + "-good"])
+        #expect(coordinator.exitStatus(within: .seconds(120)) == 0, "coordinator: \(coordinator.log)")
+        #expect(good.exitStatus(within: .seconds(20)) == 0)
+        let served = Set(coordinator.events("unit_done").compactMap { ClusterRole.value("worker", in: $0) })
+        #expect(served == ["good"], "only the listed key may work: \(served)")
+        #expect(coordinator.events("worker_joined").allSatisfy { $0.contains("worker=good") })
+        stranger.killHard()
+        wrongServer.killHard()
+    }
+}
