@@ -205,7 +205,7 @@ struct ClusterFixture {
         let second = try fixture.coordinator(out: out, bind: endpoint, log: fixture.directory + "/coordinator-2.log")
         #expect(second.exitStatus(within: .seconds(120)) == 0, "coordinator: \(second.log)")
         for worker in workers { #expect(worker.exitStatus(within: .seconds(20)) == 0, "\(worker.name): \(worker.log)") }
-        let releasedAgain = second.events("unit_leased").compactMap { ClusterRole.value("unit", in: $0) }.compactMap { UInt64($0) }.map(UnitID.init)
+        let releasedAgain = second.events("unit_leased").compactMap { ClusterRole.value("unit", in: $0) }.compactMap { UInt64($0) }.map { UnitID(rawValue: $0) }
         #expect(finished.isDisjoint(with: releasedAgain), "units finished before the crash were leased again")
         #expect(!second.events("run_resumed").isEmpty)
         try fixture.expectSameRows(cluster: out, reference: reference)
