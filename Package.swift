@@ -57,6 +57,15 @@ let package = Package(
         // The cluster's wire protocol (message codec), the coordinator's journal and state
         // machine, and the unit planner: no sockets or processes, testable in-process.
         .target(name: "ClusterProtocol", dependencies: ["Corpus", "Shards", "LZ4", "Platform"]),
+        // The worker role: a DEALER that leases units from a coordinator, collects them on a
+        // compute thread and PUSHes batches to a trainer. Talks to other roles only through
+        // ClusterProtocol; never imports a coordinator or trainer module.
+        .target(
+            name: "Worker",
+            dependencies: [
+                "ClusterProtocol", "ZeroMQ", "Collection", "Corpus", "Transformers", "Tokenizers", "Shards", "LZ4", "Platform",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .target(
             name: "Logfmt",
             dependencies: [.product(name: "Logging", package: "swift-log")]),
@@ -65,7 +74,7 @@ let package = Package(
         .target(
             name: "ActClusterCLI",
             dependencies: [
-                "ZeroMQ", "LZ4", "BLAS", "Platform", "Logfmt", "Shards", "SafeTensors", "Tokenizers", "Transformers", "Corpus", "Collection", "ClusterProtocol",
+                "ZeroMQ", "LZ4", "BLAS", "Platform", "Logfmt", "Shards", "SafeTensors", "Tokenizers", "Transformers", "Corpus", "Collection", "ClusterProtocol", "Worker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -88,6 +97,12 @@ let package = Package(
         .testTarget(name: "ClusterProtocolTests", dependencies: ["ClusterProtocol", "Corpus", "Shards", "ZeroMQ", "Platform"]),
         .testTarget(
             name: "ShardsTests", dependencies: ["Shards", "Platform", "SafeTensors"]),
+        .testTarget(
+            name: "WorkerTests",
+            dependencies: [
+                "Worker", "ClusterProtocol", "Collection", "Corpus", "ZeroMQ", "Shards", "Platform", "Tokenizers", "Transformers",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(
             name: "ActClusterCLITests",
             dependencies: ["ActClusterCLI", "ZeroMQ", "Shards", "SafeTensors", "Platform", "Tokenizers", "Transformers"]),
