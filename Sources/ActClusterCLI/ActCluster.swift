@@ -14,7 +14,7 @@ public struct ActCluster: ParsableCommand {
         version: ActCluster.version,
         subcommands: [
             VersionCommand.self, KeygenCommand.self, ForwardCommand.self, CollectCommand.self, InspectCommand.self,
-            VerifyCommand.self, ExportCommand.self, BenchCommand.self,
+            VerifyCommand.self, ExportCommand.self, BenchCommand.self, WorkerCommand.self,
         ]
     )
 
