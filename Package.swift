@@ -67,6 +67,15 @@ let package = Package(
         .target(
             name: "Coordinator",
             dependencies: ["ClusterProtocol", "Corpus", "Platform", "Shards", "ZeroMQ", .product(name: "Logging", package: "swift-log")]),
+        // The worker role: a DEALER that leases units from a coordinator, collects them on a
+        // compute thread and PUSHes batches to a trainer. Talks to other roles only through
+        // ClusterProtocol; never imports a coordinator or trainer module.
+        .target(
+            name: "Worker",
+            dependencies: [
+                "ClusterProtocol", "ZeroMQ", "Collection", "Corpus", "Transformers", "Tokenizers", "Shards", "LZ4", "Platform",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .target(
             name: "Logfmt",
             dependencies: [.product(name: "Logging", package: "swift-log")]),
@@ -76,7 +85,7 @@ let package = Package(
             name: "ActClusterCLI",
             dependencies: [
                 "ZeroMQ", "LZ4", "BLAS", "Platform", "Logfmt", "Shards", "SafeTensors", "Tokenizers", "Transformers", "Corpus", "Collection", "ClusterProtocol",
-                "Coordinator", "Trainer",
+                "Coordinator", "Trainer", "Worker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -105,6 +114,12 @@ let package = Package(
             dependencies: ["Trainer", "Shards", "SafeTensors", "Platform", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "ShardsTests", dependencies: ["Shards", "Platform", "SafeTensors"]),
+        .testTarget(
+            name: "WorkerTests",
+            dependencies: [
+                "Worker", "ClusterProtocol", "Collection", "Corpus", "ZeroMQ", "Shards", "Platform", "Tokenizers", "Transformers",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(
             name: "ActClusterCLITests",
             dependencies: ["ActClusterCLI", "ClusterProtocol", "ZeroMQ", "Shards", "SafeTensors", "Platform", "Tokenizers", "Transformers"]),

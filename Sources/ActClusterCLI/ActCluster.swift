@@ -14,8 +14,8 @@ public struct ActCluster: ParsableCommand {
         version: ActCluster.version,
         subcommands: [
             VersionCommand.self, KeygenCommand.self, ForwardCommand.self, CollectCommand.self, InspectCommand.self,
-            VerifyCommand.self, ExportCommand.self, CoordinatorCommand.self, StatusCommand.self, TrainCommand.self, ExportSAECommand.self,
-            EvalCommand.self, BenchCommand.self,
+            VerifyCommand.self, ExportCommand.self, CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self, TrainCommand.self,
+            ExportSAECommand.self, EvalCommand.self, BenchCommand.self,
         ]
     )
 

@@ -57,6 +57,29 @@ public struct UnitResult: Sendable {
     }
 }
 
+/// The rows of one forward batch, as a collection observer sees them: per hook, in hook
+/// order, the kept rows with float32 activations (before rounding to the storage dtype).
+public struct CollectedBatch {
+    /// The unit's tokens run through the model so far, this batch included.
+    public var tokensSoFar: Int
+    /// Windows of the unit so far, this batch included.
+    public var windowsSoFar: Int
+    /// One entry per hook, in the order of the collector's hooks.
+    public var hooks: [(hook: String, rows: ShardRows)]
+}
+
+/// Watches a collection batch by batch: progress, the rows for streaming, and a cooperative
+/// stop. Called on the collecting thread after each forward batch is written; returning
+/// false stops the collection, which then throws ``CollectionCancelled`` and leaves no files.
+public typealias CollectionObserver = (CollectedBatch) throws -> Bool
+
+/// A collection stopped because its observer asked it to.
+public struct CollectionCancelled: Error, CustomStringConvertible {
+    public let unit: UInt64
+    public init(unit: UInt64) { self.unit = unit }
+    public var description: String { "the collection of unit \(unit) was stopped before it finished" }
+}
+
 /// Turns documents into shard files: tokenize, pack into windows, run the model, write one
 /// shard per hook. Both `actcluster collect` and cluster workers run units through it.
 ///
@@ -93,9 +116,11 @@ public final class ActivationCollector {
     /// Collects one unit into `directory`. `lines` are the unit's corpus lines in order; bad
     /// lines are counted (and logged) but do not stop the unit. `fileName` names each hook's
     /// shard (cluster workers put the lease in it, so two attempts never share a file).
+    /// `observer`, if given, sees every forward batch (progress, rows) and can stop the unit;
+    /// it never changes what the shards hold.
     public func collect(
         unit: UInt64, lines: [CorpusLine], into directory: String,
-        fileName: ((String) -> String)? = nil
+        fileName: ((String) -> String)? = nil, observer: CollectionObserver? = nil
     ) throws -> UnitResult {
         var result = UnitResult(unit: unit)
         let clock = ContinuousClock()
@@ -136,13 +161,13 @@ public final class ActivationCollector {
                 result.documents += 1
                 pending += packer.add(document: line.documentID, tokens: tokens)
                 if pending.count >= settings.batchWindows {
-                    try run(pending, writers: writers, result: &result)
+                    try run(pending, writers: writers, result: &result, unit: unit, observer: observer)
                     pending.removeAll(keepingCapacity: true)
                 }
             }
         }
         if let last = packer.finish() { pending.append(last) }
-        if !pending.isEmpty { try run(pending, writers: writers, result: &result) }
+        if !pending.isEmpty { try run(pending, writers: writers, result: &result, unit: unit, observer: observer) }
 
         let start = clock.now
         for (_, writer) in writers { result.shards.append(try writer.finish()) }
@@ -151,7 +176,9 @@ public final class ActivationCollector {
         return result
     }
 
-    private func run(_ windows: [PackedWindow], writers: [(HookPoint, ShardWriter)], result: inout UnitResult) throws {
+    private func run(
+        _ windows: [PackedWindow], writers: [(HookPoint, ShardWriter)], result: inout UnitResult, unit: UInt64, observer: CollectionObserver?
+    ) throws {
         let clock = ContinuousClock()
         let start = clock.now
         let activations = try model.forward(windows.map(\.tokens), hooks: hooks)
@@ -175,6 +202,7 @@ public final class ActivationCollector {
         result.tokens += keep.count
         result.rows += tokens.count
 
+        var observed: [(hook: String, rows: ShardRows)] = []
         for (point, writer) in writers {
             let width = writer.header.width
             var values = activations[point] ?? []
@@ -198,8 +226,16 @@ public final class ActivationCollector {
                 }
                 result.statistics[point.description]?.add(activations)
             }
+            if observer != nil {
+                observed.append(
+                    (point.description, ShardRows(width: width, activations: values, tokens: tokens, documents: documents, windows: windowIDs, positions: positions)))
+            }
         }
         result.encodeSeconds += (clock.now - encodeStart).seconds
+        if let observer {
+            let batch = CollectedBatch(tokensSoFar: result.tokens, windowsSoFar: result.windows, hooks: observed)
+            guard try observer(batch) else { throw CollectionCancelled(unit: unit) }
+        }
     }
 }
 

@@ -1,0 +1,1 @@
+// Replaced by the worker tests when they land.
