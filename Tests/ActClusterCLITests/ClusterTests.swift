@@ -12,10 +12,10 @@ final class ClusterRole {
     let logPath: String
     let name: String
 
-    init(_ name: String, _ arguments: [String], logPath: String) throws {
+    init(_ name: String, _ arguments: [String], logPath: String, executable: String? = nil) throws {
         self.name = name
         self.logPath = logPath
-        process.executableURL = URL(fileURLWithPath: try actclusterBinary())
+        process.executableURL = URL(fileURLWithPath: try executable ?? actclusterBinary())
         process.arguments = arguments + ["--log-file", logPath]
         process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")
@@ -273,5 +273,88 @@ struct ClusterFixture {
         #expect(coordinator.events("worker_joined").allSatisfy { $0.contains("worker=good") })
         stranger.killHard()
         wrongServer.killHard()
+    }
+}
+
+/// Root with `ip netns`: a worker can be put behind a link the test cuts.
+let canPartition: Bool = getuid() == 0
+    && (FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") || FileManager.default.isExecutableFile(atPath: "/sbin/ip"))
+
+/// A network namespace joined to this one by a veth pair: `inside` is the namespace's
+/// address, `outside` the host's.
+final class IsolatedNetwork {
+    let name: String
+    let hostLink: String
+    let outside: String
+    let inside: String
+
+    init() throws {
+        let id = Int.random(in: 10...250)
+        name = "actc\(id)"
+        hostLink = "actc\(id)h"
+        outside = "10.231.\(id).1"
+        inside = "10.231.\(id).2"
+        try Self.ip(["netns", "add", name])
+        try Self.ip(["link", "add", hostLink, "type", "veth", "peer", "name", name + "n"])
+        try Self.ip(["link", "set", name + "n", "netns", name])
+        try Self.ip(["addr", "add", outside + "/24", "dev", hostLink])
+        try Self.ip(["link", "set", hostLink, "up"])
+        try Self.ip(["netns", "exec", name, "ip", "addr", "add", inside + "/24", "dev", name + "n"])
+        try Self.ip(["netns", "exec", name, "ip", "link", "set", name + "n", "up"])
+        try Self.ip(["netns", "exec", name, "ip", "link", "set", "lo", "up"])
+    }
+
+    deinit {
+        _ = try? Self.ip(["netns", "del", name])
+        _ = try? Self.ip(["link", "del", hostLink])
+    }
+
+    func cut() throws { try Self.ip(["link", "set", hostLink, "down"]) }
+    func restore() throws { try Self.ip(["link", "set", hostLink, "up"]) }
+
+    @discardableResult
+    static func ip(_ arguments: [String]) throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") ? "/usr/sbin/ip" : "/sbin/ip")
+        process.arguments = arguments
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw HarnessFailure("ip \(arguments.joined(separator: " ")) failed with \(process.terminationStatus)") }
+        return process.terminationStatus
+    }
+}
+
+struct HarnessFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+@Suite(.serialized) struct ClusterPartition {
+    /// A worker in its own network namespace loses its link in the middle of a unit: its lease
+    /// expires and the unit moves to another worker. When the link comes back, its late report
+    /// changes nothing that should not change, and the result is exact.
+    @Test(.enabled(if: canPartition, "needs root and ip netns"))
+    func cutLinkMovesTheWorkAndTheResultIsExact() throws {
+        let fixture = try ClusterFixture(documents: 64, unitTokens: 1024)
+        let reference = try fixture.collectReference()
+        let network = try IsolatedNetwork()
+        let out = fixture.directory + "/cluster"
+        let coordinator = try fixture.coordinator(out: out, bind: "tcp://\(network.outside):0", log: fixture.directory + "/coordinator.log")
+        let endpoint = try fixture.endpoint(of: coordinator)
+        let isolated = try ClusterRole(
+            "isolated",
+            ["netns", "exec", network.name, try actclusterBinary(), "worker", "--connect", endpoint, "--threads", "1", "--name", "isolated"],
+            logPath: fixture.directory + "/isolated.log", executable: FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") ? "/usr/sbin/ip" : "/sbin/ip")
+        try waitUntil("the isolated worker holds a lease") { !coordinator.events("unit_leased").filter { $0.contains("worker=isolated") }.isEmpty }
+        Thread.sleep(forTimeInterval: 0.2)
+        try network.cut()
+        let local = try fixture.worker("local", endpoint: endpoint)
+        try waitUntil("the cut-off lease expires") { !coordinator.events("lease_expired").isEmpty }
+        Thread.sleep(forTimeInterval: 1)
+        try network.restore()
+        #expect(coordinator.exitStatus(within: .seconds(180)) == 0, "coordinator: \(coordinator.log)")
+        #expect(local.exitStatus(within: .seconds(20)) == 0)
+        isolated.killHard()
+        try fixture.expectSameRows(cluster: out, reference: reference)
     }
 }
