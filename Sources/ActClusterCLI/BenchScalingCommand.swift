@@ -1,0 +1,146 @@
+import ArgumentParser
+import Foundation
+import Platform
+
+/// `actcluster bench scaling`: does the cluster scale with workers on one machine?
+struct BenchScalingCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scaling",
+        abstract: "Measure collection tokens/s with N workers against 1 worker, each --threads threads.",
+        discussion: """
+            Runs the same collection twice in this run, with real coordinator and worker \
+            processes on loopback: once with one worker, once with --workers workers, every \
+            worker with --threads forward threads. Tokens/s counts the tokens of finished \
+            units from the first lease to the last DONE, so model loading counts as it would in \
+            a real run. The ratio is the figure to read (goal ≥ 1.85 for 2 workers × 1 thread \
+            on a 2-core machine); the absolute rates drift on a shared machine.
+            """
+    )
+
+    @Option(help: ArgumentHelp("Hugging Face model folder.", valueName: "dir"))
+    var model: String
+
+    @Option(parsing: .upToNextOption, help: ArgumentHelp(
+        "English text files, one document per line (default: Debian's /usr/share/common-licenses).", valueName: "path"))
+    var corpus: [String] = []
+
+    @Option(help: "Hook to capture.")
+    var hook = "blocks.5.hook_resid_post"
+
+    @Option(help: "Workers in the scaled run.")
+    var workers = 2
+
+    @Option(help: "Forward threads per worker.")
+    var threads = 1
+
+    @Option(help: "Approximate tokens per unit.")
+    var unitTokens = 4096
+
+    @Option(help: "Stop after about this many tokens of corpus.")
+    var maxTokens = 60_000
+
+    @Flag(help: "End with one JSON line of the figures.")
+    var json = false
+
+    func validate() throws {
+        guard workers >= 2, threads >= 1, unitTokens >= 128, maxTokens >= unitTokens else {
+            throw ValidationError("--workers must be at least 2, --threads at least 1, --unit-tokens at least 128 and at most --max-tokens")
+        }
+    }
+
+    func run() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("actcluster-scaling-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let corpusPath = directory + "/corpus.txt"
+        try writeCorpus(to: corpusPath)
+
+        let one = try collect(workers: 1, in: directory + "/one", corpus: corpusPath)
+        let many = try collect(workers: workers, in: directory + "/many", corpus: corpusPath)
+        let ratio = many.tokensPerSecond / one.tokensPerSecond
+        print("1 worker × \(threads) thread(s): \(Int(one.tokensPerSecond)) tok/s (\(one.tokens) tokens, \(String(format: "%.1f", one.seconds)) s)")
+        print("\(workers) workers × \(threads) thread(s): \(Int(many.tokensPerSecond)) tok/s (\(many.tokens) tokens, \(String(format: "%.1f", many.seconds)) s)")
+        print(String(format: "scaling: %.2f× (goal ≥ 1.85 for 2 workers × 1 thread)", ratio))
+        if json {
+            let object: [String: Any] = [
+                "workers": workers, "threads": threads, "tokens": many.tokens, "one_worker_tok_s": one.tokensPerSecond,
+                "many_workers_tok_s": many.tokensPerSecond, "scaling": ratio,
+            ]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+        }
+    }
+
+    private func writeCorpus(to path: String) throws {
+        let sources = corpus.isEmpty
+            ? ((try? FileManager.default.contentsOfDirectory(atPath: "/usr/share/common-licenses")) ?? []).sorted().map { "/usr/share/common-licenses/" + $0 }
+            : corpus
+        var lines: [String] = []
+        var bytes = 0
+        for source in sources where bytes < maxTokens * 4 {
+            guard let text = readWholeFile(source) else { continue }
+            for line in text.split(separator: "\n") where !line.allSatisfy(\.isWhitespace) && bytes < maxTokens * 4 {
+                lines.append(String(line))
+                bytes += line.utf8.count + 1
+            }
+        }
+        guard bytes > unitTokens * 4 else { throw CommandFailure("the corpus holds only \(bytes) bytes; pass --corpus with more English text") }
+        try AtomicFile.write(Array((lines.joined(separator: "\n") + "\n").utf8), to: path)
+    }
+
+    private struct Measurement {
+        var tokens: Int
+        var seconds: Double
+        var tokensPerSecond: Double { Double(tokens) / seconds }
+    }
+
+    private func collect(workers count: Int, in directory: String, corpus: String) throws -> Measurement {
+        let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        let port = try freeLoopbackPort()
+        let log = directory + "/coordinator.log"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let coordinator = try spawn(
+            binary,
+            [
+                "coordinator", "--corpus", corpus, "--format", "txt", "--model", model, "--hook", hook, "--out", directory, "--bind",
+                "tcp://127.0.0.1:\(port)", "--unit-tokens", "\(unitTokens)", "--log-file", log, "--log-level", "debug",
+            ])
+        let workers = try (0..<count).map {
+            try spawn(binary, ["worker", "--connect", "tcp://127.0.0.1:\(port)", "--threads", "\(threads)", "--name", "bench-\($0)", "--log-file", directory + "/worker-\($0).log"])
+        }
+        coordinator.waitUntilExit()
+        for worker in workers { worker.waitUntilExit() }
+        guard coordinator.terminationStatus == 0 else { throw CommandFailure("the coordinator failed; see \(log)") }
+        // From the first lease to the last DONE, by the coordinator's clock.
+        let lines = (readWholeFile(log) ?? "").split(separator: "\n")
+        func time(_ line: Substring) -> Double? {
+            guard let field = line.split(separator: " ").first(where: { $0.hasPrefix("ts=") }) else { return nil }
+            return LogTimestamp.parse(String(field.dropFirst(3)))
+        }
+        let leased = lines.filter { $0.contains(" event=unit_leased ") }.compactMap(time)
+        let done = lines.filter { $0.contains(" event=unit_done ") }
+        let tokens = done.compactMap { line in line.split(separator: " ").first { $0.hasPrefix("tokens=") }.flatMap { Int($0.dropFirst(7)) } }.reduce(0, +)
+        guard let start = leased.min(), let end = done.compactMap(time).max(), end > start else {
+            throw CommandFailure("no unit finished; see \(log)")
+        }
+        return Measurement(tokens: tokens, seconds: end - start)
+    }
+
+    private func spawn(_ binary: String, _ arguments: [String]) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        return process
+    }
+}
+
+/// Seconds since the epoch of a logfmt `ts` value (`2026-11-21T19:26:08.123Z`).
+enum LogTimestamp {
+    static func parse(_ text: String) -> Double? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.date(from: text)?.timeIntervalSince1970
+    }
+}
