@@ -66,7 +66,9 @@ let package = Package(
         // ClusterProtocol messages; roles never import each other.
         .target(
             name: "Coordinator",
-            dependencies: ["ClusterProtocol", "Corpus", "Platform", "Shards", "ZeroMQ", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["ClusterProtocol", "Corpus", "Monitoring", "Platform", "Shards", "ZeroMQ", .product(name: "Logging", package: "swift-log")]),
+        // Prometheus text and a minimal HTTP endpoint for it (`--metrics-bind`).
+        .target(name: "Monitoring"),
         // The worker role: a DEALER that leases units from a coordinator, collects them on a
         // compute thread and PUSHes batches to a trainer. Talks to other roles only through
         // ClusterProtocol; never imports a coordinator or trainer module.
@@ -85,7 +87,7 @@ let package = Package(
             name: "ActClusterCLI",
             dependencies: [
                 "ZeroMQ", "LZ4", "BLAS", "Platform", "Logfmt", "Shards", "SafeTensors", "Tokenizers", "Transformers", "Corpus", "Collection", "ClusterProtocol",
-                "Coordinator", "Trainer", "Worker",
+                "Coordinator", "Monitoring", "Trainer", "Worker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -108,7 +110,7 @@ let package = Package(
         .testTarget(name: "ClusterProtocolTests", dependencies: ["ClusterProtocol", "Corpus", "Shards", "ZeroMQ", "Platform"]),
         .testTarget(
             name: "CoordinatorTests",
-            dependencies: ["Coordinator", "ClusterProtocol", "Corpus", "Shards", "ZeroMQ", "Platform", "Logfmt", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["Coordinator", "Monitoring", "ClusterProtocol", "Corpus", "Shards", "ZeroMQ", "Platform", "Logfmt", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "TrainerTests",
             dependencies: ["Trainer", "Shards", "SafeTensors", "Platform", .product(name: "Logging", package: "swift-log")]),

@@ -3,6 +3,7 @@ import ClusterProtocol
 import Coordinator
 import Corpus
 import Foundation
+import Monitoring
 import Platform
 import Shards
 import Transformers
@@ -101,6 +102,9 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: ArgumentHelp("File of admitted worker and status-client public keys, one per line (# comments).", valueName: "file"))
     var curveAllow: String?
 
+    @Option(help: ArgumentHelp("Serve Prometheus metrics over HTTP at HOST:PORT/metrics, e.g. 0.0.0.0:9464.", valueName: "host:port"))
+    var metricsBind: String?
+
     @Flag(help: ArgumentHelp("Accept DONE without checking its shard files (for `bench dispatch`, whose workers write none).", visibility: .hidden))
     var skipFileChecks = false
 
@@ -131,8 +135,20 @@ struct CoordinatorCommand: ParsableCommand {
 
     func run() throws {
         let log = try logging.bootstrap(role: "coordinator")
-        let configuration = try makeConfiguration()
+        var configuration = try makeConfiguration()
         ShutdownSignals.install()
+        var server: MetricsServer?
+        if let metricsBind {
+            let registry = MetricsRegistry()
+            configuration.metrics = registry
+            do {
+                server = try MetricsServer(bind: metricsBind, registry: registry)
+            } catch {
+                throw CommandFailure("\(error)")
+            }
+            log.info("metrics_listening", metadata: ["address": "\(server!.address)"])
+        }
+        defer { server?.stop() }
         let coordinator: Coordinator
         let outcome: CoordinatorOutcome
         do {

@@ -2,6 +2,7 @@ import ClusterProtocol
 import Corpus
 import Foundation
 import Logging
+import Monitoring
 import Platform
 import Shards
 import ZeroMQ
@@ -44,6 +45,7 @@ public final class Coordinator {
     private var deletions: [String] = []
     private var throughput = ThroughputMeter()
     private var rejectedMessages = 0
+    private var expiredLeases = 0
     private var draining = false
     private var drainDeadline: ContinuousClock.Instant?
     private var lastTimerPass: ContinuousClock.Instant
@@ -428,6 +430,7 @@ public final class Coordinator {
     private func expire(_ lease: LeaseID, unit: UnitID, reason: String) {
         let transition = apply(.expired(unit: unit, lease: lease))
         guard transition.changed else { return }
+        expiredLeases += 1
         if let holder = trackers.removeValue(forKey: lease)?.holder {
             // In case the worker is alive but too slow: it must stop and delete its files.
             queue(.cancel(Cancel(unit: unit, lease: lease, reason: "lease \(lease) expired: \(reason)")), to: holder)
@@ -476,6 +479,7 @@ public final class Coordinator {
         }
         let progress = progressTokens
         throughput.record(total: progress, at: now)
+        publishMetrics(rate: throughput.rate(total: progress, at: now))
         if now - lastProgressLog >= .seconds(10) {
             lastProgressLog = now
             var metadata = metadataCounts()
@@ -634,6 +638,23 @@ public final class Coordinator {
             "units_planned": "\(state.plannedCount)", "units_done": "\(state.done.count)", "units_failed": "\(state.poisoned.count)",
             "units_leased": "\(state.leasedCount)", "tokens": "\(state.tokens)", "rows": "\(state.rows)",
         ]
+    }
+
+    private func publishMetrics(rate: Double) {
+        guard let metrics = configuration.metrics else { return }
+        metrics.set("units_planned", Double(state.plannedCount), help: "Units cut from the corpus so far (the total once planning_complete is 1).")
+        metrics.set("planning_complete", state.planningComplete ? 1 : 0, help: "1 once the whole corpus is planned.")
+        metrics.set("units_done", Double(state.done.count), help: "Units whose shards are accepted.")
+        metrics.set("units_failed", Double(state.poisoned.count), help: "Units that ran out of attempts.")
+        metrics.set("units_leased", Double(state.leasedCount), help: "Units a worker holds now.")
+        metrics.set("units_pending", Double(state.pending.count), help: "Planned units waiting for a worker.")
+        metrics.set("tokens_collected_total", Double(state.tokens), kind: .counter, help: "Tokens of accepted units.")
+        metrics.set("rows_collected_total", Double(state.rows), kind: .counter, help: "Rows per hook of accepted units.")
+        metrics.set("workers_alive", Double(sessions.count), help: "Workers heard from within the liveness period.")
+        metrics.set("tokens_per_second", rate, help: "Collection rate over the last minute.")
+        metrics.set("leases_expired_total", Double(expiredLeases), kind: .counter, help: "Leases that missed their heartbeats (since this coordinator started).")
+        metrics.set("messages_rejected_total", Double(rejectedMessages), kind: .counter, help: "Malformed or contradicting messages dropped (since start).")
+        metrics.set("draining", draining ? 1 : 0, help: "1 while a signal drains the coordinator.")
     }
 
     private func answerAuthentication() throws {

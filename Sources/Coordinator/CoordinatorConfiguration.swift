@@ -1,4 +1,5 @@
 import ClusterProtocol
+import Monitoring
 
 /// Everything a coordinator needs to run. The run's definition goes into the journal; the
 /// rest (endpoints, keys, timing) may change between restarts.
@@ -36,6 +37,8 @@ public struct CoordinatorConfiguration: Sendable {
     public var checkShardFiles = true
     /// Most worker messages handled between two journal commits.
     public var messagesPerCommit = 4096
+    /// Where to publish gauges and counters for Prometheus (`--metrics-bind`), if anywhere.
+    public var metrics: MetricsRegistry?
 
     public init(run: RunDefinition, bind: String, statusBind: String? = nil, curve: Curve? = nil) {
         self.run = run

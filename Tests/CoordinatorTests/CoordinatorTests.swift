@@ -2,6 +2,8 @@ import ClusterProtocol
 import Coordinator
 import Corpus
 import Foundation
+import Glibc
+import Monitoring
 import Shards
 import Testing
 import ZeroMQ
@@ -282,5 +284,57 @@ enum Samples {
             },
             statistics: Dictionary(uniqueKeysWithValues: Fixture.hooks.map { ($0, HookStatistics(count: 1, mean: [0, 0], variance: [0, 0], meanNorm: 0)) }),
             documents: 1, windows: 1, rows: 1, tokens: 1)
+    }
+}
+
+/// A plain HTTP GET over a real TCP connection: status line and body.
+func httpGet(_ address: String, _ path: String) throws -> (status: String, body: String) {
+    let parts = address.split(separator: ":")
+    let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(socket) }
+    var server = sockaddr_in()
+    server.sin_family = sa_family_t(AF_INET)
+    server.sin_port = UInt16(parts[1])!.bigEndian
+    inet_pton(AF_INET, parts[0] == "0.0.0.0" ? "127.0.0.1" : String(parts[0]), &server.sin_addr)
+    let connected = withUnsafePointer(to: &server) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard connected == 0 else { throw HarnessError("cannot connect to \(address)") }
+    let request = Array("GET \(path) HTTP/1.1\r\nHost: \(address)\r\n\r\n".utf8)
+    _ = request.withUnsafeBytes { send(socket, $0.baseAddress, $0.count, 0) }
+    var response: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
+        guard count > 0 else { break }
+        response += buffer[0..<count]
+    }
+    let text = String(decoding: response, as: UTF8.self)
+    guard let split = text.range(of: "\r\n\r\n") else { throw HarnessError("no HTTP header end in \(text)") }
+    return (String(text[..<split.lowerBound]).components(separatedBy: "\r\n")[0], String(text[split.upperBound...]))
+}
+
+@Suite(.serialized) struct CoordinatorMetrics {
+    /// Prometheus scrapes over real HTTP see the run's counts.
+    @Test func metricsAreServedOverHTTP() throws {
+        let directory = try scratchDirectory("metrics")
+        let corpus = directory + "/corpus.txt"
+        try writeCorpus(corpus, documents: 10)
+        let registry = MetricsRegistry()
+        let server = try MetricsServer(bind: "127.0.0.1:0", registry: registry)
+        defer { server.stop() }
+        let coordinator = try RunningCoordinator({ $0.metrics = registry }, run: Fixture.run(corpus: [corpus], out: directory))
+        let worker = try ScriptedWorker(try ZeroMQContext(), endpoint: coordinator.endpoint, name: "w", directory: directory)
+        try worker.work()
+        try worker.work()
+        Thread.sleep(forTimeInterval: 0.3)  // one timer pass publishes
+        let (status, body) = try httpGet(server.address, "/metrics")
+        #expect(status == "HTTP/1.1 200 OK")
+        let lines = body.split(separator: "\n").map(String.init)
+        #expect(lines.contains("actcluster_units_done 2"), "\(body)")
+        #expect(lines.contains("actcluster_workers_alive 1"))
+        #expect(lines.contains("# TYPE actcluster_tokens_collected_total counter"))
+        #expect(lines.contains { $0.hasPrefix("actcluster_tokens_collected_total ") && $0 != "actcluster_tokens_collected_total 0" })
+        #expect(try httpGet(server.address, "/other").status == "HTTP/1.1 404 Not Found")
+        while try worker.work() != nil {}
+        _ = try coordinator.outcome()
     }
 }
