@@ -163,7 +163,9 @@ def scan_arrays(path, text):
                 uses.append((path, match.group(1), option))
 
 def container_commands(doc):
-    spec = (doc or {}).get("spec", {}) or {}
+    if not isinstance(doc, dict):
+        return  # a JSON patch (a list of operations): read with its kustomization below
+    spec = doc.get("spec", {}) or {}
     template = spec.get("template") or spec.get("jobTemplate", {}).get("spec", {}).get("template") or {}
     for container in (template.get("spec") or {}).get("containers", []) or []:
         words = [str(w) for w in (container.get("command") or ["actcluster"]) + (container.get("args") or [])]
