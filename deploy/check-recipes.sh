@@ -32,18 +32,28 @@ done < <( { find deploy -name '*.sh' -o -name '*.sbatch'; } | sort)
 # --- YAML ----------------------------------------------------------------------------------
 python=""
 for candidate in python3 /usr/bin/python3; do
-    if command -v "$candidate" >/dev/null && "$candidate" -c 'import yaml' 2>/dev/null; then python="$candidate"; break; fi
+    # sys.executable: the interpreter itself, not a wrapper such as a pyenv shim (slow to start).
+    if command -v "$candidate" >/dev/null && python="$("$candidate" -c 'import sys, yaml; print(sys.executable)' 2>/dev/null)"; then break; fi
+    python=""
 done
 if [ -z "$python" ]; then
     fail "YAML: no python3 with the yaml module (Debian: python3-yaml; deploy/common.sh installs it)"
 else
-    while IFS= read -r file; do
-        if out="$("$python" -c 'import sys, yaml; list(yaml.safe_load_all(open(sys.argv[1])))' "$file" 2>&1)"; then
-            ok "yaml $file"
-        else
-            fail "yaml $file: $out"
-        fi
-    done < <(find deploy -name '*.yaml' -o -name '*.yml' | sort)
+    # One interpreter for every file: prints one ok/FAIL line per file.
+    mapfile -t yaml_files < <(find deploy -name '*.yaml' -o -name '*.yml' | sort)
+    "$python" - "${yaml_files[@]}" <<'EOF' || failures=$((failures + 1))
+import sys, yaml
+bad = 0
+for path in sys.argv[1:]:
+    try:
+        with open(path) as f:
+            list(yaml.safe_load_all(f))
+        print(f"ok    yaml {path}")
+    except (OSError, yaml.YAMLError) as error:
+        print(f"FAIL  yaml {path}: {error}")
+        bad += 1
+sys.exit(1 if bad else 0)
+EOF
 fi
 
 # --- kustomize -----------------------------------------------------------------------------
