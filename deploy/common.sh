@@ -2,8 +2,8 @@
 # Source it; it defines functions and changes nothing by itself.
 
 # Build and run time: libzmq (with CURVE through libsodium), liblz4, OpenBLAS.
-# lz4 and unzip are used by tests and by the model fetch.
-ACTCLUSTER_PACKAGES=(libzmq3-dev liblz4-dev libopenblas-dev pkg-config lz4 unzip)
+# lz4 and unzip are used by tests and by the model fetch; python3-yaml by deploy/check-recipes.sh.
+ACTCLUSTER_PACKAGES=(libzmq3-dev liblz4-dev libopenblas-dev pkg-config lz4 unzip python3-yaml)
 
 # Installs the Debian packages that are missing; does nothing when all are present.
 ensure_packages() {
