@@ -114,6 +114,6 @@ let package = Package(
             name: "ShardsTests", dependencies: ["Shards", "Platform", "SafeTensors"]),
         .testTarget(
             name: "ActClusterCLITests",
-            dependencies: ["ActClusterCLI", "ZeroMQ", "Shards", "SafeTensors", "Platform", "Tokenizers", "Transformers"]),
+            dependencies: ["ActClusterCLI", "ClusterProtocol", "ZeroMQ", "Shards", "SafeTensors", "Platform", "Tokenizers", "Transformers"]),
     ]
 )
