@@ -237,3 +237,23 @@ func temporaryFolder() -> String {
     }
 }
 
+
+/// With a CURVE secret key, a worker that knows the trainer's public key gets its batches in.
+@Test func curveServerAcceptsAClientWithTheServerKey() throws {
+    let server = try CurveKeyPair.generate(), client = try CurveKeyPair.generate()
+    let source = try LiveBatchSource(
+        configuration: LiveSourceConfiguration(bind: "tcp://127.0.0.1:0", hook: hook, curveSecretKey: server.secretKey, queueRows: 1000),
+        logger: silentLogger)
+    source.start()
+    defer { source.stop() }
+    let context = try ZeroMQContext()
+    let push = try context.socket(.push)
+    try push.set(.linger, 2000)
+    try push.makeCurveClient(serverPublicKey: server.publicKey, keyPair: client)
+    try push.connect(source.endpoint)
+    try push.send(multipart: try batchFrames([Float](repeating: 0.5, count: 10 * 4), width: 4, unit: 1, sequence: 0, dtype: .fp16))
+    #expect(source.waitForFirstBatch())
+    #expect(source.description.width == 4)
+    #expect(try source.read(maxRows: 100) == [Float](repeating: 0.5, count: 40))
+    push.close()
+}
