@@ -78,6 +78,10 @@ let package = Package(
                 "ClusterProtocol", "ZeroMQ", "Collection", "Corpus", "Transformers", "Tokenizers", "Shards", "LZ4", "Platform",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // The live trainer's receiving side: BATCH over PULL into the Trainer engine.
+        .target(
+            name: "TrainerService",
+            dependencies: ["ClusterProtocol", "LZ4", "Platform", "Shards", "Trainer", "ZeroMQ", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "Logfmt",
             dependencies: [.product(name: "Logging", package: "swift-log")]),
@@ -87,7 +91,7 @@ let package = Package(
             name: "ActClusterCLI",
             dependencies: [
                 "ZeroMQ", "LZ4", "BLAS", "Platform", "Logfmt", "Shards", "SafeTensors", "Tokenizers", "Transformers", "Corpus", "Collection", "ClusterProtocol",
-                "Coordinator", "Monitoring", "Trainer", "Worker",
+                "Coordinator", "Monitoring", "Trainer", "TrainerService", "Worker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -114,6 +118,9 @@ let package = Package(
         .testTarget(
             name: "TrainerTests",
             dependencies: ["Trainer", "Shards", "SafeTensors", "Platform", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(
+            name: "TrainerServiceTests",
+            dependencies: ["TrainerService", "Trainer", "ClusterProtocol", "Shards", "ZeroMQ", "Platform", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "ShardsTests", dependencies: ["Shards", "Platform", "SafeTensors"]),
         .testTarget(

@@ -15,7 +15,7 @@ public struct ActCluster: ParsableCommand {
         subcommands: [
             VersionCommand.self, KeygenCommand.self, ForwardCommand.self, CollectCommand.self, InspectCommand.self,
             VerifyCommand.self, ExportCommand.self, CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self, TrainCommand.self,
-            ExportSAECommand.self, EvalCommand.self, BenchCommand.self,
+            TrainerCommand.self, ExportSAECommand.self, EvalCommand.self, BenchCommand.self,
         ]
     )
 

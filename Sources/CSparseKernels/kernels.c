@@ -170,6 +170,14 @@ MULTI void sk_gather_at_least(const float *pre, size_t ld, const float *bias, si
 
 /* ---- Sparse decode and backward ------------------------------------------------------ */
 
+/* The gathers below read rows of W or of [n, d] matrices in an order the hardware prefetcher
+ * cannot guess; each loop asks for the row it needs a few entries ahead. */
+#define PREFETCH_AHEAD 4
+
+static inline void prefetch_row(const float *row, size_t d) {
+    for (size_t c = 0; c < d; c += 16) __builtin_prefetch(row + c, 0, 3);
+}
+
 static inline void axpy(float *y, const float *x, float a, size_t d) {
     for (size_t c = 0; c < d; c++) y[c] += a * x[c];
 }
@@ -192,6 +200,7 @@ MULTI void sk_decode(const int64_t *start, const int32_t *indices, const float *
         if (bias) memcpy(o, bias, d * sizeof(float));
         else memset(o, 0, d * sizeof(float));
         for (int64_t j = start[r]; j < start[r + 1]; j++) {
+            if (j + PREFETCH_AHEAD < start[rows]) prefetch_row(W + (size_t)indices[j + PREFETCH_AHEAD] * d, d);
             float a = values[j];
             if (a != 0.0f) axpy(o, W + (size_t)indices[j] * d, a, d);
         }
@@ -202,7 +211,10 @@ MULTI void sk_entry_dots(const int64_t *start, const int32_t *indices, size_t ro
                    size_t d, const float *g, float *dots) {
     for (size_t r = 0; r < rows; r++) {
         const float *gr = g + r * d;
-        for (int64_t j = start[r]; j < start[r + 1]; j++) dots[j] = dot(W + (size_t)indices[j] * d, gr, d);
+        for (int64_t j = start[r]; j < start[r + 1]; j++) {
+            if (j + PREFETCH_AHEAD < start[rows]) prefetch_row(W + (size_t)indices[j + PREFETCH_AHEAD] * d, d);
+            dots[j] = dot(W + (size_t)indices[j] * d, gr, d);
+        }
     }
 }
 
@@ -219,6 +231,11 @@ MULTI void sk_latent_gradients(const int64_t *lstart, const int32_t *lrow, const
         }
         float bsum = 0.0f;
         for (int64_t j = lstart[i]; j < lstart[i + 1]; j++) {
+            if (j + PREFETCH_AHEAD < lstart[hi]) {
+                size_t ahead = (size_t)lrow[j + PREFETCH_AHEAD];
+                if (gd) prefetch_row(dec_src + ahead * d, d);
+                if (ge) prefetch_row(enc_src + (ahead % enc_rows) * d, d);
+            }
             size_t row = (size_t)lrow[j];
             if (gd && lcoef_dec[j] != 0.0f) axpy(gd, dec_src + row * d, lcoef_dec[j], d);
             if (lcoef_enc[j] != 0.0f) {

@@ -22,6 +22,14 @@ public struct DataDescription: Sendable {
     public var modelConfigSHA256: String
     /// Mean L2 norm of the rows, from the collection's statistics, when known.
     public var meanNorm: Double?
+
+    public init(width: Int, hook: String, modelName: String = "", modelConfigSHA256: String = "", meanNorm: Double? = nil) {
+        self.width = width
+        self.hook = hook
+        self.modelName = modelName
+        self.modelConfigSHA256 = modelConfigSHA256
+        self.meanNorm = meanNorm
+    }
 }
 
 /// Raw activation rows of one hook, from shard files, in manifest order, epoch after epoch.

@@ -5,7 +5,8 @@ import Logging
 public protocol RowSource: AnyObject {
     var description: DataDescription { get }
     var position: DataPosition { get set }
-    /// Up to `maxRows` rows; empty only when no more will come.
+    /// Up to `maxRows` rows; empty only when no more will come (a shard source never ends:
+    /// it starts the next epoch; a live source ends when it is told to stop or goes idle).
     func read(maxRows: Int) throws -> [Float]
 }
 
@@ -48,6 +49,8 @@ public final class TrainingRun {
     private var window: VarianceAccumulator
     private var windowLoss = 0.0, windowAux = 0.0, windowSteps = 0
     private var windowStart = ContinuousClock.now
+    /// The source returned no rows: train on what the buffer holds, then stop.
+    public private(set) var sourceEnded = false
     /// Set by a signal handler: finish the current step, checkpoint, stop.
     public nonisolated(unsafe) static var stopRequested = false
 
@@ -55,15 +58,17 @@ public final class TrainingRun {
     public init(
         source: RowSource, architecture: Architecture, latents: Int, k: Int, training: TrainingConfig, options: RunOptions, logger: Logger
     ) throws {
-        let description = source.description
-        let d = description.width
+        let d = source.description.width
         self.source = source
         self.options = options
         self.logger = logger
         buffer = ShuffleBuffer(width: d, capacity: options.bufferRows)
         random = SplitMix64(seed: training.seed &+ 0x5EED)
         window = VarianceAccumulator(width: d)
-        try Self.fill(buffer, from: source)
+        sourceEnded = try Self.fill(buffer, from: source)
+        guard buffer.count > 0 else { throw TrainerError("the data ended before the first row") }
+        // Read after the fill: a live source's statistics then cover every row received so far.
+        let description = source.description
         let sampleRows = min(options.initRows, buffer.count)
         var sample = Array(UnsafeBufferPointer(start: buffer.rows.pointer, count: sampleRows * d))
         let meanNorm: Double
@@ -120,12 +125,15 @@ public final class TrainingRun {
         logger.info("train_resume", metadata: ["step": "\(state.step)", "tokens": "\(state.tokens)", "checkpoint": "\(path)"])
     }
 
-    static func fill(_ buffer: ShuffleBuffer, from source: RowSource) throws {
+    /// Fills the buffer; true when the source ended (returned no rows).
+    @discardableResult
+    static func fill(_ buffer: ShuffleBuffer, from source: RowSource) throws -> Bool {
         while buffer.free > 0 {
             let rows = try source.read(maxRows: buffer.free)
-            if rows.isEmpty { break }
+            if rows.isEmpty { return true }
             rows.withUnsafeBufferPointer { _ = buffer.append($0) }
         }
+        return false
     }
 
     public var state: TrainerState {
@@ -134,8 +142,8 @@ public final class TrainingRun {
             thresholdStarted: trainer.thresholdStarted)
     }
 
-    /// Trains until the token budget is spent (or a stop is requested); returns the
-    /// folder of the last checkpoint.
+    /// Trains until the token budget is spent, a stop is requested, or the source ends and
+    /// the buffer is drained; returns the folder of the last checkpoint.
     @discardableResult
     public func run() throws -> String {
         let d = trainer.model.width
@@ -151,10 +159,18 @@ public final class TrainingRun {
         try metrics.seekToEnd()
         windowStart = .now
         var lastCheckpoint: String?
-        while trainer.tokens < training.totalTokens && !Self.stopRequested && trainer.step != options.stopAtStep {
-            if buffer.needsRefill || buffer.count < training.batchTokens { try Self.fill(buffer, from: source) }
+        while trainer.tokens < training.totalTokens && !Self.stopRequested && trainer.step != options.stopAtStep
+            && !(sourceEnded && buffer.count == 0)
+        {
+            if !sourceEnded && (buffer.needsRefill || buffer.count < training.batchTokens) {
+                sourceEnded = try Self.fill(buffer, from: source)
+                if sourceEnded { logger.info("source_ended", metadata: ["step": "\(trainer.step)", "buffer_rows": "\(buffer.count)"]) }
+            }
             let rows = min(training.batchTokens, buffer.count)
-            guard rows > 0 else { throw TrainerError("the data ran out before the first batch") }
+            if rows == 0 {
+                if trainer.step == 0 { throw TrainerError("the data ran out before the first batch") }
+                break
+            }
             batch.withUnsafeMutableBufferPointer { buffer.draw(rows, into: $0.baseAddress!, random: &random) }
             let result = batch.withUnsafeBufferPointer { trainer.train(raw: UnsafeBufferPointer(rebasing: $0[0..<(rows * d)]), rows: rows) }
             window.add(
@@ -164,6 +180,7 @@ public final class TrainingRun {
             windowAux += result.auxLoss
             windowSteps += 1
             let last = trainer.tokens >= training.totalTokens || Self.stopRequested || trainer.step == options.stopAtStep
+                || (sourceEnded && buffer.count == 0)
             if trainer.step % options.logEvery == 0 || last { try logMetrics(result, to: metrics) }
             if (options.checkpointEvery > 0 && trainer.step % options.checkpointEvery == 0) || last {
                 lastCheckpoint = try Checkpoint.save(trainer: trainer, state: state, buffer: buffer.contents, to: options.outDirectory)

@@ -25,6 +25,23 @@ import Testing
         #expect(message(base + ["--arch", "relu", "--k", "0"]) == nil)
     }
 
+    @Test func liveTrainerValidates() {
+        func message(_ arguments: [String]) -> String? {
+            do {
+                _ = try TrainerCommand.parse(arguments)
+                return nil
+            } catch {
+                return TrainerCommand.message(for: error)
+            }
+        }
+        let base = ["--bind", "tcp://127.0.0.1:0", "--out", "o"]
+        #expect(message(base + ["--hook", "blocks.0.hook_resid_post"]) == nil)
+        #expect(message(base)?.contains("give --hook") == true)
+        #expect(message(base + ["--hook", "h", "--idle-timeout", "-1"])?.contains("--idle-timeout") == true)
+        #expect(message(base + ["--hook", "h", "--queue-tokens", "0"])?.contains("--queue-tokens") == true)
+        #expect(message(base + ["--hook", "h", "--latents", "16", "--k", "32"])?.contains("cannot exceed") == true)
+    }
+
     @Test func evalAndBenchValidate() {
         #expect(throws: (any Error).self) { try EvalCommand.parse(["--sae", "x", "--shards", "y", "--batch-tokens", "0"]) }
         #expect(throws: (any Error).self) { try BenchTrainCommand.parse(["--latents", "16", "--k", "32"]) }
