@@ -358,3 +358,45 @@ struct HarnessFailure: Error, CustomStringConvertible {
         try fixture.expectSameRows(cluster: out, reference: reference)
     }
 }
+
+@Suite(.serialized) struct LiveTrainingEndToEnd {
+    /// A real worker streams the activations it collects to a live trainer, which trains on
+    /// them and checkpoints; the shards are complete as well.
+    @Test func workerFeedsTheLiveTrainer() throws {
+        let fixture = try ClusterFixture(documents: 48, unitTokens: 512)
+        let run = fixture.directory + "/sae"
+        let trainer = try ClusterRole(
+            "trainer",
+            [
+                "trainer", "--bind", "tcp://127.0.0.1:0", "--hook", fixture.hook, "--out", run, "--latents", "256", "--k", "8", "--batch-tokens", "256",
+                "--tokens", "100000", "--idle-timeout", "3", "--checkpoint-every", "0", "--log-every", "5", "--threads", "1",
+            ],
+            logPath: fixture.directory + "/trainer.log")
+        var trainerEndpoint: String?
+        try waitUntil("the trainer listens", timeout: .seconds(30)) {
+            trainerEndpoint = trainer.events("trainer_listening").first.flatMap { ClusterRole.value("endpoint", in: $0) }
+            return trainerEndpoint != nil || !trainer.process.isRunning
+        }
+        let endpointForWorkers = try #require(trainerEndpoint, "trainer: \(trainer.log)")
+        let out = fixture.directory + "/cluster"
+        let coordinator = try fixture.coordinator(out: out, extra: ["--trainer", endpointForWorkers], log: fixture.directory + "/coordinator.log")
+        let worker = try fixture.worker("streamer", endpoint: try fixture.endpoint(of: coordinator))
+        #expect(coordinator.exitStatus(within: .seconds(120)) == 0, "coordinator: \(coordinator.log)")
+        #expect(worker.exitStatus(within: .seconds(20)) == 0)
+        #expect(trainer.exitStatus(within: .seconds(60)) == 0, "trainer: \(trainer.log)")
+
+        let manifest = try ShardManifest.read(out)
+        let received = trainer.events("batch_received").count
+        #expect(received > 0, "the trainer saw no batch: \(trainer.log)")
+        #expect(trainer.events("batch_rejected").isEmpty)
+        let steps = trainer.events("train_step")
+        #expect(!steps.isEmpty, "no training step was logged")
+        // Every streamed row was trained on: the rows the trainer took equal the shards' rows.
+        let rowsSeen = trainer.log.split(separator: "\n").compactMap { line in
+            line.contains(" event=batch_received ") ? ClusterRole.value("rows", in: String(line)).flatMap(Int.init) : nil
+        }.reduce(0, +)
+        #expect(rowsSeen == manifest.rows, "streamed \(rowsSeen) rows, the shards hold \(manifest.rows)")
+        let checkpoints = (try? FileManager.default.contentsOfDirectory(atPath: run + "/checkpoints")) ?? []
+        #expect(checkpoints.contains { $0.hasPrefix("step-") }, "no checkpoint in \(run): \(checkpoints)")
+    }
+}
