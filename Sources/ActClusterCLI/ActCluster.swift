@@ -14,7 +14,7 @@ public struct ActCluster: ParsableCommand {
         version: ActCluster.version,
         subcommands: [
             VersionCommand.self, KeygenCommand.self, ForwardCommand.self, CollectCommand.self, InspectCommand.self,
-            VerifyCommand.self, ExportCommand.self, CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self, TrainCommand.self,
+            VerifyCommand.self, ExportCommand.self, RunCommand.self, CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self, TrainCommand.self,
             TrainerCommand.self, ExportSAECommand.self, EvalCommand.self, BenchCommand.self,
         ]
     )

@@ -49,6 +49,13 @@ struct StatusCommand: ParsableCommand {
     }
 
     private func ask() throws -> StatusReport {
+        try Self.query(connect, timeout: timeout, includeWorkers: !noWorkers, curveServerKey: curveServerKey, curveKey: curveKey)
+    }
+
+    /// One STATUS round trip to a coordinator's status endpoint.
+    static func query(_ connect: String, timeout: Double, includeWorkers: Bool = true, curveServerKey: String? = nil, curveKey: String? = nil) throws
+        -> StatusReport
+    {
         do {
             let context = try ZeroMQContext()
             let socket = try context.socket(.dealer)
@@ -67,7 +74,7 @@ struct StatusCommand: ParsableCommand {
                 try socket.makeCurveClient(serverPublicKey: server, keyPair: pair)
             }
             try socket.connect(connect)
-            try socket.send(multipart: StatusMessage.request(StatusRequest(includeWorkers: !noWorkers)).encode())
+            try socket.send(multipart: StatusMessage.request(StatusRequest(includeWorkers: includeWorkers)).encode())
             let deadline = ContinuousClock.now + .milliseconds(Int64(timeout * 1000))
             while ContinuousClock.now < deadline {
                 guard let frames = try socket.receiveMultipart(timeout: deadline - ContinuousClock.now) else { continue }
