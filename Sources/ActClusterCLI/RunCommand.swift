@@ -136,6 +136,7 @@ struct RunCommand: ParsableCommand {
         // Collection, with progress, until the coordinator exits.
         var signalled = 0
         var lastStatus: StatusReport?
+        var lastPoll = clock.now - .seconds(1)
         while coordinator.isRunning {
             if ShutdownSignals.count > signalled {
                 signalled = ShutdownSignals.count
@@ -144,9 +145,12 @@ struct RunCommand: ParsableCommand {
                 trainer.signal(SIGINT)
                 if signalled >= 2 { for worker in workerProcesses { worker.signal(SIGINT) } }
             }
-            if let status = try? StatusCommand.query("tcp://127.0.0.1:\(statusPort)", timeout: 0.5, includeWorkers: false) { lastStatus = status }
-            display.progress(collection: lastStatus, training: trainer.lastEvent("train_step"))
-            Thread.sleep(forTimeInterval: 0.5)
+            if clock.now - lastPoll >= .milliseconds(500) {
+                lastPoll = clock.now
+                if let status = try? StatusCommand.query("tcp://127.0.0.1:\(statusPort)", timeout: 0.5, includeWorkers: false) { lastStatus = status }
+                display.progress(collection: lastStatus, training: trainer.lastEvent("train_step"))
+            }
+            Thread.sleep(forTimeInterval: 0.05)
         }
         let collectionSeconds = (clock.now - start).seconds
         for worker in workerProcesses { worker.wait() }

@@ -12,11 +12,11 @@ final class ClusterRole {
     let logPath: String
     let name: String
 
-    init(_ name: String, _ arguments: [String], logPath: String, executable: String? = nil) throws {
+    init(_ name: String, _ arguments: [String], logPath: String, executable: String? = nil, logFlag: Bool = true) throws {
         self.name = name
         self.logPath = logPath
         process.executableURL = URL(fileURLWithPath: try executable ?? actclusterBinary())
-        process.arguments = arguments + ["--log-file", logPath]
+        process.arguments = arguments + (logFlag ? ["--log-file", logPath] : [])
         process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try process.run()
@@ -398,5 +398,52 @@ struct HarnessFailure: Error, CustomStringConvertible {
         #expect(rowsSeen == manifest.rows, "streamed \(rowsSeen) rows, the shards hold \(manifest.rows)")
         let checkpoints = (try? FileManager.default.contentsOfDirectory(atPath: run + "/checkpoints")) ?? []
         #expect(checkpoints.contains { $0.hasPrefix("step-") }, "no checkpoint in \(run): \(checkpoints)")
+    }
+}
+
+@Suite(.serialized) struct RunEndToEnd {
+    func runArguments(_ fixture: ClusterFixture, out: String) -> [String] {
+        [
+            "run", "--corpus", fixture.corpus, "--format", "jsonl", "--model", fixture.model, "--hook", fixture.hook, "--workers", "2", "--out", out,
+            "--context", "64", "--unit-tokens", "\(fixture.unitTokens)", "--latents", "256", "--k", "8", "--batch-tokens", "256", "--tokens", "8192",
+        ]
+    }
+
+    /// One command from corpus to dictionary: exact shards, a checkpoint, a SAELens export.
+    @Test func runCollectsTrainsAndExports() throws {
+        let fixture = try ClusterFixture(documents: 40, unitTokens: 512)
+        let reference = try fixture.collectReference()
+        let out = fixture.directory + "/run"
+        let result = try runActcluster(runArguments(fixture, out: out))
+        #expect(result.status == 0, "run: \(result.stdout) \(result.stderr)")
+        #expect(result.stdout.contains("collection: ") && result.stdout.contains("training: step "), "\(result.stdout)")
+        try fixture.expectSameRows(cluster: out + "/shards", reference: reference)
+        #expect(FileManager.default.fileExists(atPath: out + "/sae/checkpoints/latest"))
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/saelens/cfg.json"))) as? [String: Any]
+        #expect(config?["d_in"] as? Int == 384 && config?["d_sae"] as? Int == 256 && config?["architecture"] as? String == "topk")
+        let weights = try SafeTensorsFile(path: out + "/saelens/sae_weights.safetensors")
+        #expect(try weights.info("W_enc").shape == [384, 256] && weights.info("W_dec").shape == [256, 384])
+        #expect(try weights.info("b_enc").shape == [256] && weights.info("b_dec").shape == [384])
+        for log in ["coordinator", "worker-0", "worker-1", "trainer"] { #expect(FileManager.default.fileExists(atPath: out + "/logs/\(log).log")) }
+    }
+
+    /// Ctrl-C in the middle stops everything with the journal and checkpoint usable; the same
+    /// command again resumes and the result is exact.
+    @Test func interruptedRunResumes() throws {
+        let fixture = try ClusterFixture(documents: 96, unitTokens: 128)
+        let reference = try fixture.collectReference()
+        let out = fixture.directory + "/run"
+        let first = try ClusterRole("run", runArguments(fixture, out: out), logPath: out + "/logs/coordinator.log", logFlag: false)
+        try waitUntil("a unit is done") { readWholeFileOrEmpty(out + "/logs/coordinator.log").contains(" event=unit_done ") }
+        kill(first.process.processIdentifier, SIGINT)
+        let status = first.exitStatus(within: .seconds(90))
+        #expect(status == 130, "the interrupted run should exit 130, not \(String(describing: status))")
+        #expect(!FileManager.default.fileExists(atPath: out + "/shards/manifest.json"), "the run was not interrupted before the end")
+
+        let again = try runActcluster(runArguments(fixture, out: out))
+        #expect(again.status == 0, "rerun: \(again.stdout) \(again.stderr)")
+        #expect(readWholeFileOrEmpty(out + "/logs/coordinator.log").contains(" event=run_resumed "))
+        try fixture.expectSameRows(cluster: out + "/shards", reference: reference)
+        #expect(FileManager.default.fileExists(atPath: out + "/saelens/cfg.json"))
     }
 }
