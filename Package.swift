@@ -105,6 +105,6 @@ let package = Package(
             ]),
         .testTarget(
             name: "ActClusterCLITests",
-            dependencies: ["ActClusterCLI", "ZeroMQ", "Shards", "SafeTensors", "Platform", "Tokenizers", "Transformers"]),
+            dependencies: ["ActClusterCLI", "ZeroMQ", "Shards", "SafeTensors", "Platform", "Tokenizers", "Transformers", "ClusterProtocol"]),
     ]
 )
