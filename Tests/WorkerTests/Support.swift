@@ -102,10 +102,11 @@ final class FakeCoordinator {
     private let clock = ContinuousClock()
     private var lastHeartbeat = ContinuousClock.now
 
-    init() throws {
+    init(curveSecretKey: String? = nil) throws {
         context = try ZeroMQContext()
         router = try context.socket(.router)
         try router.configure(linger: .zero, maxMessageSize: ClusterWire.Limits.coordinatorMaxMessageBytes)
+        if let curveSecretKey { try router.makeCurveServer(secretKey: curveSecretKey) }
         endpoint = try router.bind("tcp://127.0.0.1:0")
     }
 

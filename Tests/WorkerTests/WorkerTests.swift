@@ -139,7 +139,7 @@ struct WorkerConversationTests {
         let worker = try RunningWorker(workerConfiguration(coordinator.endpoint))
         guard case (_, .ready) = try coordinator.receive() else { Issue.record("expected READY"); return }
 
-        let unit = assignment(unit: 3, lease: 9, lines: unitLines(count: 600, words: 30), model: model, sha: try configSHA256(model), output: output, batchWindows: 1)
+        let unit = assignment(unit: 3, lease: 9, lines: unitLines(count: 2000, words: 30), model: model, sha: try configSHA256(model), output: output, batchWindows: 1)
         try coordinator.send(.assign(unit))
         // Wait until rows are being written, then take the lease away.
         while true {
@@ -203,6 +203,93 @@ struct WorkerConversationTests {
     }
 }
 
+/// Leaving mid-unit, reconnecting with a report, and streaming to a trainer that is not there.
+@Suite(.serialized, .enabled(if: hasTestModel, skipMessage))
+struct WorkerRecoveryTests {
+    @Test func aSecondStopRequestReleasesTheUnitDeletesItsFilesAndExits() throws {
+        let model = try #require(testModel)
+        let output = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let coordinator = try FakeCoordinator()
+        let worker = try RunningWorker(workerConfiguration(coordinator.endpoint))
+        guard case (_, .ready) = try coordinator.receive() else { Issue.record("expected READY"); return }
+        let unit = assignment(unit: 8, lease: 21, lines: unitLines(count: 2000, words: 30), model: model, sha: try configSHA256(model), output: output, batchWindows: 1)
+        try coordinator.send(.assign(unit))
+        while true {
+            let (_, message) = try coordinator.receive()
+            if case .heartbeat(let heartbeat) = message, let tokens = heartbeat.tokens, tokens > 0 { break }
+            if message.command != .heartbeat { Issue.record("expected heartbeats while computing, got \(message.command)"); return }
+        }
+        // A second ASSIGN while busy is given back untouched.
+        try coordinator.send(.assign(assignment(unit: 9, lease: 22, lines: unitLines(count: 2), model: model, sha: try configSHA256(model), output: output)))
+        let (refused, _) = try coordinator.receiveSkippingHeartbeats()
+        guard case .failed(let busy) = refused else { Issue.record("expected FAILED for the second lease, got \(refused.command)"); return }
+        #expect(busy.lease == 22 && busy.disposition == .released)
+
+        worker.worker.requestStop()
+        worker.worker.requestStop()
+        let (message, _) = try coordinator.receiveSkippingHeartbeats()
+        guard case .failed(let failed) = message else { Issue.record("expected FAILED, got \(message.command)"); return }
+        #expect(failed.unit == 8 && failed.lease == 21 && failed.disposition == .released)
+        #expect(try leaseFiles(output, unit: 8, lease: 21) == [])
+        try coordinator.send(.ack(Acknowledgement(unit: 8, lease: 21, outcome: .accepted)))
+        let exit = try #require(worker.waitForExit())
+        #expect(throws: Never.self) { try exit.get() }
+    }
+
+    @Test func anUnacknowledgedDoneIsSentAgainOnTheNewConnectionAfterSilence() throws {
+        let model = try #require(testModel)
+        let output = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let coordinator = try FakeCoordinator()
+        let worker = try RunningWorker(workerConfiguration(coordinator.endpoint))
+        guard case (_, .ready) = try coordinator.receive() else { Issue.record("expected READY"); return }
+        try coordinator.send(.assign(assignment(unit: 4, lease: 6, lines: unitLines(count: 10), model: model, sha: try configSHA256(model), output: output)))
+        let (message, _) = try coordinator.receiveSkippingHeartbeats()
+        guard case .done(let done) = message, let first = coordinator.peer else { Issue.record("expected DONE, got \(message.command)"); return }
+        // The coordinator falls silent: the worker reconnects, heartbeats its lease and resends DONE.
+        coordinator.keepAlive = false
+        var resentFromNewSocket = false
+        while !resentFromNewSocket {
+            let (envelope, next) = try coordinator.receive(timeout: .seconds(20))
+            if envelope != first, next == .done(done) { resentFromNewSocket = true }
+            #expect(next.command != .ready, "no READY while a DONE waits for its ACK")
+        }
+        #expect(worker.log.events("coordinator_lost").count >= 1)
+        coordinator.keepAlive = true
+        try coordinator.send(.ack(Acknowledgement(unit: 4, lease: 6, outcome: .alreadyAccepted)))
+        let (ready, _) = try coordinator.receiveSkippingHeartbeats()
+        #expect(ready.command == .ready || ready.command == .done)
+        try coordinator.send(.shutdown(reason: "done"))
+        #expect(worker.waitForExit() != nil)
+    }
+
+    @Test func theDropPolicyDropsBatchesATrainerCannotTakeAndStillFinishesTheUnit() throws {
+        let model = try #require(testModel)
+        let output = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let coordinator = try FakeCoordinator()
+        var configuration = workerConfiguration(coordinator.endpoint)
+        configuration.streamPolicy = .drop
+        configuration.streamHighWaterMark = 1
+        let worker = try RunningWorker(configuration)
+        guard case (_, .ready) = try coordinator.receive() else { Issue.record("expected READY"); return }
+        // Nobody listens at the trainer endpoint.
+        let unit = assignment(
+            unit: 1, lease: 2, lines: unitLines(count: 40), model: model, sha: try configSHA256(model), output: output,
+            trainer: "tcp://127.0.0.1:1", batchWindows: 2)
+        try coordinator.send(.assign(unit))
+        let (message, _) = try coordinator.receiveSkippingHeartbeats()
+        #expect(message.command == .done)
+        let drops = worker.log.events("batch_dropped")
+        #expect(!drops.isEmpty, "with nobody pulling, batches beyond the high-water mark are dropped")
+        #expect(drops.allSatisfy { $0.metadata["unit.id"] == "1" && $0.metadata["batches.dropped"] != nil })
+        try coordinator.send(.ack(Acknowledgement(unit: 1, lease: 2, outcome: .accepted)))
+        try coordinator.send(.shutdown(reason: "done"))
+        #expect(worker.waitForExit() != nil)
+    }
+}
+
 /// Liveness without a model: the worker reconnects when the coordinator falls silent.
 @Suite struct WorkerLivenessTests {
     @Test func aSilentCoordinatorIsLeftAndReconnectedToWithReady() throws {
@@ -223,6 +310,26 @@ struct WorkerConversationTests {
         try coordinator.send(.shutdown(reason: "done"))
         let exit = try #require(worker.waitForExit())
         #expect(throws: Never.self) { try exit.get() }
+    }
+
+    @Test func curveEncryptsTheConnectionWithTheServersPublicKey() throws {
+        let server = try CurveKeyPair.generate()
+        let coordinator = try FakeCoordinator(curveSecretKey: server.secretKey)
+        var configuration = workerConfiguration(coordinator.endpoint, name: "curve-worker")
+        configuration.curve = WorkerCurveKeys(serverPublicKey: server.publicKey, keyPair: try CurveKeyPair.generate())
+        let worker = try RunningWorker(configuration)
+        guard case (_, .ready(let ready)) = try coordinator.receive(timeout: .seconds(10)) else { Issue.record("expected READY"); return }
+        #expect(ready.worker == "curve-worker")
+        try coordinator.send(.shutdown(reason: "done"))
+        #expect(worker.waitForExit() != nil)
+
+        // A worker with the wrong server key gets nothing through.
+        let stranger = try CurveKeyPair.generate()
+        configuration.curve = WorkerCurveKeys(serverPublicKey: stranger.publicKey, keyPair: try CurveKeyPair.generate())
+        let locked = try RunningWorker(configuration)
+        #expect(try coordinator.router.receiveMultipart(timeout: .milliseconds(500)) == nil)
+        locked.worker.requestStop()
+        #expect(locked.waitForExit() != nil)
     }
 
     @Test func anIdleWorkerAnswersDisconnectWithReadyAndStopsOnRequest() throws {
