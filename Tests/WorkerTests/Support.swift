@@ -161,10 +161,11 @@ func unitLines(count: Int, words: Int = 12) -> [UnitLine] {
 
 func assignment(
     unit: UnitID, lease: LeaseID, lines: [UnitLine], model: String, sha: [UInt8], output: String, trainer: String? = nil,
-    batchWindows: Int = 4, heartbeat: Duration = .milliseconds(50), liveness: Int = 4
+    batchWindows: Int = 4, heartbeat: Duration = .milliseconds(50), liveness: Int = 4,
+    hooks: [String] = ["blocks.1.hook_resid_post", "blocks.4.hook_resid_post"]
 ) -> Assignment {
     let settings = UnitSettings(
-        hooks: ["blocks.1.hook_resid_post", "blocks.4.hook_resid_post"], context: 32, dtype: .bf16, skipSpecial: false,
+        hooks: hooks, context: 32, dtype: .bf16, skipSpecial: false,
         batchWindows: batchWindows, blockRows: 64, model: ModelReference(path: model, name: "all-MiniLM-L6-v2", configSHA256: sha),
         outputDirectory: output, trainerEndpoint: trainer)
     let raw = lines.reduce(Int64(0)) { $0 + $1.rawBytes }
@@ -192,4 +193,26 @@ func workerConfiguration(_ endpoint: String, name: String = "test-worker") -> Wo
     configuration.reconnectInitial = .milliseconds(100)
     configuration.reconnectMaximum = .milliseconds(400)
     return configuration
+}
+
+let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Reference/fixtures")
+
+/// A copy of the tiny BERT fixture whose embedding LayerNorm bias is NaN, so every
+/// activation is NaN while config.json (and its digest) stay the same.
+func brokenTinyBERT(in directory: String) throws -> String {
+    let source = fixtures.appendingPathComponent("tiny-bert").path
+    let folder = directory + "/tiny-bert-nan"
+    try FileManager.default.copyItem(atPath: source, toPath: folder)
+    var bytes = try readFile(folder + "/model.safetensors")
+    let headerLength = bytes[0..<8].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+    let header = try #require(try JSONSerialization.jsonObject(with: Data(bytes[8..<(8 + headerLength)])) as? [String: Any])
+    let entry = try #require(header["embeddings.LayerNorm.bias"] as? [String: Any])
+    let offsets = try #require(entry["data_offsets"] as? [Int])
+    let nan = Float.nan.bitPattern
+    for offset in stride(from: 8 + headerLength + offsets[0], to: 8 + headerLength + offsets[1], by: 4) {
+        for byte in 0..<4 { bytes[offset + byte] = UInt8(truncatingIfNeeded: nan >> (8 * UInt32(byte))) }
+    }
+    try Data(bytes).write(to: URL(fileURLWithPath: folder + "/model.safetensors"))
+    return folder
 }

@@ -290,8 +290,8 @@ struct WorkerRecoveryTests {
     }
 }
 
-/// Liveness without a model: the worker reconnects when the coordinator falls silent.
-@Suite struct WorkerLivenessTests {
+/// Without MiniLM: reconnects after silence, DISCONNECT, CURVE, and a tiny model broken to give NaN.
+@Suite struct WorkerWithoutMiniLMTests {
     @Test func aSilentCoordinatorIsLeftAndReconnectedToWithReady() throws {
         let coordinator = try FakeCoordinator()
         coordinator.keepAlive = false
@@ -330,6 +330,32 @@ struct WorkerRecoveryTests {
         #expect(try coordinator.router.receiveMultipart(timeout: .milliseconds(500)) == nil)
         locked.worker.requestStop()
         #expect(locked.waitForExit() != nil)
+    }
+
+    @Test func activationsThatAreNotFiniteFailTheUnitAndLeaveNoFiles() throws {
+        let scratch = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let model = try brokenTinyBERT(in: scratch)
+        let output = scratch + "/shards"
+        let coordinator = try FakeCoordinator()
+        let worker = try RunningWorker(workerConfiguration(coordinator.endpoint))
+        guard case (_, .ready) = try coordinator.receive() else { Issue.record("expected READY"); return }
+        try coordinator.send(
+            .assign(
+                assignment(
+                    unit: 12, lease: 13, lines: unitLines(count: 5), model: model, sha: try configSHA256(model), output: output,
+                    hooks: ["blocks.1.hook_resid_post"])))
+        let (message, _) = try coordinator.receiveSkippingHeartbeats()
+        guard case .failed(let failed) = message else { Issue.record("expected FAILED, got \(message.command)"); return }
+        #expect(failed.unit == 12 && failed.lease == 13 && failed.disposition == .failed)
+        #expect(failed.reason.contains("not finite"), "\(failed.reason)")
+        #expect(try leaseFiles(output, unit: 12, lease: 13) == [])
+        #expect(worker.log.events("unit_failed").count == 1)
+        try coordinator.send(.ack(Acknowledgement(unit: 12, lease: 13, outcome: .accepted)))
+        let (ready, _) = try coordinator.receiveSkippingHeartbeats()
+        #expect(ready.command == .ready)
+        try coordinator.send(.shutdown(reason: "done"))
+        #expect(worker.waitForExit() != nil)
     }
 
     @Test func anIdleWorkerAnswersDisconnectWithReadyAndStopsOnRequest() throws {
