@@ -12,10 +12,11 @@ import ZeroMQ
         let endpoint: String
         var peer: Envelope?
 
-        init() throws {
+        init(curveSecretKey: String? = nil) throws {
             context = try ZeroMQContext()
             router = try context.socket(.router)
             try router.configure(linger: .zero)
+            if let curveSecretKey { try router.makeCurveServer(secretKey: curveSecretKey) }
             endpoint = try router.bind("tcp://127.0.0.1:0")
         }
 
@@ -64,6 +65,34 @@ import ZeroMQ
         #expect(threads.status != 0 && threads.stderr.contains("--threads must be 1 … 4096"))
         let missing = try runActcluster(["worker", "--connect", "tcp://127.0.0.1:1", "--curve-server-key", "/nonexistent/cluster.pub"])
         #expect(missing.status == 1 && missing.stderr.contains("cannot read the key file /nonexistent/cluster.pub"))
+    }
+
+    @Test func keysFromKeygenMakeAnEncryptedWorkerAndAMismatchedPairIsRefused() throws {
+        let directory = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        for prefix in ["cluster", "w1", "w2"] {
+            #expect(try runActcluster(["keygen", "--out", directory + "/" + prefix]).status == 0)
+        }
+        let secret = String(decoding: try Data(contentsOf: URL(fileURLWithPath: directory + "/cluster.key")), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let coordinator = try Coordinator(curveSecretKey: secret)
+        let (process, _) = try start([
+            "worker", "--connect", coordinator.endpoint, "--name", "w1", "--curve-server-key", directory + "/cluster.pub", "--curve-key",
+            directory + "/w1",
+        ])
+        guard case .ready(let ready) = try coordinator.receive() else { Issue.record("expected READY over CURVE"); return }
+        #expect(ready.worker == "w1")
+        process.terminate()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+
+        // w1's secret key with w2's public key: refused before connecting.
+        try FileManager.default.removeItem(atPath: directory + "/w1.pub")
+        try FileManager.default.copyItem(atPath: directory + "/w2.pub", toPath: directory + "/w1.pub")
+        let mismatched = try runActcluster([
+            "worker", "--connect", coordinator.endpoint, "--curve-server-key", directory + "/cluster.pub", "--curve-key", directory + "/w1",
+        ])
+        #expect(mismatched.status == 1 && mismatched.stderr.contains("w1.pub is not the public key of"), "\(mismatched.stderr)")
     }
 
     @Test func sigtermStopsAnIdleWorkerWithStatusZero() throws {
