@@ -136,6 +136,18 @@ final class FakeCoordinator {
         throw CancellationError()
     }
 
+    /// Keeps the worker's connection alive while the test does something else: a heartbeat
+    /// when one is due, and whatever the worker sent is read (its envelope kept) and dropped.
+    func tick() throws {
+        if keepAlive, peer != nil, clock.now - lastHeartbeat >= heartbeat {
+            try send(.heartbeat(CoordinatorHeartbeat(run: 1)))
+            lastHeartbeat = clock.now
+        }
+        while let frames = try router.receiveMultipart(timeout: .zero) {
+            peer = try Envelope.split(frames.map(\.bytes)).0
+        }
+    }
+
     /// Skips heartbeats until another message arrives; returns it and the heartbeats seen.
     func receiveSkippingHeartbeats(timeout: Duration = patience) throws -> (WorkerMessage, [WorkerHeartbeat]) {
         var heartbeats: [WorkerHeartbeat] = []

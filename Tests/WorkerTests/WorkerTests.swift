@@ -101,7 +101,12 @@ struct WorkerConversationTests {
 
         // BATCH: per hook, sequences 0, 1, … with `final` on the last, holding the shard's rows.
         var batches: [String: [ActivationBatch]] = [:]
-        while let frames = try trainer.receiveMultipart(timeout: .seconds(2)) {
+        let clock = ContinuousClock()
+        var lastBatch = clock.now
+        while clock.now - lastBatch < .seconds(2) {
+            try coordinator.tick()
+            guard let frames = try trainer.receiveMultipart(timeout: .milliseconds(20)) else { continue }
+            lastBatch = clock.now
             let batch = try ActivationBatch.decode(frames: frames.map(\.bytes))
             batches[batch.header.hook, default: []].append(batch)
             if batches.values.allSatisfy({ $0.last?.header.final == true }) && batches.count == 2 { break }
