@@ -166,6 +166,8 @@ struct RunCommand: ParsableCommand {
         }
 
         // The live trainer stops after its idle timeout; then finish the budget on the shards.
+        // One that got no batch at all (the collection was complete already) is stopped now.
+        if trainer.lastEvent("batch_received") == nil { trainer.signal(SIGINT) }
         while trainer.isRunning {
             if ShutdownSignals.count > signalled {
                 signalled = ShutdownSignals.count
@@ -183,8 +185,9 @@ struct RunCommand: ParsableCommand {
         let trainedLive = Int(trainer.lastEvent("train_step").flatMap { logValue("tokens", in: $0) } ?? "0") ?? 0
         var final = trainer.lastEvent("train_step")
         if trainedLive < tokens {
+            let checkpoint = FileManager.default.fileExists(atPath: sae + "/checkpoints/latest")
             let offline = try Child(
-                binary, ["train", "--shards", shards, "--resume"] + dictionaryArguments + ["--out", sae], log: logs + "/train.log")
+                binary, ["train", "--shards", shards] + (checkpoint ? ["--resume"] : []) + dictionaryArguments + ["--out", sae], log: logs + "/train.log")
             while offline.isRunning {
                 if ShutdownSignals.count > signalled {
                     signalled = ShutdownSignals.count
@@ -222,7 +225,14 @@ struct RunCommand: ParsableCommand {
         let manifest = try ShardManifest.read(shards)
         let bytes = manifest.shards.reduce(0) { $0 + $1.bytes }
         let raw = manifest.statistics.values.reduce(0) { $0 + $1.count * $1.mean.count * 4 }
-        func metric(_ key: String) -> String { final.flatMap { logValue(key, in: $0) } ?? "?" }
+        // Without a step in this invocation (the budget was spent before), the run's last metrics.
+        var last = final
+        if last == nil, let text = readWholeFile(sae + "/metrics.jsonl"), let line = text.split(separator: "\n").last,
+            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        {
+            last = " " + object.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        }
+        func metric(_ key: String) -> String { last.flatMap { logValue(key, in: $0) } ?? "?" }
         print("""
             collection: \(manifest.rows) tokens in \(manifest.shards.count) shards, \(bytes >> 20) MiB on disk against \(raw >> 20) MiB raw fp32 \
             (\(String(format: "%.2f", Double(raw) / Double(max(bytes, 1))))×), \(String(format: "%.1f", collectionSeconds)) s\
@@ -241,9 +251,12 @@ struct RunCommand: ParsableCommand {
 final class Child {
     private let process = Process()
     let logPath: String
+    /// Where this process's lines start in its log (a rerun appends to the same files).
+    private let logStart: Int
 
     init(_ binary: String, _ arguments: [String], log: String) throws {
         logPath = log
+        logStart = ((try? FileManager.default.attributesOfItem(atPath: log)[.size] as? Int) ?? nil) ?? 0
         // Foundation starts the child in a process group of its own, so Ctrl-C at the terminal
         // reaches it once, through us, not twice (a second signal means "stop now").
         process.executableURL = URL(fileURLWithPath: binary)
@@ -262,7 +275,9 @@ final class Child {
 
     /// The last log line of `event`, if any.
     func lastEvent(_ event: String) -> String? {
-        (readWholeFile(logPath) ?? "").split(separator: "\n").last { $0.contains(" event=\(event) ") }.map(String.init)
+        let text = readWholeFile(logPath) ?? ""
+        let ours = text.utf8.count > logStart ? String(decoding: text.utf8.dropFirst(logStart), as: UTF8.self) : ""
+        return ours.split(separator: "\n").last { $0.contains(" event=\(event) ") }.map(String.init)
     }
 
     /// Waits for `event` and returns its `key` field; fails if the process exits first.

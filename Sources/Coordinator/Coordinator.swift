@@ -524,6 +524,9 @@ public final class Coordinator {
     }
 
     private func assign() throws {
+        // The journal's settings, but the trainer where it listens now.
+        var settings = state.run.settings
+        settings.trainerEndpoint = configuration.run.settings.trainerEndpoint
         while !state.pending.isEmpty, !idleQueue.isEmpty {
             let routingID = idleQueue.removeFirst()
             guard let session = sessions[routingID], session.idle, session.lease == nil, !session.shutdownSent else { continue }
@@ -549,7 +552,7 @@ public final class Coordinator {
             trackers[lease] = LeaseTracker(unit: unit, holder: routingID, deadline: now + configuration.livenessPeriod, claimed: true, started: now)
             let assignment = Assignment(
                 run: state.run.run, lease: lease, attempt: record.leases.count, heartbeatInterval: configuration.heartbeatInterval,
-                liveness: configuration.liveness, settings: state.run.settings, file: state.run.corpus.paths[record.plan.fileIndex], plan: record.plan,
+                liveness: configuration.liveness, settings: settings, file: state.run.corpus.paths[record.plan.fileIndex], plan: record.plan,
                 corpusLines: lines)
             queue(.assign(assignment), to: routingID, assigned: lease)
             logger.debug("unit_leased", metadata: ["unit": "\(unit)", "lease": "\(lease)", "worker": "\(session.name)", "attempt": "\(record.leases.count)"])

@@ -20,6 +20,12 @@ public enum ShutdownSignals {
         action.sa_flags = 0  // no SA_RESTART: blocking calls return EINTR so loops wake up
         sigaction(SIGINT, &action, nil)
         sigaction(SIGTERM, &action, nil)
+        // A parent may have started us with these blocked (the mask survives exec).
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        sigaddset(&unblock, SIGINT)
+        sigaddset(&unblock, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
     }
 
     /// Signals received since ``install()``.

@@ -5,7 +5,12 @@ import Shards
 import ZeroMQ
 
 /// The worker's PUSH to a trainer. Owned by the compute thread (ZeroMQ sockets have one
-/// owner), kept across units while the endpoint stays the same.
+/// owner), kept across units while the endpoint stays the same. Successive units run on
+/// successive threads, never at once; the hand-over goes through the job's lock and thread
+/// start (full memory barriers), which is how libzmq allows a socket to change threads.
+///
+/// With the `block` policy a trainer that never reads stalls the unit (its heartbeats go on):
+/// that is the backpressure the policy asks for; `drop` never waits.
 ///
 /// Each hook's batch is held back until the next one arrives, so the last batch of a unit
 /// can carry `final`; a unit without rows sends one empty final batch per hook.

@@ -67,7 +67,8 @@ public struct RunDefinition: Equatable, Hashable, Sendable {
         compare("model name", settings.model.name, other.settings.model.name)
         compare("model config SHA-256", SHA256.hex(settings.model.configSHA256), SHA256.hex(other.settings.model.configSHA256))
         compare("output folder", settings.outputDirectory, other.settings.outputDirectory)
-        compare("trainer endpoint", settings.trainerEndpoint ?? "none", other.settings.trainerEndpoint ?? "none")
+        // Not the trainer endpoint: a trainer may move between restarts (`actcluster run`
+        // binds a new port each time), and the coordinator hands out the current one.
         compare("max attempts", maxAttempts, other.maxAttempts)
         return result
     }
