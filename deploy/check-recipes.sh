@@ -109,11 +109,21 @@ trap 'echo TERM >>"$log"; exit 0' TERM
 while true; do sleep 0.05; done
 EOF
 chmod +x "$stub"
-deploy/local-fleet.sh --binary "$stub" --connect tcp://127.0.0.1:1 --workers 3 --threads-per-worker 2 \
+# A parent (a test runner, say) may have started us with SIGINT/SIGTERM blocked, and the mask
+# survives exec: unblock them for the script under test, or its traps never run.
+python3 -c 'import os, signal, sys; signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM}); os.execvp(sys.argv[1], sys.argv[1:])' \
+    deploy/local-fleet.sh --binary "$stub" --connect tcp://127.0.0.1:1 --workers 3 --threads-per-worker 2 \
     --log-dir "$scratch/fleet/logs" >"$scratch/fleet/out" 2>&1 &
 fleet=$!
-for _ in $(seq 100); do [ "$(cat "$scratch"/fleet/logs/worker-*.log 2>/dev/null | grep -c '^args')" = 3 ] && break; sleep 0.05; done
+for _ in $(seq 200); do [ "$(cat "$scratch"/fleet/logs/worker-*.log 2>/dev/null | grep -c '^args')" = 3 ] && break; sleep 0.05; done
+sleep 0.2  # let the script reach its wait
 kill -TERM "$fleet"
+# Never hang the test run: give up after 20 s.
+for _ in $(seq 200); do kill -0 "$fleet" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$fleet" 2>/dev/null; then
+    pkill -KILL -f "$scratch/fleet/actcluster" || true
+    kill -KILL "$fleet" || true
+fi
 fleet_status=0
 wait "$fleet" || fleet_status=$?
 started="$(grep -l -- '--threads 2' "$scratch"/fleet/logs/worker-*.log 2>/dev/null | wc -l)"
