@@ -99,7 +99,7 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The matching public key file; checked against the secret key.", valueName: "file"))
     var curvePublicKey: String?
 
-    @Option(help: ArgumentHelp("File of admitted worker and status-client public keys, one per line (# comments).", valueName: "file"))
+    @Option(help: ArgumentHelp("File of admitted worker and status-client public keys, one per line (lines starting with # are comments).", valueName: "file"))
     var curveAllow: String?
 
     @Option(help: ArgumentHelp("Serve Prometheus metrics over HTTP at HOST:PORT/metrics, e.g. 0.0.0.0:9464.", valueName: "host:port"))
@@ -226,8 +226,11 @@ struct CoordinatorCommand: ParsableCommand {
             if let curveAllow {
                 var keys = Set<String>()
                 for (index, line) in try readKeyFile(curveAllow).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-                    let text = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-                    guard !text.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
+                    // Z85 keys may contain '#', so only a line that starts with it is a comment;
+                    // anything after the key (past whitespace) is ignored.
+                    let trimmed = line.trimmingCharacters(in: .whitespaces)
+                    guard !trimmed.isEmpty, !trimmed.hasPrefix("#") else { continue }
+                    let text = String(trimmed.split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "")
                     do {
                         keys.insert(try CurveKeyPair.parseKeyText(text, role: "public"))
                     } catch {

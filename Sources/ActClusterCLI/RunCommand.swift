@@ -15,7 +15,8 @@ struct RunCommand: ParsableCommand {
             this binary on loopback (ports chosen automatically). Workers stream activation \
             batches to the trainer while they write shards. If collection ends before the \
             trainer's --tokens budget is spent, training goes on over the finished shards \
-            (`actcluster train --resume`). At the end the dictionary is exported for SAELens \
+            (`actcluster train --resume`). Workers drop batches the trainer cannot take in time \
+            (--stream-policy drop), so collection never waits for training. At the end the dictionary is exported for SAELens \
             and a summary is printed.
 
             Layout of --out: shards/ (shards, manifest.json, coordinator.journal), sae/ \
@@ -116,7 +117,7 @@ struct RunCommand: ParsableCommand {
         // Trainer first, so no batch is streamed into the void.
         let resuming = FileManager.default.fileExists(atPath: sae + "/checkpoints/latest")
         let trainer = try Child(
-            binary, ["trainer", "--bind", "tcp://127.0.0.1:0", "--out", sae, "--idle-timeout", "5", "--model-name", modelDisplayName(model)]
+            binary, ["trainer", "--bind", "tcp://127.0.0.1:0", "--out", sae, "--model-name", modelDisplayName(model)]
                 + dictionaryArguments + (resuming ? ["--resume"] : []), log: logs + "/trainer.log")
         let trainerEndpoint = try trainer.waitForValue(event: "trainer_listening", key: "endpoint")
         let statusPort = try freeLoopbackPort()
@@ -129,7 +130,11 @@ struct RunCommand: ParsableCommand {
             ], log: logs + "/coordinator.log")
         let endpoint = try coordinator.waitForValue(event: "coordinator_listening", key: "endpoint")
         let workerProcesses = try (0..<workers).map {
-            try Child(binary, ["worker", "--connect", endpoint, "--threads", "\(threadsPerWorker)", "--name", "local-\($0)"], log: logs + "/worker-\($0).log")
+            // drop: collection never waits for the trainer (which may stop at its budget);
+            // the shards are the exact record, and training finishes over them.
+            try Child(
+                binary, ["worker", "--connect", endpoint, "--threads", "\(threadsPerWorker)", "--name", "local-\($0)", "--stream-policy", "drop"],
+                log: logs + "/worker-\($0).log")
         }
         display.line("collecting with \(workers) workers × \(threadsPerWorker) threads; logs in \(logs)")
 
@@ -165,9 +170,10 @@ struct RunCommand: ParsableCommand {
             throw CommandFailure("the coordinator failed (exit \(coordinator.status)); see \(logs)/coordinator.log")
         }
 
-        // The live trainer stops after its idle timeout; then finish the budget on the shards.
-        // One that got no batch at all (the collection was complete already) is stopped now.
-        if trainer.lastEvent("batch_received") == nil { trainer.signal(SIGINT) }
+        // Collection is over: give the last batches a moment to arrive, then the live trainer
+        // checkpoints and stops, and training finishes its budget over the shards.
+        if trainer.lastEvent("batch_received") != nil { Thread.sleep(forTimeInterval: 2) }
+        trainer.signal(SIGINT)
         while trainer.isRunning {
             if ShutdownSignals.count > signalled {
                 signalled = ShutdownSignals.count
