@@ -98,18 +98,18 @@ struct BenchScalingCommand: ParsableCommand {
         let port = try freeLoopbackPort()
         let log = directory + "/coordinator.log"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let coordinator = try spawn(
+        let coordinator = try Child(
             binary,
             [
                 "coordinator", "--corpus", corpus, "--format", "txt", "--model", model, "--hook", hook, "--out", directory, "--bind",
-                "tcp://127.0.0.1:\(port)", "--unit-tokens", "\(unitTokens)", "--log-file", log, "--log-level", "debug",
-            ])
+                "tcp://127.0.0.1:\(port)", "--unit-tokens", "\(unitTokens)", "--log-level", "debug",
+            ], log: log)
         let workers = try (0..<count).map {
-            try spawn(binary, ["worker", "--connect", "tcp://127.0.0.1:\(port)", "--threads", "\(threads)", "--name", "bench-\($0)", "--log-file", directory + "/worker-\($0).log"])
+            try Child(binary, ["worker", "--connect", "tcp://127.0.0.1:\(port)", "--threads", "\(threads)", "--name", "bench-\($0)"], log: directory + "/worker-\($0).log")
         }
-        coordinator.waitUntilExit()
-        for worker in workers { worker.waitUntilExit() }
-        guard coordinator.terminationStatus == 0 else { throw CommandFailure("the coordinator failed; see \(log)") }
+        coordinator.wait()
+        for worker in workers { worker.wait() }
+        guard coordinator.status == 0 else { throw CommandFailure("the coordinator failed; see \(log)") }
         // From the first lease to the last DONE, by the coordinator's clock.
         let lines = (readWholeFile(log) ?? "").split(separator: "\n")
         func time(_ line: Substring) -> Double? {
@@ -123,16 +123,6 @@ struct BenchScalingCommand: ParsableCommand {
             throw CommandFailure("no unit finished; see \(log)")
         }
         return Measurement(tokens: tokens, seconds: end - start)
-    }
-
-    private func spawn(_ binary: String, _ arguments: [String]) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
-        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try process.run()
-        return process
     }
 }
 

@@ -214,14 +214,9 @@ struct CoordinatorCommand: ParsableCommand {
     private func curveSettings() throws -> CoordinatorConfiguration.Curve? {
         guard let curveSecretKey else { return nil }
         do {
-            let secret = try CurveKeyPair.parseKeyText(try readKeyFile(curveSecretKey), role: "secret")
-            if let curvePublicKey {
-                let expected = try CurveKeyPair.publicKey(forSecretKey: secret)
-                let given = try CurveKeyPair.parseKeyText(try readKeyFile(curvePublicKey), role: "public")
-                guard given == expected else {
-                    throw CommandFailure("\(curvePublicKey) is not the public key of \(curveSecretKey); give the pair `actcluster keygen` wrote together")
-                }
-            }
+            let secret =
+                try curvePublicKey.map { try readKeyPair(secretFile: curveSecretKey, publicFile: $0).secretKey }
+                ?? CurveKeyPair.parseKeyText(try readKeyFile(curveSecretKey), role: "secret")
             var allowed: Set<String>?
             if let curveAllow {
                 var keys = Set<String>()
@@ -244,15 +239,6 @@ struct CoordinatorCommand: ParsableCommand {
         } catch let error as CurveKeyError {
             throw CommandFailure("\(error)")
         }
-    }
-}
-
-/// A key file's text, with an error that names the file.
-func readKeyFile(_ path: String) throws -> String {
-    do {
-        return String(decoding: try readFile(path), as: UTF8.self)
-    } catch {
-        throw CommandFailure("cannot read key file \(path): \(error)")
     }
 }
 

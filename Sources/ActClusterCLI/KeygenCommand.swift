@@ -47,3 +47,27 @@ struct KeygenCommand: ParsableCommand {
         print("public key: \(publicKeyPath) \(pair.publicKey)")
     }
 }
+
+/// A key file's text, with an error that names the file.
+func readKeyFile(_ path: String) throws -> String {
+    do {
+        return String(decoding: try readFile(path), as: UTF8.self)
+    } catch {
+        throw CommandFailure("cannot read the key file \(path): \(error)")
+    }
+}
+
+/// A key pair as `keygen` writes it, checked to belong together (a mismatched pair would
+/// fail every handshake without saying why).
+func readKeyPair(secretFile: String, publicFile: String) throws -> CurveKeyPair {
+    do {
+        let secret = try CurveKeyPair.parseKeyText(try readKeyFile(secretFile), role: "secret (\(secretFile))")
+        let publicKey = try CurveKeyPair.parseKeyText(try readKeyFile(publicFile), role: "public (\(publicFile))")
+        guard try CurveKeyPair.publicKey(forSecretKey: secret) == publicKey else {
+            throw CommandFailure("\(publicFile) is not the public key of \(secretFile); give the pair `actcluster keygen` wrote together, or make a new one")
+        }
+        return try CurveKeyPair(publicKey: publicKey, secretKey: secret)
+    } catch let error as CurveKeyError {
+        throw CommandFailure(error.description)
+    }
+}

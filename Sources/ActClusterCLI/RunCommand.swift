@@ -173,15 +173,19 @@ struct RunCommand: ParsableCommand {
         // Collection is over: give the last batches a moment to arrive, then the live trainer
         // checkpoints and stops, and training finishes its budget over the shards.
         if trainer.lastEvent("batch_received") != nil { Thread.sleep(forTimeInterval: 2) }
-        trainer.signal(SIGINT)
-        while trainer.isRunning {
-            if ShutdownSignals.count > signalled {
-                signalled = ShutdownSignals.count
-                trainer.signal(SIGINT)
+        /// Waits for a training process, passing new signals on and showing its progress.
+        func follow(_ child: Child) {
+            while child.isRunning {
+                if ShutdownSignals.count > signalled {
+                    signalled = ShutdownSignals.count
+                    child.signal(SIGINT)
+                }
+                display.progress(collection: lastStatus, training: child.lastEvent("train_step"))
+                Thread.sleep(forTimeInterval: 0.5)
             }
-            display.progress(collection: lastStatus, training: trainer.lastEvent("train_step"))
-            Thread.sleep(forTimeInterval: 0.5)
         }
+        trainer.signal(SIGINT)
+        follow(trainer)
         guard trainer.status == 0 else { throw CommandFailure("the live trainer failed (exit \(trainer.status)); see \(logs)/trainer.log") }
         if signalled > 0 {
             display.finish()
@@ -194,14 +198,7 @@ struct RunCommand: ParsableCommand {
             let checkpoint = FileManager.default.fileExists(atPath: sae + "/checkpoints/latest")
             let offline = try Child(
                 binary, ["train", "--shards", shards] + (checkpoint ? ["--resume"] : []) + dictionaryArguments + ["--out", sae], log: logs + "/train.log")
-            while offline.isRunning {
-                if ShutdownSignals.count > signalled {
-                    signalled = ShutdownSignals.count
-                    offline.signal(SIGINT)
-                }
-                display.progress(collection: lastStatus, training: offline.lastEvent("train_step"))
-                Thread.sleep(forTimeInterval: 0.5)
-            }
+            follow(offline)
             guard offline.status == 0 else {
                 display.finish()
                 if signalled > 0 { throw ExitCode(ShutdownSignals.exitStatus) }

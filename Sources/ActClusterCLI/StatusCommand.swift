@@ -65,9 +65,7 @@ struct StatusCommand: ParsableCommand {
                 let server = try CurveKeyPair.parseKeyText(try readKeyFile(curveServerKey), role: "public")
                 let pair: CurveKeyPair
                 if let curveKey {
-                    pair = try CurveKeyPair(
-                        publicKey: try CurveKeyPair.parseKeyText(try readKeyFile(curveKey + ".pub"), role: "public"),
-                        secretKey: try CurveKeyPair.parseKeyText(try readKeyFile(curveKey + ".key"), role: "secret"))
+                    pair = try readKeyPair(secretFile: curveKey + ".key", publicFile: curveKey + ".pub")
                 } else {
                     pair = try CurveKeyPair.generate()
                 }

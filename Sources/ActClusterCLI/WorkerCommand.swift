@@ -108,26 +108,13 @@ struct WorkerCommand: ParsableCommand {
             let serverKey = try CurveKeyPair.parseKeyText(try readKeyFile(serverKeyFile), role: "server public (\(serverKeyFile))")
             let pair: CurveKeyPair
             if let ownPrefix {
-                let secret = try CurveKeyPair.parseKeyText(try readKeyFile(ownPrefix + ".key"), role: "secret (\(ownPrefix).key)")
-                let publicKey = try CurveKeyPair.parseKeyText(try readKeyFile(ownPrefix + ".pub"), role: "public (\(ownPrefix).pub)")
-                guard try CurveKeyPair.publicKey(forSecretKey: secret) == publicKey else {
-                    throw CommandFailure("\(ownPrefix).pub is not the public key of \(ownPrefix).key; make a new pair with `actcluster keygen --out \(ownPrefix) --force`")
-                }
-                pair = try CurveKeyPair(publicKey: publicKey, secretKey: secret)
+                pair = try readKeyPair(secretFile: ownPrefix + ".key", publicFile: ownPrefix + ".pub")
             } else {
                 pair = try CurveKeyPair.generate()
             }
             return WorkerCurveKeys(serverPublicKey: serverKey, keyPair: pair)
         } catch let error as CurveKeyError {
             throw CommandFailure(error.description)
-        }
-    }
-
-    private func readKeyFile(_ path: String) throws -> String {
-        do {
-            return String(decoding: try readFile(path), as: UTF8.self)
-        } catch {
-            throw CommandFailure("cannot read the key file \(path): \(error)")
         }
     }
 }

@@ -53,7 +53,8 @@ public final class Coordinator {
     private var lastProgressLog: ContinuousClock.Instant
     private var bytesDone: Int64 = 0
     private var tokensDoneHere = 0
-    private let corpusBytes: Int64
+    /// Sizes of the corpus files at start, for the ETA.
+    private let corpusFileBytes: [Int64]
 
     /// Recovers the run from the journal in the output folder (or starts it) and binds the
     /// sockets. `stopRequests` counts SIGINT/SIGTERM (the CLI passes ``ShutdownSignals``):
@@ -74,9 +75,7 @@ public final class Coordinator {
         self.journal = journal
         planner = UnitPlanner(resuming: state)
         unitReader = UnitReader(corpus: run.corpus)
-        corpusBytes = run.corpus.paths.reduce(0) { total, path in
-            total + ((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64) ?? nil ?? 0)
-        }
+        corpusFileBytes = run.corpus.paths.map { path in (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64) ?? nil ?? 0 }
         if replay.created {
             logger.info("run_started", metadata: ["run": "\(String(state.run.run, radix: 16))", "journal": "\(journal.path)"])
         } else {
@@ -152,11 +151,7 @@ public final class Coordinator {
             try serveShutdown()
             return .completed(summary(manifest: true))
         }
-        var poller = ZeroMQPoller()
-        poller.add(workerSocket)
-        if let statusSocket { poller.add(statusSocket) }
-        if let authenticator { poller.add(authenticator.socket) }
-
+        var poller = makePoller()
         while true {
             let requests = stopRequests() - baseline
             if requests >= 1 && !draining { beginDrain() }
@@ -187,6 +182,15 @@ public final class Coordinator {
                 return .drained(summary(manifest: false))
             }
         }
+    }
+
+    /// Every socket the loop waits on.
+    private func makePoller() -> ZeroMQPoller {
+        var poller = ZeroMQPoller()
+        poller.add(workerSocket)
+        if let statusSocket { poller.add(statusSocket) }
+        if let authenticator { poller.add(authenticator.socket) }
+        return poller
     }
 
     /// Makes the journal hold every event so far, then sends what waited for it.
@@ -611,10 +615,7 @@ public final class Coordinator {
         for session in sessions.values where !session.shutdownSent { shutDown(session, reason: "the run is complete") }
         try commit()
         let end = clock.now + configuration.heartbeatInterval * 2
-        var poller = ZeroMQPoller()
-        poller.add(workerSocket)
-        if let statusSocket { poller.add(statusSocket) }
-        if let authenticator { poller.add(authenticator.socket) }
+        var poller = makePoller()
         while clock.now < end && stopRequests() == 0 {
             _ = try poller.poll(timeout: .milliseconds(50))
             try answerAuthentication()
@@ -702,7 +703,7 @@ public final class Coordinator {
             planningComplete: state.planningComplete, unitsPlanned: state.plannedCount, unitsDone: state.done.count, unitsLeased: state.leasedCount,
             unitsPending: state.pending.count, unitsFailed: state.poisoned.count, rows: state.rows, tokens: state.tokens, tokensPerSecond: rate)
         // Tokens left, from the bytes left at the tokens-per-byte seen so far.
-        let plannedBytes = state.planningComplete ? nil : Optional(corpusBytes)
+        let plannedBytes = state.planningComplete ? nil : Optional(corpusFileBytes.reduce(0, +))
         if rate > 0, bytesDone > 0 {
             let tokensPerByte = Double(tokensDoneHere) / Double(bytesDone)
             let activeBytes = state.active.values.reduce(Int64(0)) { $0 + $1.plan.byteRange.upperBound - $1.plan.byteRange.lowerBound }
@@ -731,11 +732,7 @@ public final class Coordinator {
     /// Corpus bytes covered by planned units (files before the planner's, plus its offset).
     private var bytesPlanned: Int64 {
         let position = state.planPosition
-        var total = position.byteOffset
-        for index in 0..<min(position.fileIndex, state.run.corpus.paths.count) {
-            total += (try? FileManager.default.attributesOfItem(atPath: state.run.corpus.paths[index])[.size] as? Int64) ?? nil ?? 0
-        }
-        return total
+        return position.byteOffset + corpusFileBytes.prefix(position.fileIndex).reduce(0, +)
     }
 
     private func summary(manifest: Bool) -> CoordinatorSummary {

@@ -4,6 +4,7 @@ import Corpus
 import Foundation
 import Logfmt
 import Logging
+import Platform
 import Shards
 import Synchronization
 import ZeroMQ
@@ -90,10 +91,6 @@ final class RunningCoordinator: @unchecked Sendable {
 struct HarnessError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
-}
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
 /// A worker played by the test: a DEALER socket and nothing else.
