@@ -203,6 +203,7 @@ public enum ClusterWire {
         case textBytes = 0x4B
         case linesBefore = 0x4C
         case byteOffset = 0x4D
+        case ready = 0x4E
 
         /// The one type this tag's values have.
         public var type: FieldType {
@@ -211,7 +212,7 @@ public enum ClusterWire {
                 .trainerEndpoint, .file, .format, .textField:
                 .string
             case .modelSHA256: .bytes
-            case .skipSpecial, .final, .planningComplete, .includeWorkers: .bool
+            case .skipSpecial, .final, .planningComplete, .includeWorkers, .ready: .bool
             case .meanNorm, .tokenizeSeconds, .forwardSeconds, .encodeSeconds, .wallSeconds, .uptimeSeconds,
                 .tokensPerSecond, .etaSeconds, .lastSeenSeconds:
                 .double
@@ -303,6 +304,7 @@ public enum ClusterWire {
             case .textBytes: "text_bytes"
             case .linesBefore: "lines_before"
             case .byteOffset: "byte_offset"
+            case .ready: "ready"
             }
         }
     }

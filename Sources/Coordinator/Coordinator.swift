@@ -302,16 +302,32 @@ public final class Coordinator {
         sessionsByName[ready.worker] = session
         session.threads = ready.threads
         if session.lease == nil { session.lease = previousLease }
-        // READY means the worker holds nothing: any lease still live for it is lost.
+        becomeIdle(session, asking: "sent READY")
+    }
+
+    /// A DONE or FAILED with `ready`: the worker asks for its next unit with its report.
+    private func readyAfterReport(from routingID: [UInt8], lease: LeaseID) {
+        guard let session = sessions[routingID] else {
+            // Not known here (this coordinator restarted): READY carries what a session needs.
+            queue(.disconnect(reason: "the coordinator does not know this worker; send READY"), to: routingID)
+            return
+        }
+        // A resend that arrives after the next ASSIGN asks for nothing.
+        guard session.lease == nil || session.lease == lease else { return }
+        becomeIdle(session, asking: "asked for another unit")
+    }
+
+    /// The worker holds nothing now: any lease still live for it is lost, and it waits for work.
+    private func becomeIdle(_ session: WorkerSession, asking: String) {
         if let lease = session.lease, let tracker = trackers[lease] {
-            expire(lease, unit: tracker.unit, reason: "worker \(ready.worker) sent READY while holding it")
+            expire(lease, unit: tracker.unit, reason: "worker \(session.name) \(asking) while holding it")
         }
         session.lease = nil
         if draining || state.completed || session.shutdownSent {
             shutDown(session, reason: draining ? "the coordinator is draining" : "the run is complete")
         } else if !session.idle {
             session.idle = true
-            idleQueue.append(routingID)
+            idleQueue.append(session.routingID)
         }
     }
 
@@ -356,8 +372,10 @@ public final class Coordinator {
         if configuration.checkShardFiles, state.active[done.unit]?.leases.contains(done.lease) == true, let problem = missingFile(done) {
             reject(routingID, "DONE of unit \(done.unit), lease \(done.lease): \(problem)")
             queue(.ack(Acknowledgement(unit: done.unit, lease: done.lease, outcome: .rejected, reason: problem)), to: routingID)
+            if done.ready { readyAfterReport(from: routingID, lease: done.lease) }
             return
         }
+        defer { if done.ready { readyAfterReport(from: routingID, lease: done.lease) } }
         let plan = state.active[done.unit]?.plan
         let transition = apply(.done(done))
         let outcome = transition.acknowledgement ?? .rejected
@@ -407,6 +425,7 @@ public final class Coordinator {
     }
 
     private func handleFailed(_ failed: UnitFailed, from routingID: [UInt8]) {
+        defer { if failed.ready { readyAfterReport(from: routingID, lease: failed.lease) } }
         let transition = apply(.failed(failed))
         queue(.ack(Acknowledgement(unit: failed.unit, lease: failed.lease, outcome: transition.acknowledgement ?? .rejected, reason: transition.reason)), to: routingID)
         switch transition.verdict {

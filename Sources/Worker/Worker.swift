@@ -77,6 +77,8 @@ private final class WorkerSession {
         /// Return from `run` once acknowledged (or given up on), with this error if any.
         var exitAfterwards: Bool
         var error: WorkerError?
+        /// The report carries `ready`: its ACK is followed by ASSIGN without a READY.
+        var asksForNext: Bool
     }
 
     private struct Exit: Error {
@@ -98,6 +100,9 @@ private final class WorkerSession {
     private var backoff: Duration
     /// SHUTDOWN arrived, or the first stop request: no READY any more.
     private var draining = false
+    /// Asked for a unit (READY, or a report with `ready`) and no ASSIGN or SHUTDOWN since.
+    private var awaitingAssignment = false
+    private var lingerUntil: ContinuousClock.Instant?
     private var stopRequestsHandled = 0
     private var unitsDone = 0
     /// Set when an acknowledged report ends the worker.
@@ -131,7 +136,7 @@ private final class WorkerSession {
             sendReady()
             while true {
                 try handleStopRequests(stopRequests())
-                if case .idle = phase, draining { break }
+                if case .idle = phase, draining, !mayStillBeAssigned() { break }
                 try step()
                 try reconnectIfSilent(stopRequests: stopRequests)
             }
@@ -239,6 +244,7 @@ private final class WorkerSession {
         case .shutdown(let reason):
             logger.info("shutdown_received", metadata: ["reason": "\(reason)"])
             draining = true
+            awaitingAssignment = false
         case .disconnect(let reason):
             logger.info("disconnect_received", metadata: ["reason": "\(reason)"])
             switch phase {
@@ -249,6 +255,7 @@ private final class WorkerSession {
     }
 
     private func assign(_ assignment: Assignment) {
+        awaitingAssignment = false
         guard case .idle = phase, !draining else {
             // One lease at a time: give the new one back untouched (nothing was written).
             let reason = "the worker is busy with another lease or shutting down and cannot take lease \(assignment.lease)"
@@ -285,7 +292,20 @@ private final class WorkerSession {
             exit = Exit(error: report.error)
             return
         }
-        if !draining { sendReady() }
+        if report.asksForNext {
+            awaitingAssignment = true
+        } else if !draining {
+            sendReady()
+        }
+    }
+
+    /// A worker that asked for a unit and then began to stop lingers one heartbeat interval:
+    /// an ASSIGN on its way is given back, rather than left to expire and count as an attempt.
+    private func mayStillBeAssigned() -> Bool {
+        guard awaitingAssignment else { return false }
+        let end = lingerUntil ?? clock.now + interval
+        lingerUntil = end
+        return clock.now < end
     }
 
     private func cancel(_ cancel: Cancel) {
@@ -387,10 +407,22 @@ private final class WorkerSession {
 
     private func startReport(_ job: UnitJob, _ message: WorkerMessage, exitAfterwards: Bool = false, error: WorkerError? = nil) {
         let now = clock.now
+        // Asking for the next unit with the report saves a READY round trip per unit.
+        let asksForNext = !draining && !exitAfterwards && error == nil
+        var message = message
+        switch message {
+        case .done(var done):
+            done.ready = asksForNext
+            message = .done(done)
+        case .failed(var failed):
+            failed.ready = asksForNext
+            message = .failed(failed)
+        case .ready, .heartbeat: break
+        }
         phase = .reporting(
             Report(
                 unit: job.assignment.unit, lease: job.assignment.lease, message: message, firstSent: now, lastSent: now,
-                exitAfterwards: exitAfterwards, error: error))
+                exitAfterwards: exitAfterwards, error: error, asksForNext: asksForNext))
         send(message)
     }
 
@@ -427,6 +459,7 @@ private final class WorkerSession {
     // MARK: Sending
 
     private func sendReady() {
+        awaitingAssignment = true
         send(
             .ready(
                 Ready(

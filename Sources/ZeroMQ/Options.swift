@@ -65,6 +65,17 @@ extension ZeroMQSocket {
         return value
     }
 
+    /// ZMQ_FD: a descriptor that turns readable when the socket may have something to
+    /// receive, so one `epoll` can watch thousands of sockets. It only signals a change:
+    /// receive until nothing is left before waiting on it again.
+    public func eventDescriptor() throws(ZeroMQError) -> Int32 {
+        var value: Int32 = -1
+        var size = MemoryLayout<Int32>.size
+        let handle = try open("zmq_getsockopt(ZMQ_FD)")
+        guard zmq_getsockopt(handle, ZMQ_FD, &value, &size) == 0 else { throw ZeroMQError.last("zmq_getsockopt(ZMQ_FD)") }
+        return value
+    }
+
     /// Largest inbound message accepted; a peer that sends more is disconnected.
     /// -1 means no limit.
     public func setMaxMessageSize(_ bytes: Int64) throws(ZeroMQError) {

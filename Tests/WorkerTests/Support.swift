@@ -148,6 +148,28 @@ final class FakeCoordinator {
         }
     }
 
+    /// Messages other than heartbeats that arrive within `duration` (none expected, usually).
+    func messagesBesidesHeartbeats(within duration: Duration) throws -> [WorkerMessage] {
+        var others: [WorkerMessage] = []
+        let deadline = clock.now + duration
+        while clock.now < deadline {
+            try tick(keeping: &others)
+        }
+        return others
+    }
+
+    private func tick(keeping others: inout [WorkerMessage]) throws {
+        if keepAlive, peer != nil, clock.now - lastHeartbeat >= heartbeat {
+            try send(.heartbeat(CoordinatorHeartbeat(run: 1)))
+            lastHeartbeat = clock.now
+        }
+        guard let frames = try router.receiveMultipart(timeout: .milliseconds(10)) else { return }
+        let (envelope, body) = try Envelope.split(frames.map(\.bytes))
+        peer = envelope
+        let message = try WorkerMessage.decode(frames: body)
+        if message.command != .heartbeat { others.append(message) }
+    }
+
     /// Skips heartbeats until another message arrives; returns it and the heartbeats seen.
     func receiveSkippingHeartbeats(timeout: Duration = patience) throws -> (WorkerMessage, [WorkerHeartbeat]) {
         var heartbeats: [WorkerHeartbeat] = []

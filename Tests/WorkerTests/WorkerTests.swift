@@ -63,6 +63,7 @@ struct WorkerConversationTests {
         // DONE: files exist under the lease's names with the reported size and CRC, and hold
         // exactly the rows of a direct collection of the same lines.
         #expect(done.unit == 7 && done.lease == 42)
+        #expect(done.ready, "a worker asks for its next unit with its DONE")
         #expect(done.rows == reference.rows && done.tokens == reference.tokens && done.windows == reference.windows)
         #expect(done.documents == 60 && done.skipped == ["invalid_json": 1])
         #expect(done.shards.map(\.hook) == unit.settings.hooks)
@@ -85,18 +86,14 @@ struct WorkerConversationTests {
         #expect(again == .done(done))
         try coordinator.send(.ack(Acknowledgement(unit: 7, lease: 42, outcome: .accepted)))
         // Resends queued before the ACK arrived may come first; each is the same DONE.
-        var afterAck: WorkerMessage
-        var resends = 0
-        repeat {
-            (afterAck, _) = try coordinator.receiveSkippingHeartbeats()
-            if case .done(let resent) = afterAck { #expect(resent == done) }
-            resends += 1
-            if resends > 20 {
-                Issue.record("DONE keeps coming after ACK: \(worker.log.all.map(\.event).suffix(30))")
-                return
-            }
-        } while afterAck.command == .done
-        guard case .ready(let readyAgain) = afterAck else { Issue.record("expected READY after ACK, got \(afterAck.command)"); return }
+        // The DONE asked for the next unit already: no READY follows the ACK.
+        let afterAck = try coordinator.messagesBesidesHeartbeats(within: .seconds(1))
+        #expect(afterAck.allSatisfy { $0 == .done(done) }, "only resends of the DONE may follow its ACK, got \(afterAck.map(\.command))")
+        #expect(afterAck.count <= 2, "DONE keeps coming after ACK")
+        // An idle worker told DISCONNECT sends READY, with the model it has loaded.
+        try coordinator.send(.disconnect(reason: "the coordinator restarted"))
+        let (readyMessage, _) = try coordinator.receiveSkippingHeartbeats()
+        guard case .ready(let readyAgain) = readyMessage else { Issue.record("expected READY after DISCONNECT, got \(readyMessage.command)"); return }
         #expect(readyAgain.loadedModelSHA256 == sha)
 
         // BATCH: per hook, sequences 0, 1, … with `final` on the last, holding the shard's rows.
@@ -195,7 +192,8 @@ struct WorkerConversationTests {
         guard case (_, .heartbeat) = try coordinator.receive() else { Issue.record("expected HEARTBEAT"); return }
         worker.worker.requestStop()
         let (message, _) = try coordinator.receiveSkippingHeartbeats()
-        #expect(message.command == .done)
+        guard case .done(let done) = message else { Issue.record("expected DONE, got \(message.command)"); return }
+        #expect(!done.ready, "a stopping worker does not ask for more")
         try coordinator.send(.ack(Acknowledgement(unit: 2, lease: 4, outcome: .accepted)))
         let exit = try #require(worker.waitForExit())
         #expect(throws: Never.self) { try exit.get() }
@@ -205,6 +203,35 @@ struct WorkerConversationTests {
             let (_, body) = try Envelope.split(frames.map(\.bytes))
             #expect(try WorkerMessage.decode(frames: body).command == .heartbeat)
         }
+    }
+}
+
+extension WorkerConversationTests {
+    @Test func aWorkerThatAskedForMoreAndThenStopsGivesBackTheNextUnit() throws {
+        let model = try #require(testModel)
+        let sha = try configSHA256(model)
+        let output = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let coordinator = try FakeCoordinator()
+        let worker = try RunningWorker(workerConfiguration(coordinator.endpoint))
+        guard case (_, .ready) = try coordinator.receive() else { Issue.record("expected READY"); return }
+        try coordinator.send(.assign(assignment(unit: 2, lease: 4, lines: unitLines(count: 5), model: model, sha: sha, output: output)))
+        let (message, _) = try coordinator.receiveSkippingHeartbeats()
+        guard case .done(let done) = message else { Issue.record("expected DONE, got \(message.command)"); return }
+        #expect(done.ready)
+        // The stop comes after the DONE asked for more: the next ASSIGN is already on its way.
+        worker.worker.requestStop()
+        try coordinator.send(.ack(Acknowledgement(unit: 2, lease: 4, outcome: .accepted)))
+        try coordinator.send(.assign(assignment(unit: 3, lease: 5, lines: unitLines(count: 5), model: model, sha: sha, output: output)))
+        var given: UnitFailed?
+        while given == nil {
+            let (next, _) = try coordinator.receiveSkippingHeartbeats()
+            if case .failed(let failed) = next { given = failed } else { #expect(next == .done(done), "got \(next.command)") }
+        }
+        #expect(given?.unit == 3 && given?.lease == 5 && given?.disposition == .released, "the unit comes back uncounted")
+        let exit = try #require(worker.waitForExit())
+        #expect(throws: Never.self) { try exit.get() }
+        #expect(try leaseFiles(output, unit: 3, lease: 5) == [])
     }
 }
 
@@ -263,10 +290,14 @@ struct WorkerRecoveryTests {
         #expect(worker.log.events("coordinator_lost").count >= 1)
         coordinator.keepAlive = true
         try coordinator.send(.ack(Acknowledgement(unit: 4, lease: 6, outcome: .alreadyAccepted)))
-        let (ready, _) = try coordinator.receiveSkippingHeartbeats()
-        #expect(ready.command == .ready || ready.command == .done)
-        try coordinator.send(.shutdown(reason: "done"))
-        #expect(worker.waitForExit() != nil)
+        // The worker may be between connections (in its reconnect pause) and miss what goes to
+        // the old one: repeat SHUTDOWN to its newest connection until it stops.
+        let deadline = ContinuousClock.now + patience
+        while worker.exit == nil, ContinuousClock.now < deadline {
+            try coordinator.send(.shutdown(reason: "done"))
+            _ = try coordinator.messagesBesidesHeartbeats(within: .milliseconds(300))
+        }
+        #expect(worker.exit != nil)
     }
 
     @Test func theDropPolicyDropsBatchesATrainerCannotTakeAndStillFinishesTheUnit() throws {
@@ -354,11 +385,11 @@ struct WorkerRecoveryTests {
         guard case .failed(let failed) = message else { Issue.record("expected FAILED, got \(message.command)"); return }
         #expect(failed.unit == 12 && failed.lease == 13 && failed.disposition == .failed)
         #expect(failed.reason.contains("not finite"), "\(failed.reason)")
+        #expect(failed.ready, "a worker asks for its next unit with its FAILED")
         #expect(try leaseFiles(output, unit: 12, lease: 13) == [])
         #expect(worker.log.events("unit_failed").count == 1)
         try coordinator.send(.ack(Acknowledgement(unit: 12, lease: 13, outcome: .accepted)))
-        let (ready, _) = try coordinator.receiveSkippingHeartbeats()
-        #expect(ready.command == .ready)
+        #expect(try coordinator.messagesBesidesHeartbeats(within: .milliseconds(500)).allSatisfy { $0.command == .failed })
         try coordinator.send(.shutdown(reason: "done"))
         #expect(worker.waitForExit() != nil)
     }

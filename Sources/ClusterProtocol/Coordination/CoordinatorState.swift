@@ -145,17 +145,6 @@ public struct CoordinatorState: Equatable, Sendable {
         public var leases: [LeaseID] = []
     }
 
-    public struct DoneUnit: Equatable, Sendable {
-        public var lease: LeaseID
-        /// In the order of the run's hooks.
-        public var shards: [ShardReport]
-        public var rows: Int
-        public var tokens: Int
-        public var documents: Int
-        /// Leases of the unit other than the accepted one: their files, if any, are strays.
-        public var otherLeases: [LeaseID]
-    }
-
     public struct PoisonedUnit: Equatable, Sendable {
         public var plan: UnitPlan
         /// One per counted attempt.
@@ -172,7 +161,7 @@ public struct CoordinatorState: Equatable, Sendable {
     public private(set) var pending = UnitQueue()
     public private(set) var active: [UnitID: ActiveUnit] = [:]
     public private(set) var leases: [LeaseID: Lease] = [:]
-    public private(set) var done: [UnitID: DoneUnit] = [:]
+    public private(set) var done: DoneUnits
     public private(set) var poisoned: [UnitID: PoisonedUnit] = [:]
     /// Merged over done units, per hook.
     public private(set) var statistics: [String: RunningStatistics] = [:]
@@ -185,6 +174,7 @@ public struct CoordinatorState: Equatable, Sendable {
 
     public init(run: RunDefinition) {
         self.run = run
+        done = DoneUnits(hooks: run.settings.hooks)
     }
 
     public var plannedCount: Int { Int(nextUnit.rawValue) }
@@ -353,10 +343,7 @@ public struct CoordinatorState: Equatable, Sendable {
             pending.remove(unit)
         }
         active[unit] = nil
-        let order = Dictionary(uniqueKeysWithValues: run.settings.hooks.enumerated().map { ($1, $0) })
-        done[unit] = DoneUnit(
-            lease: lease, shards: report.shards.sorted { order[$0.hook]! < order[$1.hook]! }, rows: report.rows, tokens: report.tokens,
-            documents: report.documents, otherLeases: record.leases.filter { $0 != lease })
+        done.insert(unit: unit, lease: lease, shards: report.shards, rows: report.rows, otherLeases: record.leases.filter { $0 != lease })
         for (hook, value) in report.statistics where value.count > 0 {
             statistics[hook, default: RunningStatistics(width: value.width)].merge(value.running)
         }
@@ -390,8 +377,8 @@ public struct CoordinatorState: Equatable, Sendable {
     public func manifest() -> ShardManifest {
         var manifest = ShardManifest(
             model: run.settings.model.identity, hooks: run.settings.hooks, dtype: run.settings.dtype, context: run.settings.context)
-        for unit in done.keys.sorted() {
-            for shard in done[unit]!.shards {
+        for (unit, record) in done {
+            for shard in record.shards {
                 manifest.shards.append(
                     ShardManifest.Shard(file: shard.file, hook: shard.hook, unit: unit.rawValue, rows: shard.rows, bytes: shard.bytes, crc32c: CRC32C.hex(shard.crc32c)))
                 manifest.rows += shard.rows

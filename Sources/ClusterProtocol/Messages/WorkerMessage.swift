@@ -91,10 +91,12 @@ public struct UnitDone: Equatable, Hashable, Sendable {
     /// Tokens run through the model, special tokens included.
     public var tokens: Int
     public var timings: UnitTimings
+    /// The worker asks for its next unit with this report: once acknowledged, it counts as READY.
+    public var ready: Bool
 
     public init(
         unit: UnitID, lease: LeaseID, shards: [ShardReport], statistics: [String: HookStatistics], skipped: [String: Int] = [:], documents: Int,
-        windows: Int, rows: Int, tokens: Int, timings: UnitTimings = UnitTimings()
+        windows: Int, rows: Int, tokens: Int, timings: UnitTimings = UnitTimings(), ready: Bool = false
     ) {
         self.unit = unit
         self.lease = lease
@@ -106,6 +108,7 @@ public struct UnitDone: Equatable, Hashable, Sendable {
         self.rows = rows
         self.tokens = tokens
         self.timings = timings
+        self.ready = ready
     }
 
     func write(to writer: inout FieldWriter) {
@@ -137,6 +140,7 @@ public struct UnitDone: Equatable, Hashable, Sendable {
         writer.double(.forwardSeconds, timings.forward)
         writer.double(.encodeSeconds, timings.encode)
         writer.double(.wallSeconds, timings.wall)
+        if ready { writer.bool(.ready, true) }
     }
 
     init(_ fields: Fields) throws(ProtocolError) {
@@ -182,6 +186,7 @@ public struct UnitDone: Equatable, Hashable, Sendable {
         timings = UnitTimings(
             tokenize: try fields.double(.tokenizeSeconds), forward: try fields.double(.forwardSeconds),
             encode: try fields.double(.encodeSeconds), wall: try fields.double(.wallSeconds))
+        ready = try fields.bool(.ready)
     }
 }
 
@@ -199,12 +204,15 @@ public struct UnitFailed: Equatable, Hashable, Sendable {
     public var lease: LeaseID
     public var disposition: Disposition
     public var reason: String
+    /// As in ``UnitDone/ready``.
+    public var ready: Bool
 
-    public init(unit: UnitID, lease: LeaseID, disposition: Disposition = .failed, reason: String) {
+    public init(unit: UnitID, lease: LeaseID, disposition: Disposition = .failed, reason: String, ready: Bool = false) {
         self.unit = unit
         self.lease = lease
         self.disposition = disposition
         self.reason = reason
+        self.ready = ready
     }
 
     func write(to writer: inout FieldWriter) {
@@ -212,6 +220,7 @@ public struct UnitFailed: Equatable, Hashable, Sendable {
         writer.uint(.lease, lease.rawValue)
         writer.uint(.disposition, UInt64(disposition.rawValue))
         writer.string(.reason, reason)
+        if ready { writer.bool(.ready, true) }
     }
 
     init(_ fields: Fields) throws(ProtocolError) {
@@ -219,6 +228,7 @@ public struct UnitFailed: Equatable, Hashable, Sendable {
         lease = try fields.lease()
         disposition = Disposition(rawValue: UInt8(try fields.uint(.disposition, in: 1...2)))!
         reason = try fields.string(.reason, maxBytes: ClusterWire.Limits.maxReasonBytes, allowEmpty: true)
+        ready = try fields.bool(.ready)
     }
 }
 
