@@ -412,27 +412,32 @@ public enum ClusterWire {
     /// keeps two attempts at one unit from ever writing the same file, so deleting the files
     /// of an ignored DONE cannot touch the accepted ones. `/` in a hook becomes `_`.
     public static func shardFileName(unit: UInt64, lease: UInt64, hook: String) -> String {
-        var name = Array("unit-".utf8)
-        name.reserveCapacity(40 + hook.utf8.count)
-        appendPadded(unit, 8, to: &name)
-        name += Array(".lease-".utf8)
-        appendPadded(lease, 10, to: &name)
-        name.append(UInt8(ascii: "."))
-        for byte in hook.utf8 { name.append(byte == UInt8(ascii: "/") ? UInt8(ascii: "_") : byte) }
-        name += Array(".shard".utf8)
-        return String(decoding: name, as: UTF8.self)
-    }
-
-    /// Decimal digits of `value`, zero-padded to `width`.
-    private static func appendPadded(_ value: UInt64, _ width: Int, to bytes: inout [UInt8]) {
-        var digits: [UInt8] = []
-        var rest = value
-        repeat {
-            digits.append(UInt8(ascii: "0") + UInt8(rest % 10))
-            rest /= 10
-        } while rest > 0
-        if digits.count < width { bytes += [UInt8](repeating: UInt8(ascii: "0"), count: width - digits.count) }
-        bytes += digits.reversed()
+        // Built in place: the coordinator checks a name per DONE and makes one per manifest line.
+        String(unsafeUninitializedCapacity: 5 + 20 + 7 + 20 + 1 + hook.utf8.count + 6) { buffer in
+            var at = 0
+            func put(_ text: StaticString) {
+                text.withUTF8Buffer { for byte in $0 { buffer[at] = byte; at += 1 } }
+            }
+            func putPadded(_ value: UInt64, _ width: Int) {
+                var digits = 1, rest = value
+                while rest >= 10 { rest /= 10; digits += 1 }
+                for _ in digits..<max(digits, width) { buffer[at] = UInt8(ascii: "0"); at += 1 }
+                rest = value
+                for position in stride(from: at + digits - 1, through: at, by: -1) {
+                    buffer[position] = UInt8(ascii: "0") + UInt8(rest % 10)
+                    rest /= 10
+                }
+                at += digits
+            }
+            put("unit-")
+            putPadded(unit, 8)
+            put(".lease-")
+            putPadded(lease, 10)
+            put(".")
+            for byte in hook.utf8 { buffer[at] = byte == UInt8(ascii: "/") ? UInt8(ascii: "_") : byte; at += 1 }
+            put(".shard")
+            return at
+        }
     }
 }
 

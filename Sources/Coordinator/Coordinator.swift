@@ -600,8 +600,7 @@ public final class Coordinator {
     }
 
     private func writeManifest() throws {
-        let manifest = state.manifest()
-        try manifest.write(toDirectory: configuration.outputDirectory)
+        try state.manifestWithoutShards().write(toDirectory: configuration.outputDirectory, streaming: state.manifestShards)
     }
 
     private func complete() throws {

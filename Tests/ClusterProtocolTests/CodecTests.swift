@@ -132,6 +132,8 @@ private func patchUInt(_ body: [UInt8], tag: ClusterWire.Tag, _ value: UInt64) -
     @Test func shardFileNamesCarryTheLease() {
         #expect(ClusterWire.shardFileName(unit: 17, lease: 42, hook: "blocks.3.hook_resid_post") == "unit-00000017.lease-0000000042.blocks.3.hook_resid_post.shard")
         #expect(ClusterWire.shardFileName(unit: 1, lease: 2, hook: "a/b") == "unit-00000001.lease-0000000002.a_b.shard")
+        #expect(ClusterWire.shardFileName(unit: 0, lease: 10, hook: "é") == "unit-00000000.lease-0000000010.é.shard")
+        #expect(ClusterWire.shardFileName(unit: 123_456_789, lease: UInt64.max, hook: "h") == "unit-123456789.lease-18446744073709551615.h.shard")
     }
 
     @Test func unknownFieldsAreSkipped() throws {

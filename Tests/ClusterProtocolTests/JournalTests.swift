@@ -193,8 +193,8 @@ private func overwrite(_ path: String, _ bytes: [UInt8]) throws {
         let path = try scratchDirectory("refuse") + "/j"
         let (_, journal, _) = try CoordinatorState.recover(journalAt: path, run: Samples.run())
         let size = journal.size
-        #expect(throws: JournalError.self) { try journal.write(.leased(unit: UnitID(1 << 40), lease: 1, worker: "w")) }
-        #expect(throws: JournalError.self) { try journal.write(.leased(unit: 1, lease: 1, worker: "bad\u{1B}name")) }
+        #expect(throws: JournalError.self) { try journal.write(.expired(unit: UnitID(1 << 40), lease: 1)) }
+        #expect(throws: JournalError.self) { try journal.write(.failed(UnitFailed(unit: 1, lease: 1, reason: String(repeating: "x", count: 5000)))) }
         #expect(journal.bufferedEvents == 0 && journal.size == size)
         try journal.write(.planningFinished)
         journal.close()

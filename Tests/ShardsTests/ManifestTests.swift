@@ -112,6 +112,30 @@ import Testing
         #expect(try ShardDirectory.shardFiles(in: folder).map { $0.split(separator: "/").last! } == manifest.shards.map { Substring($0.file) })
     }
 
+    /// JSONEncoder is the reference: the streamed form must be its bytes exactly.
+    @Test(arguments: [0, 1, 3])
+    func aStreamedManifestIsByteForByteTheEncodedOne(shardCount: Int) throws {
+        let folder = try temporaryFolder("manifest-stream")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        var manifest = ShardManifest(model: testModel, hooks: ["a/b", "odd \"hook\" \\ name\t"], dtype: .bf16, context: 16)
+        manifest.countSkipped("invalid_utf8", by: 2)
+        manifest.failedUnits = []
+        let shards = (0..<shardCount).map { index in
+            ShardManifest.Shard(
+                file: "unit-\(index).shard", hook: manifest.hooks[index % 2], unit: UInt64(index) << 33, rows: index * 1000 + 7, bytes: Int.max - index,
+                crc32c: "0badf00d")
+        }
+        var whole = manifest
+        whole.shards = shards
+        whole.rows = shards.reduce(0) { $0 + $1.rows }
+        var head = whole
+        head.shards = []
+        try head.write(toDirectory: folder, streaming: shards)
+        let streamed = try readFile(folder + "/manifest.json")
+        #expect(String(decoding: streamed, as: UTF8.self) == String(decoding: try whole.encoded(), as: UTF8.self))
+        #expect(try ShardManifest.read(folder) == whole)
+    }
+
     @Test func shardFileNamesSortByUnit() {
         #expect(ShardManifest.shardFileName(unit: 17, hook: "blocks.3.hook_resid_post") == "unit-00000017.blocks.3.hook_resid_post.shard")
         #expect(ShardManifest.shardFileName(unit: 3, hook: "a/b") < ShardManifest.shardFileName(unit: 12, hook: "a/b"))

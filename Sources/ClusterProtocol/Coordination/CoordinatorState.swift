@@ -375,15 +375,27 @@ public struct CoordinatorState: Equatable, Sendable {
 
     /// The manifest of the done units, in unit order, with the poisoned units as failed units.
     public func manifest() -> ShardManifest {
-        var manifest = ShardManifest(
-            model: run.settings.model.identity, hooks: run.settings.hooks, dtype: run.settings.dtype, context: run.settings.context)
-        for (unit, record) in done {
-            for shard in record.shards {
-                manifest.shards.append(
-                    ShardManifest.Shard(file: shard.file, hook: shard.hook, unit: unit.rawValue, rows: shard.rows, bytes: shard.bytes, crc32c: CRC32C.hex(shard.crc32c)))
-                manifest.rows += shard.rows
+        var manifest = manifestWithoutShards()
+        manifest.shards = Array(manifestShards)
+        return manifest
+    }
+
+    /// The manifest's shards, made one at a time as they are written
+    /// (``ShardManifest/write(toDirectory:streaming:)``).
+    public var manifestShards: some Sequence<ShardManifest.Shard> {
+        done.lazy.flatMap { unit, record in
+            record.shards.map {
+                ShardManifest.Shard(file: $0.file, hook: $0.hook, unit: unit.rawValue, rows: $0.rows, bytes: $0.bytes, crc32c: CRC32C.hex($0.crc32c))
             }
         }
+    }
+
+    /// ``manifest()`` but for its shards, which ``manifestShards`` gives.
+    public func manifestWithoutShards() -> ShardManifest {
+        var manifest = ShardManifest(
+            model: run.settings.model.identity, hooks: run.settings.hooks, dtype: run.settings.dtype, context: run.settings.context)
+        // Rows over all shards: every hook's shard of a unit holds the unit's rows.
+        manifest.rows = rows * run.settings.hooks.count
         for (hook, value) in statistics { manifest.addStatistics(value, hook: hook) }
         for (reason, count) in skipped { manifest.countSkipped(reason, by: count) }
         manifest.failedUnits = poisoned.keys.sorted().map { unit in

@@ -239,11 +239,13 @@ public final class Journal {
         guard entry.count <= JournalFormat.maxEventBytes else {
             throw fail(size, "a \(event.kind) event of \(entry.count) bytes is over the limit of \(JournalFormat.maxEventBytes)")
         }
-        // DONE, the largest and most frequent event, can only come from a DONE message that
-        // the same codec decoded, so it replays; decoding it again would double the journal's
-        // cost at dispatch rates. Every other event is checked.
-        if case .done = event {} else {
-            try verifyReplay(entry, event)
+        // DONE and LEASED, the events of every unit, carry only what the same codec decoded
+        // from a worker's message (a LEASED names a worker from its READY), so they replay;
+        // decoding them again would double the journal's cost at dispatch rates. Every other
+        // event is checked.
+        switch event {
+        case .done, .leased: break
+        default: try verifyReplay(entry, event)
         }
         if buffered.count + 4 + entry.count > JournalFormat.maxRecordBytes {
             // Very rare (a commit of several huge DONE records): split the commit.

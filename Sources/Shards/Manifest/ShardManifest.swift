@@ -165,6 +165,72 @@ public struct ShardManifest: Codable, Equatable, Sendable {
         try AtomicFile.write(try encoded(), to: directory + "/" + Self.fileName)
     }
 
+    /// Writes `directory/manifest.json` atomically with `shards` streamed in place of
+    /// ``shards`` (which must be empty), byte for byte what ``encoded()`` would give. A
+    /// cluster's manifest lists every shard of a run: too many to hold as values at once.
+    public func write(toDirectory directory: String, streaming shards: some Sequence<Shard>) throws {
+        precondition(self.shards.isEmpty, "streamed shards replace the manifest's own")
+        let rest = try encoded()
+        // JSONEncoder's pretty form of the empty array, under the sorted keys.
+        let empty = Array("\n  \"shards\" : [\n\n  ]".utf8)
+        guard let range = rest.firstRange(of: empty) else { preconditionFailure("the manifest encoding changed shape") }
+        let writer = try DurableFileWriter(path: directory + "/" + Self.fileName)
+        var buffer = Array(rest[..<range.lowerBound]) + Array("\n  \"shards\" : [".utf8)
+        var count = 0
+        for shard in shards {
+            buffer += Array((count == 0 ? "\n" : ",\n").utf8)
+            Self.appendJSON(shard, to: &buffer)
+            count += 1
+            if buffer.count >= 1 << 20 {
+                try writer.write(buffer)
+                buffer.removeAll(keepingCapacity: true)
+            }
+        }
+        buffer += Array((count == 0 ? "\n\n  ]" : "\n  ]").utf8)
+        buffer += rest[range.upperBound...]
+        try writer.write(buffer)
+        try writer.commit()
+    }
+
+    /// One shard as JSONEncoder writes it in a pretty-printed manifest (keys sorted).
+    private static func appendJSON(_ shard: Shard, to buffer: inout [UInt8]) {
+        func key(_ name: String) { buffer += Array("      \"\(name)\" : ".utf8) }
+        func string(_ value: String) {
+            buffer.append(UInt8(ascii: "\""))
+            for byte in value.utf8 {
+                switch byte {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"): buffer += [UInt8(ascii: "\\"), byte]
+                case 0x08: buffer += Array("\\b".utf8)
+                case 0x0C: buffer += Array("\\f".utf8)
+                case 0x0A: buffer += Array("\\n".utf8)
+                case 0x0D: buffer += Array("\\r".utf8)
+                case 0x09: buffer += Array("\\t".utf8)
+                case ..<0x20:
+                    let hex = Array("0123456789abcdef".utf8)
+                    buffer += Array("\\u00".utf8) + [hex[Int(byte >> 4)], hex[Int(byte & 15)]]
+                default: buffer.append(byte)
+                }
+            }
+            buffer.append(UInt8(ascii: "\""))
+        }
+        buffer += Array("    {\n".utf8)
+        key("bytes")
+        buffer += Array("\(shard.bytes),\n".utf8)
+        key("crc32c")
+        string(shard.crc32c)
+        buffer += Array(",\n".utf8)
+        key("file")
+        string(shard.file)
+        buffer += Array(",\n".utf8)
+        key("hook")
+        string(shard.hook)
+        buffer += Array(",\n".utf8)
+        key("rows")
+        buffer += Array("\(shard.rows),\n".utf8)
+        key("unit")
+        buffer += Array("\(shard.unit)\n    }".utf8)
+    }
+
     /// Reads and checks a manifest (`path` is the file or its directory).
     public static func read(_ path: String) throws -> ShardManifest {
         var isDirectory: ObjCBool = false
