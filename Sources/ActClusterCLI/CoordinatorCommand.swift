@@ -3,7 +3,6 @@ import ClusterProtocol
 import Coordinator
 import Corpus
 import Foundation
-import Monitoring
 import Platform
 import Shards
 import Transformers
@@ -102,8 +101,7 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: ArgumentHelp("File of admitted worker and status-client public keys, one per line (lines starting with # are comments).", valueName: "file"))
     var curveAllow: String?
 
-    @Option(help: ArgumentHelp("Serve Prometheus metrics over HTTP at HOST:PORT/metrics, e.g. 0.0.0.0:9464.", valueName: "host:port"))
-    var metricsBind: String?
+    @OptionGroup var metrics: MetricsOptions
 
     @Flag(help: ArgumentHelp("Accept DONE without checking its shard files (for `bench dispatch`, whose workers write none).", visibility: .hidden))
     var skipFileChecks = false
@@ -137,18 +135,9 @@ struct CoordinatorCommand: ParsableCommand {
         let log = try logging.bootstrap(role: "coordinator")
         var configuration = try makeConfiguration()
         ShutdownSignals.install()
-        var server: MetricsServer?
-        if let metricsBind {
-            let registry = MetricsRegistry()
-            configuration.metrics = registry
-            do {
-                server = try MetricsServer(bind: metricsBind, registry: registry)
-            } catch {
-                throw CommandFailure("\(error)")
-            }
-            log.info("metrics_listening", metadata: ["address": "\(server!.address)"])
-        }
-        defer { server?.stop() }
+        let endpoint = try metrics.serve(log: log)
+        configuration.metrics = endpoint?.registry
+        defer { endpoint?.stop() }
         let coordinator: Coordinator
         let outcome: CoordinatorOutcome
         do {

@@ -88,6 +88,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Seed of the dictionary's initial weights and shuffle.")
     var seed: UInt64 = 0
 
+    @Option(help: ArgumentHelp("Serve the trainer's Prometheus metrics at HOST:PORT/metrics (the live trainer's, then those of training over the shards).", valueName: "host:port"))
+    var metricsBind: String?
+
     func validate() throws {
         guard !corpus.isEmpty else { throw ValidationError("give at least one --corpus file") }
         guard workers >= 1, threadsPerWorker >= 1, trainerThreads >= 1 else {
@@ -221,6 +224,8 @@ struct RunCommand: ParsableCommand {
         if let expansion { arguments += ["--expansion", "\(expansion)"] }
         if let latents { arguments += ["--latents", "\(latents)"] }
         if let lr { arguments += ["--lr", "\(lr)"] }
+        // The live trainer and `train` run one after the other, so they can share the address.
+        if let metricsBind { arguments += ["--metrics-bind", metricsBind] }
         return arguments
     }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Platform
 import Trainer
 
 /// Dictionary options shared by `train` (shards) and the live `trainer`.
@@ -147,7 +148,8 @@ struct TrainCommand: ParsableCommand {
             Rows stream from the shards (manifest order, as many epochs as --tokens needs) \
             through a shuffle buffer. Inputs are scaled so that E‖x‖ = √d (from the manifest's \
             statistics, else from a first sample); the scale is stored with the checkpoint and \
-            folded in on export. Metrics go to the log and to OUT/metrics.jsonl; checkpoints to \
+            folded in on export. Metrics go to the log and to OUT/metrics.jsonl (and, with \
+            --metrics-bind, to Prometheus at HOST:PORT/metrics); checkpoints to \
             OUT/checkpoints/step-N with OUT/checkpoints/latest pointing at the newest. \
             SIGINT/SIGTERM finish the current step, checkpoint and exit.
             """
@@ -157,10 +159,14 @@ struct TrainCommand: ParsableCommand {
     var shards: String
 
     @OptionGroup var dictionary: DictionaryOptions
+    @OptionGroup var metrics: MetricsOptions
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
         let log = try logging.bootstrap(role: "train")
+        // Before any work, so a bad --metrics-bind fails at once.
+        let endpoint = try metrics.serve(log: log)
+        defer { endpoint?.stop() }
         let source: ShardSource
         do {
             source = try ShardSource(directory: shards, hook: dictionary.hook)
@@ -170,6 +176,7 @@ struct TrainCommand: ParsableCommand {
         installStopHandlers()
         do {
             let run = try dictionary.makeRun(source: source, logger: log)
+            if let endpoint { TrainerMetrics(registry: endpoint.registry).follow(run) }
             let checkpoint = try run.run()
             print("trained \(run.trainer.step) steps, \(run.trainer.tokens) tokens; checkpoint \(checkpoint)")
         } catch let error as CommandFailure {
@@ -187,4 +194,5 @@ func installStopHandlers() {
     for number in [SIGINT, SIGTERM] {
         signal(number) { _ in TrainingRun.stopRequested = true }
     }
+    ShutdownSignals.unblock()
 }

@@ -25,7 +25,9 @@ struct TrainerCommand: ParsableCommand {
             The run ends at --tokens, after --idle-timeout seconds without a new batch (the \
             buffer is drained first; the learning-rate schedule still assumes --tokens), or on \
             SIGINT/SIGTERM (finish the step, checkpoint, exit). Checkpoints and metrics go to \
-            --out as with `train`; --resume continues (deduplication starts afresh).
+            --out as with `train`; --resume continues (deduplication starts afresh). With \
+            --metrics-bind, Prometheus metrics (training, plus batches received, dropped and \
+            queued) are served at HOST:PORT/metrics.
             """
     )
 
@@ -45,6 +47,7 @@ struct TrainerCommand: ParsableCommand {
     var modelName = ""
 
     @OptionGroup var dictionary: DictionaryOptions
+    @OptionGroup var metrics: MetricsOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -55,6 +58,10 @@ struct TrainerCommand: ParsableCommand {
 
     func run() throws {
         let log = try logging.bootstrap(role: "trainer")
+        // Before any socket is bound, so a bad --metrics-bind fails at once.
+        let endpoint = try metrics.serve(log: log)
+        defer { endpoint?.stop() }
+        let published = endpoint.map { TrainerMetrics(registry: $0.registry) }
         var secret: String?
         if let curveSecretKey {
             do {
@@ -74,6 +81,7 @@ struct TrainerCommand: ParsableCommand {
         } catch {
             throw CommandFailure("\(error)")
         }
+        published?.follow(source)
         // Unbuffered, so a script reading our stdout learns the port at once.
         FileHandle.standardOutput.write(Data("trainer listening on \(source.endpoint)\n".utf8))
         source.start()
@@ -84,6 +92,7 @@ struct TrainerCommand: ParsableCommand {
         }
         do {
             let run = try dictionary.makeRun(source: source, logger: log)
+            published?.follow(run)
             let checkpoint = try run.run()
             source.stop()
             let counters = source.snapshot

@@ -15,22 +15,56 @@ public final class MetricsRegistry: Sendable {
     }
 
     private let families = Mutex<[String: Family]>([:])
+    private let refreshers = Mutex<[@Sendable (MetricsRegistry) -> Void]>([])
     /// Prefix of every metric name, e.g. `actcluster_`.
     public let prefix: String
 
     public init(prefix: String = "actcluster_") { self.prefix = prefix }
 
+    /// One sample: `name` is without the prefix; `labels` are label name → value.
+    public struct Sample: Sendable {
+        public var name: String
+        public var value: Double
+        public var kind: Kind
+        public var help: String
+        public var labels: [String: String]
+
+        public init(_ name: String, _ value: Double, kind: Kind = .gauge, help: String, labels: [String: String] = [:]) {
+            self.name = name
+            self.value = value
+            self.kind = kind
+            self.help = help
+            self.labels = labels
+        }
+    }
+
     /// Sets a sample. `name` is without the prefix; `labels` are label name → value.
     public func set(_ name: String, _ value: Double, kind: Kind = .gauge, help: String, labels: [String: String] = [:]) {
-        let labelText = labels.isEmpty ? "" : "{" + labels.keys.sorted().map { "\($0)=\"\(Self.escape(labels[$0]!))\"" }.joined(separator: ",") + "}"
+        set([Sample(name, value, kind: kind, help: help, labels: labels)])
+    }
+
+    /// Sets samples together: a scrape sees all of them or none (e.g. one metrics window).
+    public func set(_ samples: [Sample]) {
         families.withLock { families in
-            families[name, default: Family(help: help, kind: kind, samples: [:])].samples[labelText] = value
+            for sample in samples {
+                let labels = sample.labels
+                let labelText = labels.isEmpty ? "" : "{" + labels.keys.sorted().map { "\($0)=\"\(Self.escape(labels[$0]!))\"" }.joined(separator: ",") + "}"
+                families[sample.name, default: Family(help: sample.help, kind: sample.kind, samples: [:])].samples[labelText] = sample.value
+            }
         }
+    }
+
+    /// Runs `refresh` before every ``exposition()``, on the scraping thread: for figures that
+    /// are cheap to read but change outside any loop that could set them (e.g. a queue's level).
+    public func refreshBeforeEachScrape(_ refresh: @escaping @Sendable (MetricsRegistry) -> Void) {
+        refreshers.withLock { $0.append(refresh) }
     }
 
     /// Every family, sorted by name, with HELP and TYPE lines.
     public func exposition() -> String {
-        families.withLock { families in
+        // Outside the families' lock: a refresher calls `set`.
+        for refresh in refreshers.withLock({ $0 }) { refresh(self) }
+        return families.withLock { families in
             var text = ""
             for name in families.keys.sorted() {
                 let family = families[name]!

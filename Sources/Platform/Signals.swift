@@ -20,12 +20,18 @@ public enum ShutdownSignals {
         action.sa_flags = 0  // no SA_RESTART: blocking calls return EINTR so loops wake up
         sigaction(SIGINT, &action, nil)
         sigaction(SIGTERM, &action, nil)
-        // A parent may have started us with these blocked (the mask survives exec).
-        var unblock = sigset_t()
-        sigemptyset(&unblock)
-        sigaddset(&unblock, SIGINT)
-        sigaddset(&unblock, SIGTERM)
-        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
+        unblock()
+    }
+
+    /// Unblocks SIGINT and SIGTERM in the calling thread (and the threads it starts later): a
+    /// parent may have started us with them blocked, since the mask survives exec (a test
+    /// runner's worker threads block them, for one).
+    public static func unblock() {
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGINT)
+        sigaddset(&signals, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
     }
 
     /// Signals received since ``install()``.

@@ -36,6 +36,25 @@ public struct RunOptions: Sendable {
     }
 }
 
+/// The figures of one metrics window (every `logEvery` steps), as logged in `train_step` and
+/// appended to `metrics.jsonl`.
+public struct TrainingMetrics: Sendable {
+    public var step: Int
+    public var tokens: Int
+    /// Mean loss of the window's steps.
+    public var loss: Double
+    public var explainedVariance: Double
+    public var fractionUnexplained: Double
+    /// Mean active latents per token over the window.
+    public var l0: Double
+    /// Latents that have not fired for `deadTokens` tokens, as a fraction of all latents.
+    public var deadFraction: Double
+    public var auxLoss: Double
+    public var learningRate: Double
+    /// Tokens trained per second over the window.
+    public var tokensPerSecond: Double
+}
+
 /// One training run: rows from a source through a shuffle buffer into the engine, metrics
 /// to the log and `metrics.jsonl`, checkpoints on schedule. Used by `train` (shards) and the
 /// live trainer alike.
@@ -53,6 +72,9 @@ public final class TrainingRun {
     public private(set) var sourceEnded = false
     /// Set by a signal handler: finish the current step, checkpoint, stop.
     public nonisolated(unsafe) static var stopRequested = false
+    /// Called on the training thread with every metrics window, after it is logged (e.g. to
+    /// publish it for Prometheus; the engine knows nothing of how).
+    public var metricsObserver: ((TrainingMetrics) -> Void)?
 
     /// A fresh run: fills the buffer, fixes the normalisation and b_dec, initialises weights.
     public init(
@@ -193,12 +215,15 @@ public final class TrainingRun {
 
     private func logMetrics(_ result: StepResult, to file: FileHandle) throws {
         let seconds = (ContinuousClock.now - windowStart) / .seconds(1)
-        let tokensPerSecond = Double(window.count) / max(seconds, 1e-9)
+        let steps = Double(max(1, windowSteps))
+        let metrics = TrainingMetrics(
+            step: trainer.step, tokens: trainer.tokens, loss: windowLoss / steps, explainedVariance: window.explainedVariance,
+            fractionUnexplained: window.fractionUnexplained, l0: window.l0, deadFraction: result.deadFraction, auxLoss: windowAux / steps,
+            learningRate: result.learningRate, tokensPerSecond: (Double(window.count) / max(seconds, 1e-9)).rounded())
         let figures: [(String, Any)] = [
-            ("step", trainer.step), ("tokens", trainer.tokens), ("loss", windowLoss / Double(max(1, windowSteps))),
-            ("explained_variance", window.explainedVariance), ("fvu", window.fractionUnexplained), ("l0", window.l0),
-            ("dead_fraction", result.deadFraction), ("aux_loss", windowAux / Double(max(1, windowSteps))), ("lr", result.learningRate),
-            ("tok_s", tokensPerSecond.rounded()),
+            ("step", metrics.step), ("tokens", metrics.tokens), ("loss", metrics.loss), ("explained_variance", metrics.explainedVariance),
+            ("fvu", metrics.fractionUnexplained), ("l0", metrics.l0), ("dead_fraction", metrics.deadFraction), ("aux_loss", metrics.auxLoss),
+            ("lr", metrics.learningRate), ("tok_s", metrics.tokensPerSecond),
         ]
         var metadata: Logger.Metadata = [:]
         for (key, value) in figures {
@@ -208,6 +233,7 @@ public final class TrainingRun {
         let object = Dictionary(uniqueKeysWithValues: figures)
         let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         try file.write(contentsOf: data + Data([10]))
+        metricsObserver?(metrics)
         window = VarianceAccumulator(width: trainer.model.width)
         windowLoss = 0
         windowAux = 0

@@ -169,6 +169,13 @@ public final class LiveBatchSource: RowSource, @unchecked Sendable {
         return counters
     }
 
+    /// Rows waiting in the queue for the training loop.
+    public var queuedRowCount: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return queuedRows
+    }
+
     /// Blocks until the first batch of the hook is accepted (true) or the source ends first.
     public func waitForFirstBatch() -> Bool {
         condition.lock()

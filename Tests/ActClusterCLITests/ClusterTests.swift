@@ -36,6 +36,17 @@ final class ClusterRole {
         return String(line[range.upperBound...].prefix { $0 != " " })
     }
 
+    /// The value of `key` in the first `event` line of the log; waits for it, and fails if the
+    /// process exits first.
+    func waitForValue(event: String, key: String, timeout: Duration = .seconds(30)) throws -> String {
+        var value: String?
+        try waitUntil("\(name) logs \(event)", timeout: timeout) {
+            value = events(event).first.flatMap { Self.value(key, in: $0) }
+            return value != nil || !process.isRunning
+        }
+        return try #require(value, "\(name) exited: \(log)")
+    }
+
     func killHard() {
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
@@ -104,12 +115,7 @@ struct ClusterFixture {
 
     /// The endpoint a coordinator bound, from its log.
     func endpoint(of coordinator: ClusterRole) throws -> String {
-        var endpoint: String?
-        try waitUntil("the coordinator listens", timeout: .seconds(30)) {
-            endpoint = coordinator.events("coordinator_listening").first.flatMap { ClusterRole.value("endpoint", in: $0) }
-            return endpoint != nil || !coordinator.process.isRunning
-        }
-        return try #require(endpoint, "the coordinator exited: \(coordinator.log)")
+        try coordinator.waitForValue(event: "coordinator_listening", key: "endpoint")
     }
 
     /// Single-process `collect` of the same corpus: the reference rows.
@@ -372,12 +378,7 @@ struct HarnessFailure: Error, CustomStringConvertible {
                 "--tokens", "100000", "--idle-timeout", "3", "--checkpoint-every", "0", "--log-every", "5", "--threads", "1",
             ],
             logPath: fixture.directory + "/trainer.log")
-        var trainerEndpoint: String?
-        try waitUntil("the trainer listens", timeout: .seconds(30)) {
-            trainerEndpoint = trainer.events("trainer_listening").first.flatMap { ClusterRole.value("endpoint", in: $0) }
-            return trainerEndpoint != nil || !trainer.process.isRunning
-        }
-        let endpointForWorkers = try #require(trainerEndpoint, "trainer: \(trainer.log)")
+        let endpointForWorkers = try trainer.waitForValue(event: "trainer_listening", key: "endpoint")
         let out = fixture.directory + "/cluster"
         let coordinator = try fixture.coordinator(out: out, extra: ["--trainer", endpointForWorkers], log: fixture.directory + "/coordinator.log")
         let worker = try fixture.worker("streamer", endpoint: try fixture.endpoint(of: coordinator))

@@ -37,25 +37,10 @@ import ZeroMQ
         let push = try context.socket(.push)
         try push.set(.linger, 5000)
         try push.connect(endpoint)
-        var value: Float = 0
-        for sequence in 0..<6 {
-            let n = 100
-            let activations = (0..<(n * width)).map { _ in
-                value += 0.37
-                return sin(value) * 2
-            }
-            var statistics = RunningStatistics(width: width)
-            statistics.add(activations)
-            let header = ActivationBatchHeader(
-                run: 1, worker: "w", unit: UnitID(3), lease: LeaseID(1), hook: hook, sequence: sequence, final: sequence == 5, dtype: .bf16,
-                width: width, rows: n, statistics: HookStatistics(statistics))
-            let rows = ShardRows(
-                width: width, activations: activations, tokens: [Int32](repeating: 1, count: n), documents: [Int64](repeating: 0, count: n),
-                windows: [Int64](repeating: 0, count: n), positions: (0..<n).map(Int32.init))
-            let frames = try ActivationBatch(header: header, rows: rows).encode()
-            try push.send(multipart: frames)
-            if sequence == 2 { try push.send(multipart: frames) }  // a duplicate
-        }
+        // Made before sending: making them is slow in a debug build, longer than --idle-timeout.
+        let batches = try sampleBatches(hook: hook, width: width)
+        for frames in batches { try push.send(multipart: frames) }
+        try push.send(multipart: batches[2])  // a duplicate
         try push.send(multipart: [Array("nonsense".utf8)])
         push.close()
 
@@ -71,5 +56,27 @@ import ZeroMQ
         #expect(stderr.contains("event=idle_timeout"))
         #expect(stderr.contains("event=train_step"))
         #expect(FileManager.default.fileExists(atPath: directory + "/run/checkpoints/latest/sae.safetensors"))
+    }
+}
+
+/// `count` BATCH messages of 100 bf16 rows each (one unit, sequences 0, 1, …; the last is
+/// final), the same on every call.
+func sampleBatches(hook: String, width: Int, unit: UInt64 = 3, count: Int = 6) throws -> [[[UInt8]]] {
+    var value: Float = 0
+    return try (0..<count).map { sequence in
+        let n = 100
+        let activations = (0..<(n * width)).map { _ in
+            value += 0.37
+            return sin(value) * 2
+        }
+        var statistics = RunningStatistics(width: width)
+        statistics.add(activations)
+        let header = ActivationBatchHeader(
+            run: 1, worker: "w", unit: UnitID(unit), lease: LeaseID(1), hook: hook, sequence: sequence, final: sequence == count - 1, dtype: .bf16,
+            width: width, rows: n, statistics: HookStatistics(statistics))
+        let rows = ShardRows(
+            width: width, activations: activations, tokens: [Int32](repeating: 1, count: n), documents: [Int64](repeating: 0, count: n),
+            windows: [Int64](repeating: 0, count: n), positions: (0..<n).map(Int32.init))
+        return try ActivationBatch(header: header, rows: rows).encode()
     }
 }
