@@ -217,8 +217,8 @@ private func runNullWorkers(names: [String], endpoint: String, saturatedShare: I
             askedAt[index] = clock.now
         }
         func drain(_ index: Int) throws {
-            while let frames = try sockets[index].receiveMultipartIfReady() {
-                switch try CoordinatorMessage.decode(frames: frames.map(\.bytes)) {
+            while let frames = try sockets[index].receiveFramesIfReady() {
+                switch try CoordinatorMessage.decode(frames: frames) {
                 case .assign(let assignment):
                     let latency = (clock.now - askedAt[index]).seconds
                     if paced { result.pacedLatencies.append(latency) } else { result.saturatedLatencies.append(latency) }

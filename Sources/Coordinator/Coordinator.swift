@@ -161,8 +161,8 @@ public final class Coordinator {
             try answerAuthentication()
             try answerStatusRequests()
             var handled = 0
-            while handled < configuration.messagesPerCommit, let frames = try workerSocket.receiveMultipartIfReady() {
-                handle(frames.map(\.bytes))
+            while handled < configuration.messagesPerCommit, let frames = try workerSocket.receiveFramesIfReady() {
+                handle(frames)
                 handled += 1
             }
             try timerPass()
@@ -638,8 +638,7 @@ public final class Coordinator {
             _ = try poller.poll(timeout: .milliseconds(50))
             try answerAuthentication()
             try answerStatusRequests()
-            while let frames = try workerSocket.receiveMultipartIfReady() {
-                let parts = frames.map(\.bytes)
+            while let parts = try workerSocket.receiveFramesIfReady() {
                 handle(parts)
                 if let session = sessions[parts[0]], !session.shutdownSent {
                     shutDown(session, reason: "the run is complete")
@@ -690,8 +689,7 @@ public final class Coordinator {
 
     private func answerStatusRequests() throws {
         guard let statusSocket else { return }
-        while let frames = try statusSocket.receiveMultipartIfReady() {
-            var parts = frames.map(\.bytes)
+        while var parts = try statusSocket.receiveFramesIfReady() {
             guard parts.count >= 2 else { continue }
             // A REQ client puts an empty delimiter frame after its routing id.
             let envelope = parts[1].isEmpty ? Array(parts[0...1]) : [parts[0]]

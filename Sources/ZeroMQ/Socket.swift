@@ -6,6 +6,12 @@ public final class ZeroMQSocket {
     public let context: ZeroMQContext
     public let kind: SocketKind
     private(set) var handle: UnsafeMutableRawPointer?
+    /// Reused by ``receiveFramesIfReady()``; libzmq needs a message at a stable address.
+    private let scratch: UnsafeMutablePointer<zmq_msg_t> = {
+        let message = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
+        zmq_msg_init(message)
+        return message
+    }()
 
     init(context: ZeroMQContext, kind: SocketKind) throws(ZeroMQError) {
         guard let handle = zmq_socket(context.handle, kind.rawValue) else {
@@ -16,7 +22,11 @@ public final class ZeroMQSocket {
         self.handle = handle
     }
 
-    deinit { close() }
+    deinit {
+        close()
+        zmq_msg_close(scratch)
+        scratch.deallocate()
+    }
 
     /// Closes the socket. Idempotent. Unsent messages wait up to the linger period.
     public func close() {
@@ -144,6 +154,23 @@ public final class ZeroMQSocket {
             frames.append(next)
         }
         return frames
+    }
+
+    /// Receives every frame of the next multipart message as bytes, if one is waiting, else
+    /// nil. One copy per frame and no message objects: for loops that handle many small
+    /// messages.
+    public func receiveFramesIfReady() throws(ZeroMQError) -> [[UInt8]]? {
+        let handle = try open("zmq_msg_recv")
+        var frames: [[UInt8]] = []
+        while true {
+            while zmq_msg_recv(scratch, handle, frames.isEmpty ? ZMQ_DONTWAIT : 0) < 0 {
+                let code = zmq_errno()
+                if code == EAGAIN && frames.isEmpty { return nil }
+                if code != EINTR { throw ZeroMQError.last("zmq_msg_recv") }
+            }
+            frames.append([UInt8](UnsafeRawBufferPointer(start: zmq_msg_data(scratch), count: zmq_msg_size(scratch))))
+            if zmq_msg_more(scratch) == 0 { return frames }
+        }
     }
 
     /// Waits until the socket is ready for `events`; false on timeout or signal.
