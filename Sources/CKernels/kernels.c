@@ -186,77 +186,210 @@ MULTI void ak_silu_mul(float *gate, const float *up, size_t n) {
     }
 }
 
-static inline __attribute__((always_inline)) void softmax_row(float *row, size_t n) {
-    float maximum = lane_max(row, n);
-    for (size_t i = 0; i < n; i++) row[i] = fast_exp(row[i] - maximum);
-    float inv = 1.0f / lane_sum(row, n);
-    for (size_t i = 0; i < n; i++) row[i] *= inv;
-}
+/* Attention keeps 16 AVX-512 accumulators live, enough independent FMA chains to cover the
+ * FMA latency on both ports: scores in blocks of 4 query rows × 64 keys, outputs in blocks
+ * of ATTENTION_ROWS query rows × 32 value columns. GCC vector types pin that blocking (the
+ * auto-vectoriser spills it); on AVX2 and baseline each 64-byte vector is split in halves. */
+#define ATTENTION_ROWS 8
+typedef float vec16 __attribute__((vector_size(64), aligned(4), may_alias));
+typedef int32_t ivec16 __attribute__((vector_size(64), aligned(4), may_alias));
+#define VEC_ADD(a, b) ((a) + (b))
+/* a > b ? a : b per lane, which is what vmaxps computes (fmaxf adds NaN handling). */
+#define VEC_MAX(a, b) ((vec16)(((ivec16)(a) & ((a) > (b))) | ((ivec16)(b) & ~((a) > (b)))))
+/* x = op(x, x with halves swapped) four times: the reduction of all 16 lanes in lane 0. */
+#define VEC_REDUCE(x, op)                                                                                \
+    do {                                                                                                 \
+        x = op(x, __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7)); \
+        x = op(x, __builtin_shufflevector(x, x, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11)); \
+        x = op(x, __builtin_shufflevector(x, x, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13)); \
+        x = op(x, __builtin_shufflevector(x, x, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14)); \
+    } while (0)
+
+static inline size_t attention_padded(size_t length) { return (length + 15) & ~(size_t)15; }
 
 size_t ak_attention_scratch(size_t length, size_t head_dim) {
-    size_t padded = (length + 15) & ~(size_t)15;
-    return (head_dim + 4) * padded;
+    return (3 * head_dim + ATTENTION_ROWS) * attention_padded(length);
 }
 
-/* Four query rows at a time: each key or value row loaded once feeds four independent
- * accumulator chains, which is what keeps the FMA units busy. */
-MULTI void ak_attention(const float *q, const float *k, const float *v, size_t ld, size_t length,
-                        size_t head_dim, float scale, int causal, float *scratch, float *out,
-                        size_t ldo) {
-    size_t padded = (length + 15) & ~(size_t)15;
-    float *kt = scratch;                       /* [head_dim, padded], zero past length */
-    float *scores = scratch + head_dim * padded; /* [4, padded] */
+/* 16 rows of 16 floats become 16 columns: unpack pairs, then 2 × 2 blocks, then 128-bit lanes. */
+static inline __attribute__((always_inline)) void transpose16(vec16 *m) {
+    vec16 t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = __builtin_shufflevector(m[i], m[i + 1], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+        t[i + 1] = __builtin_shufflevector(m[i], m[i + 1], 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        u[i] = __builtin_shufflevector(t[i], t[i + 2], 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+        u[i + 1] = __builtin_shufflevector(t[i], t[i + 2], 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+        u[i + 2] = __builtin_shufflevector(t[i + 1], t[i + 3], 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+        u[i + 3] = __builtin_shufflevector(t[i + 1], t[i + 3], 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    }
+    /* u[4g + c] holds rows 4g..4g+3 of columns c, c+4, c+8 and c+12 in its four 128-bit lanes. */
+    for (int c = 0; c < 4; c++) {
+        vec16 even01 = __builtin_shufflevector(u[c], u[4 + c], 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+        vec16 odd01 = __builtin_shufflevector(u[c], u[4 + c], 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+        vec16 even23 = __builtin_shufflevector(u[8 + c], u[12 + c], 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+        vec16 odd23 = __builtin_shufflevector(u[8 + c], u[12 + c], 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+        m[c] = __builtin_shufflevector(even01, even23, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+        m[c + 8] = __builtin_shufflevector(even01, even23, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+        m[c + 4] = __builtin_shufflevector(odd01, odd23, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+        m[c + 12] = __builtin_shufflevector(odd01, odd23, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    }
+}
+
+/* Copies one head out of the strided projection, whose row stride would crowd a few L1
+ * sets: q and v as [length, head_dim], k transposed as [head_dim, padded], zero past length. */
+static inline __attribute__((always_inline)) void attention_gather(
+    const float *q, const float *k, const float *v, size_t ld, size_t length, size_t head_dim,
+    size_t padded, float *qs, float *kt, float *vs) {
+    size_t wide = head_dim & ~(size_t)15;
+    for (size_t j = 0; j < length; j++) {
+        for (size_t c = 0; c < wide; c += 16) {
+            *(vec16 *)(qs + j * head_dim + c) = *(const vec16 *)(q + j * ld + c);
+            *(vec16 *)(vs + j * head_dim + c) = *(const vec16 *)(v + j * ld + c);
+        }
+        for (size_t c = wide; c < head_dim; c++) {
+            qs[j * head_dim + c] = q[j * ld + c];
+            vs[j * head_dim + c] = v[j * ld + c];
+        }
+    }
+    size_t tiled = length & ~(size_t)15;
+    for (size_t j = 0; j < tiled; j += 16)
+        for (size_t c = 0; c < wide; c += 16) {
+            vec16 m[16];
+            for (int r = 0; r < 16; r++) m[r] = *(const vec16 *)(k + (j + r) * ld + c);
+            transpose16(m);
+            for (int r = 0; r < 16; r++) *(vec16 *)(kt + (c + r) * padded + j) = m[r];
+        }
     for (size_t c = 0; c < head_dim; c++) {
-        for (size_t j = 0; j < length; j++) kt[c * padded + j] = k[j * ld + c];
+        for (size_t j = c < wide ? tiled : 0; j < length; j++) kt[c * padded + j] = k[j * ld + c];
         for (size_t j = length; j < padded; j++) kt[c * padded + j] = 0.0f;
     }
-    for (size_t i0 = 0; i0 < length; i0 += 4) {
-        size_t rows = length - i0 < 4 ? length - i0 : 4;
+}
+
+/* scores[r][j..j+16n] = q_r · k_j for 4 query rows (qs rows, stride head_dim), n vectors of keys. */
+static inline __attribute__((always_inline)) void attention_score_block(
+    const float *const *qr, const float *kt, size_t padded, size_t j, size_t head_dim,
+    float *scores, int n) {
+    vec16 acc[4][4] = {{0}};
+    for (size_t c = 0; c < head_dim; c++) {
+        vec16 key[4];
+        for (int l = 0; l < n; l++) key[l] = *(const vec16 *)(kt + c * padded + j + 16 * l);
+        for (int r = 0; r < 4; r++) {
+            float qc = qr[r][c];
+            for (int l = 0; l < n; l++) acc[r][l] += qc * key[l];
+        }
+    }
+    for (int r = 0; r < 4; r++)
+        for (int l = 0; l < n; l++) *(vec16 *)(scores + r * padded + j + 16 * l) = acc[r][l];
+}
+
+/* In place: row[j] = exp(scale (row[j] - max)) for j < visible and 0 up to reach. Returns
+ * 1 / Σ row: the weights stay unnormalised until the output. */
+static inline __attribute__((always_inline)) float attention_softmax(float *row, size_t visible, size_t reach, float scale) {
+    size_t wide = visible & ~(size_t)15, j;
+    vec16 most = *(const vec16 *)row;
+    for (j = 16; j < wide; j += 16) {
+        vec16 x = *(const vec16 *)(row + j);
+        most = VEC_MAX(x, most);
+    }
+    VEC_REDUCE(most, VEC_MAX);
+    float top = wide ? most[0] : row[0];
+    for (j = wide; j < visible; j++) top = row[j] > top ? row[j] : top;
+    top *= scale;
+    for (j = 0; j < visible; j++) row[j] = fast_exp(row[j] * scale - top);
+    for (j = visible; j < reach; j++) row[j] = 0.0f;
+    vec16 sum = {0};
+    for (j = 0; j < wide; j += 16) sum += *(const vec16 *)(row + j);
+    VEC_REDUCE(sum, VEC_ADD);
+    float total = sum[0];
+    for (j = wide; j < visible; j++) total += row[j];
+    return 1.0f / total;
+}
+
+/* out[r][0..16n] = inv[r] Σ_j p[r][j] v_j[0..16n] for ATTENTION_ROWS rows, n = 1 or 2. */
+static inline __attribute__((always_inline)) void attention_value_block(
+    const float *scores, size_t padded, size_t reach, const float *vs, size_t head_dim,
+    const float *inv, size_t rows, float *out, size_t ldo, int n) {
+    vec16 acc[ATTENTION_ROWS][2] = {{0}};
+    for (size_t j = 0; j < reach; j++) {
+        vec16 value[2];
+        for (int l = 0; l < n; l++) value[l] = *(const vec16 *)(vs + j * head_dim + 16 * l);
+        for (int r = 0; r < ATTENTION_ROWS; r++) {
+            float p = scores[r * padded + j];
+            for (int l = 0; l < n; l++) acc[r][l] += p * value[l];
+        }
+    }
+    for (size_t r = 0; r < rows; r++)
+        for (int l = 0; l < n; l++) *(vec16 *)(out + r * ldo + 16 * l) = acc[r][l] * inv[r];
+}
+
+/* One head: the gather, then ATTENTION_ROWS queries at a time. `next` (or NULL) are the
+ * q, k and v of the head to run after this one, fetched into L1 a few rows per block while
+ * this one computes: their rows are a page apart, which the hardware prefetcher skips. */
+static inline __attribute__((always_inline)) void attention_head(
+    const float *q, const float *k, const float *v, size_t ld, size_t length, size_t head_dim,
+    float scale, int causal, const float *const *next, float *scratch, float *out, size_t ldo) {
+    size_t padded = attention_padded(length);
+    float *kt = scratch;                    /* [head_dim, padded] */
+    float *vs = kt + head_dim * padded;     /* [length, head_dim] */
+    float *qs = vs + head_dim * padded;     /* [length, head_dim] */
+    float *scores = qs + head_dim * padded; /* [ATTENTION_ROWS, padded] */
+    attention_gather(q, k, v, ld, length, head_dim, padded, qs, kt, vs);
+    for (size_t i0 = 0; i0 < length; i0 += ATTENTION_ROWS) {
+        size_t rows = length - i0 < ATTENTION_ROWS ? length - i0 : ATTENTION_ROWS;
         size_t reach = causal ? i0 + rows : length; /* keys any of these rows may see */
-        const float *qr[4];
-        for (size_t r = 0; r < 4; r++) qr[r] = q + (i0 + (r < rows ? r : 0)) * ld;
+        for (int m = 0; next && m < 3; m++)
+            for (size_t r = i0; r < i0 + rows; r++)
+                for (size_t c = 0; c < head_dim; c += 16) __builtin_prefetch(next[m] + r * ld + c);
 
-        for (size_t j = 0; j < reach; j += 16) {
-            float acc[4][16] = {{0}};
-            for (size_t c = 0; c < head_dim; c++) {
-                const float *kc = kt + c * padded + j;
-                for (int r = 0; r < 4; r++) {
-                    float qc = qr[r][c];
-                    for (int l = 0; l < 16; l++) acc[r][l] += qc * kc[l];
-                }
+        size_t blocks = (reach + 15) / 16;
+        for (size_t half = 0; half < ATTENTION_ROWS; half += 4) {
+            const float *qr[4];
+            for (size_t r = 0; r < 4; r++) qr[r] = qs + (i0 + (half + r < rows ? half + r : 0)) * head_dim;
+            float *s = scores + half * padded;
+            size_t b = 0;
+            for (; b + 4 <= blocks; b += 4) attention_score_block(qr, kt, padded, 16 * b, head_dim, s, 4);
+            if (b + 2 <= blocks) {
+                attention_score_block(qr, kt, padded, 16 * b, head_dim, s, 2);
+                b += 2;
             }
-            for (int r = 0; r < 4; r++)
-                for (int l = 0; l < 16; l++) scores[r * padded + j + l] = acc[r][l] * scale;
+            if (b < blocks) attention_score_block(qr, kt, padded, 16 * b, head_dim, s, 1);
         }
-        for (size_t r = 0; r < rows; r++) {
-            size_t visible = causal ? i0 + r + 1 : length;
-            float *row = scores + r * padded;
-            softmax_row(row, visible);
-            for (size_t j = visible; j < reach; j++) row[j] = 0.0f;
-        }
-        for (size_t r = rows; r < 4; r++)
-            for (size_t j = 0; j < reach; j++) scores[r * padded + j] = 0.0f;
 
+        float inv[ATTENTION_ROWS];
+        for (size_t r = 0; r < ATTENTION_ROWS; r++) {
+            if (r < rows) {
+                inv[r] = attention_softmax(scores + r * padded, causal ? i0 + r + 1 : length, reach, scale);
+            } else {
+                for (size_t j = 0; j < reach; j++) scores[r * padded + j] = 0.0f;
+                inv[r] = 0.0f;
+            }
+        }
+
+        float *o = out + i0 * ldo;
         size_t c = 0;
-        for (; c + 16 <= head_dim; c += 16) {
-            float acc[4][16] = {{0}};
-            for (size_t j = 0; j < reach; j++) {
-                const float *vj = v + j * ld + c;
-                for (int r = 0; r < 4; r++) {
-                    float p = scores[r * padded + j];
-                    for (int l = 0; l < 16; l++) acc[r][l] += p * vj[l];
-                }
-            }
-            for (size_t r = 0; r < rows; r++)
-                for (int l = 0; l < 16; l++) out[(i0 + r) * ldo + c + l] = acc[r][l];
-        }
-        for (; c < head_dim; c++) {
+        for (; c + 32 <= head_dim; c += 32)
+            attention_value_block(scores, padded, reach, vs + c, head_dim, inv, rows, o + c, ldo, 2);
+        for (; c + 16 <= head_dim; c += 16)
+            attention_value_block(scores, padded, reach, vs + c, head_dim, inv, rows, o + c, ldo, 1);
+        for (; c < head_dim; c++)
             for (size_t r = 0; r < rows; r++) {
                 float acc = 0.0f;
-                for (size_t j = 0; j < reach; j++) acc += scores[r * padded + j] * v[j * ld + c];
-                out[(i0 + r) * ldo + c] = acc;
+                for (size_t j = 0; j < reach; j++) acc += scores[r * padded + j] * vs[j * head_dim + c];
+                o[r * ldo + c] = acc * inv[r];
             }
-        }
+    }
+}
+
+MULTI void ak_attention(const float *q, const float *k, const float *v, size_t ld, size_t length,
+                        size_t head_dim, size_t first_head, size_t end_head, size_t group,
+                        float scale, int causal, float *scratch, float *out, size_t ldo) {
+    for (size_t h = first_head; h < end_head; h++) {
+        const float *next[3] = {q + (h + 1) * head_dim, k + (h + 1) / group * head_dim, v + (h + 1) / group * head_dim};
+        attention_head(q + h * head_dim, k + h / group * head_dim, v + h / group * head_dim, ld, length,
+                       head_dim, scale, causal, h + 1 < end_head ? next : NULL, scratch,
+                       out + h * head_dim, ldo);
     }
 }
 

@@ -4,7 +4,8 @@ import Dispatch
 /// Multi-head scaled dot-product attention over a ragged batch, reading q, k and v from one
 /// fused projection buffer. Grouped-query attention shares each k/v head among
 /// `heads / kvHeads` query heads. (sequence, head) pairs are split across threads; each
-/// pair is small, so a fused C kernel beats many tiny BLAS calls.
+/// pair is small, so a fused C kernel beats many tiny BLAS calls. Each thread hands the
+/// kernel its heads of one sequence in one call, so that it can prefetch the next head.
 struct Attention {
     let heads: Int
     let kvHeads: Int
@@ -32,19 +33,18 @@ struct Attention {
         let scale = 1 / Float(headDim).squareRoot()
         let group = heads / kvHeads
         let sequences = batch.sequences.filter { !$0.isEmpty }
-        let pairs = sequences.count * heads
         let perThread = scratchPerThread(longest: batch.longest)
-        parallelFor(pairs, threads: threads) { range, worker in
+        parallelFor(sequences.count * heads, threads: threads) { range, worker in
             let scratch = scratch + worker * perThread
-            for pair in range {
+            var pair = range.lowerBound
+            while pair < range.upperBound {
                 let sequence = sequences[pair / heads], head = pair % heads
-                let first = sequence.lowerBound
-                let q = qkv + first * ld + head * headDim
-                let k = qkv + first * ld + queryWidth + (head / group) * headDim
-                let v = qkv + first * ld + queryWidth + keyValueWidth + (head / group) * headDim
+                let end = min(heads, head + range.upperBound - pair)
+                let q = qkv + sequence.lowerBound * ld
                 ak_attention(
-                    q, k, v, ld, sequence.count, headDim, scale, causal, scratch,
-                    out + first * queryWidth + head * headDim, queryWidth)
+                    q, q + queryWidth, q + queryWidth + keyValueWidth, ld, sequence.count, headDim, head, end, group,
+                    scale, causal, scratch, out + sequence.lowerBound * queryWidth, queryWidth)
+                pair += end - head
             }
         }
     }

@@ -99,32 +99,43 @@ private func worst(_ a: [Float], _ b: [Double]) -> Double {
         #expect(worst(out, expected) <= 1e-5)
     }
 
-    @Test(arguments: [(32, 16), (13, 20), (1, 8), (130, 32), (6, 64)])
-    func attentionHeadMatchesTheDefinition(_ length: Int, _ headDim: Int) {
-        for causal in [false, true] {
-            let ld = 3 * headDim + 5
+    /// Three query heads, run as head 0 and then heads 1..<3 (so one call covers several
+    /// heads and prefetches), with their own k/v heads or all sharing one (grouped-query).
+    @Test(arguments: [(32, 16), (13, 20), (1, 8), (130, 32), (6, 64), (128, 32), (37, 48)])
+    func attentionHeadsMatchTheDefinition(_ length: Int, _ headDim: Int) {
+        let heads = 3
+        for (causal, group) in [(false, 1), (true, 1), (false, 3), (true, 3)] {
+            let kvHeads = heads / group, queryWidth = heads * headDim, kvWidth = kvHeads * headDim
+            let ld = queryWidth + 2 * kvWidth + 5
             let qkv = values(length * ld, seed: UInt64(length * 100 + headDim))
-            var out = [Float](repeating: .nan, count: length * headDim)
+            var out = [Float](repeating: .nan, count: length * queryWidth)
             var scratch = [Float](repeating: .nan, count: ak_attention_scratch(length, headDim))
             let scale = 1 / Float(headDim).squareRoot()
             qkv.withUnsafeBufferPointer { p in
-                ak_attention(p.baseAddress!, p.baseAddress! + headDim, p.baseAddress! + 2 * headDim, ld, length, headDim,
-                             scale, causal ? 1 : 0, &scratch, &out, headDim)
-            }
-            var expected: [Double] = []
-            for i in 0..<length {
-                let visible = causal ? i + 1 : length
-                let scores = (0..<visible).map { j in
-                    (0..<headDim).reduce(0.0) { $0 + Double(qkv[i * ld + $1]) * Double(qkv[j * ld + headDim + $1]) } * Double(scale)
-                }
-                let top = scores.max()!
-                let weights = scores.map { exp($0 - top) }
-                let total = weights.reduce(0, +)
-                expected += (0..<headDim).map { c in
-                    (0..<visible).reduce(0.0) { $0 + weights[$1] / total * Double(qkv[$1 * ld + 2 * headDim + c]) }
+                let q = p.baseAddress!, k = q + queryWidth, v = k + kvWidth
+                for (first, end) in [(0, 1), (1, heads)] {
+                    ak_attention(q, k, v, ld, length, headDim, first, end, group, scale, causal ? 1 : 0, &scratch, &out, queryWidth)
                 }
             }
-            #expect(worst(out, expected) <= 1e-5, "length \(length) headDim \(headDim) causal \(causal)")
+            var expected = [Double](repeating: 0, count: length * queryWidth)
+            for head in 0..<heads {
+                let qc = head * headDim, kc = queryWidth + head / group * headDim, vc = kc + kvWidth
+                for i in 0..<length {
+                    let visible = causal ? i + 1 : length
+                    let scores = (0..<visible).map { j in
+                        (0..<headDim).reduce(0.0) { $0 + Double(qkv[i * ld + qc + $1]) * Double(qkv[j * ld + kc + $1]) } * Double(scale)
+                    }
+                    let top = scores.max()!
+                    let weights = scores.map { exp($0 - top) }
+                    let total = weights.reduce(0, +)
+                    for c in 0..<headDim {
+                        expected[i * queryWidth + qc + c] = (0..<visible).reduce(0.0) {
+                            $0 + weights[$1] / total * Double(qkv[$1 * ld + vc + c])
+                        }
+                    }
+                }
+            }
+            #expect(worst(out, expected) <= 1e-5, "length \(length) headDim \(headDim) causal \(causal) group \(group)")
         }
     }
 

@@ -33,12 +33,15 @@ void ak_silu_mul(float *gate, const float *up, size_t n);
 /* Floats of scratch ak_attention needs for a sequence of `length` tokens. */
 size_t ak_attention_scratch(size_t length, size_t head_dim);
 
-/* One attention head over one sequence: out[i] = softmax(scale q_i k^T) v, rows of q, k and
- * v read with stride ld, out written with stride ldo. scratch holds
- * ak_attention_scratch(length, head_dim) floats. With causal set, token i sees tokens 0..i. */
+/* Attention heads first_head..<end_head over one sequence of `length` tokens:
+ * out[i] = softmax(scale q_i k^T) v per head. q, k, v and out point at head 0 of the first
+ * token; their rows are ld (out: ldo) floats apart and head h spans columns
+ * h·head_dim..<(h+1)·head_dim. Query head h reads key/value head h / group (grouped-query
+ * attention). scratch holds ak_attention_scratch(length, head_dim) floats. With causal
+ * set, token i sees tokens 0..i. */
 void ak_attention(const float *q, const float *k, const float *v, size_t ld, size_t length,
-                  size_t head_dim, float scale, int causal, float *scratch, float *out,
-                  size_t ldo);
+                  size_t head_dim, size_t first_head, size_t end_head, size_t group,
+                  float scale, int causal, float *scratch, float *out, size_t ldo);
 
 /* Each row of x ([rows, d], stride ld) becomes row + bias (bias may be NULL: copy only). */
 void ak_add_rows(float *x, const float *bias, size_t rows, size_t d, size_t ld);
