@@ -46,9 +46,10 @@ let package = Package(
 
         // File formats and domain libraries: no processes, sockets or CLI.
         .target(name: "SafeTensors", dependencies: ["Platform"]),
-        // Vectorised forward-pass kernels, built for AVX-512, AVX2 and baseline (target_clones).
+        // Forward-pass kernels (dense layers on packed weights, attention, norms), built for
+        // AVX-512, AVX2 and baseline (target_clones).
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
-        .target(name: "Transformers", dependencies: ["BLAS", "CKernels", "SafeTensors"]),
+        .target(name: "Transformers", dependencies: ["CKernels", "SafeTensors"]),
         .target(name: "Corpus"),
         // Sparse-dictionary training: selection, sparse decode and backward, Adam (C, target_clones).
         .target(name: "CSparseKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),

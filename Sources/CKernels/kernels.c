@@ -6,41 +6,57 @@
 
 #define MULTI __attribute__((target_clones("avx512f", "avx2", "default")))
 
-/* Sums and maxima with 16 independent lanes, so they vectorise without -ffast-math. */
-static inline float lane_sum(const float *x, size_t n) {
-    float acc[16] = {0};
+/* GCC vector types, for blockings and reductions the auto-vectoriser does not find. On AVX2
+ * and baseline each 64-byte vector is split in halves or quarters. */
+typedef float vec16 __attribute__((vector_size(64), aligned(4), may_alias));
+typedef int32_t ivec16 __attribute__((vector_size(64), aligned(4), may_alias));
+#define VEC_ADD(a, b) ((a) + (b))
+/* a > b ? a : b per lane, which is what vmaxps computes (fmaxf adds NaN handling). */
+#define VEC_MAX(a, b) ((vec16)(((ivec16)(a) & ((a) > (b))) | ((ivec16)(b) & ~((a) > (b)))))
+/* x = op(x, x with halves swapped) four times: the reduction of all 16 lanes in lane 0. */
+#define VEC_REDUCE(x, op)                                                                                \
+    do {                                                                                                 \
+        x = op(x, __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7)); \
+        x = op(x, __builtin_shufflevector(x, x, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11)); \
+        x = op(x, __builtin_shufflevector(x, x, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13)); \
+        x = op(x, __builtin_shufflevector(x, x, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14)); \
+    } while (0)
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* Sums in 2 × 16 independent lanes (two add chains in flight), then a tree: no -ffast-math
+ * needed. */
+INLINE float lane_sum(const float *x, size_t n) {
+    vec16 acc = {0}, odd = {0};
     size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int l = 0; l < 16; l++) acc[l] += x[i + l];
-    float total = 0.0f;
-    for (int l = 0; l < 16; l++) total += acc[l];
+    for (; i + 32 <= n; i += 32) {
+        acc += *(const vec16 *)(x + i);
+        odd += *(const vec16 *)(x + i + 16);
+    }
+    for (; i + 16 <= n; i += 16) acc += *(const vec16 *)(x + i);
+    acc += odd;
+    VEC_REDUCE(acc, VEC_ADD);
+    float total = acc[0];
     for (; i < n; i++) total += x[i];
     return total;
 }
 
-static inline float lane_max(const float *x, size_t n) {
-    float acc[16];
-    for (int l = 0; l < 16; l++) acc[l] = -INFINITY;
+/* Sum of (x - mean)^2, in lanes as lane_sum. */
+INLINE float lane_centered_squares(const float *x, size_t n, float mean) {
+    vec16 acc = {0}, odd = {0};
     size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int l = 0; l < 16; l++) acc[l] = fmaxf(acc[l], x[i + l]);
-    float best = -INFINITY;
-    for (int l = 0; l < 16; l++) best = fmaxf(best, acc[l]);
-    for (; i < n; i++) best = fmaxf(best, x[i]);
-    return best;
-}
-
-/* Sum of (x - mean)^2 in 16 lanes. */
-static inline float lane_centered_squares(const float *x, size_t n, float mean) {
-    float acc[16] = {0};
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int l = 0; l < 16; l++) {
-            float c = x[i + l] - mean;
-            acc[l] += c * c;
-        }
-    float total = 0.0f;
-    for (int l = 0; l < 16; l++) total += acc[l];
+    for (; i + 32 <= n; i += 32) {
+        vec16 c = *(const vec16 *)(x + i) - mean, e = *(const vec16 *)(x + i + 16) - mean;
+        acc += c * c;
+        odd += e * e;
+    }
+    for (; i + 16 <= n; i += 16) {
+        vec16 c = *(const vec16 *)(x + i) - mean;
+        acc += c * c;
+    }
+    acc += odd;
+    VEC_REDUCE(acc, VEC_ADD);
+    float total = acc[0];
     for (; i < n; i++) total += (x[i] - mean) * (x[i] - mean);
     return total;
 }
@@ -132,47 +148,13 @@ MULTI void ak_rms_norm(const float *x, float *out, const float *weight, size_t r
     }
 }
 
-MULTI void ak_bias_gelu_erf(float *x, const float *bias, size_t rows, size_t d) {
+/* x = LayerNorm(x + y) row by row. */
+MULTI void ak_residual_layer_norm(float *x, const float *y, const float *gamma, const float *beta,
+                                  size_t rows, size_t d, float eps) {
     for (size_t r = 0; r < rows; r++) {
-        float *row = x + r * d;
-        for (size_t i = 0; i < d; i++) {
-            float v = row[i] + bias[i];
-            row[i] = 0.5f * v * (1.0f + fast_erf(v * 0.70710678118654752f));
-        }
-    }
-}
-
-MULTI void ak_bias_gelu_tanh(float *x, const float *bias, size_t rows, size_t d) {
-    for (size_t r = 0; r < rows; r++) {
-        float *row = x + r * d;
-        for (size_t i = 0; i < d; i++) {
-            float v = row[i] + bias[i];
-            float inner = 0.79788456080286536f * (v + 0.044715f * v * v * v);
-            row[i] = 0.5f * v * (1.0f + fast_tanh(inner));
-        }
-    }
-}
-
-MULTI void ak_bias_residual(float *x, float *y, const float *bias, size_t rows, size_t d) {
-    for (size_t r = 0; r < rows; r++) {
-        float *xr = x + r * d, *yr = y + r * d;
-        for (size_t i = 0; i < d; i++) {
-            float v = yr[i] + bias[i];
-            yr[i] = v;
-            xr[i] += v;
-        }
-    }
-}
-
-MULTI void ak_bias_residual_layer_norm(float *x, float *y, const float *bias, const float *gamma,
-                                       const float *beta, size_t rows, size_t d, float eps) {
-    for (size_t r = 0; r < rows; r++) {
-        float *xr = x + r * d, *yr = y + r * d;
-        for (size_t i = 0; i < d; i++) {
-            float v = yr[i] + bias[i];
-            yr[i] = v;
-            xr[i] += v;
-        }
+        float *xr = x + r * d;
+        const float *yr = y + r * d;
+        for (size_t i = 0; i < d; i++) xr[i] += yr[i];
         float mean = lane_sum(xr, d) / (float)d;
         float inv = 1.0f / sqrtf(lane_centered_squares(xr, d, mean) / (float)d + eps);
         for (size_t i = 0; i < d; i++) xr[i] = (xr[i] - mean) * inv * gamma[i] + beta[i];
@@ -186,25 +168,121 @@ MULTI void ak_silu_mul(float *gate, const float *up, size_t n) {
     }
 }
 
+/* Dense layers: y = x Wᵀ + bias, then an activation, on weights packed at load time (the
+ * GEMMs of the forward pass). The micro-kernel keeps a tile of LINEAR_ROWS rows × 64
+ * outputs in 24 AVX-512 accumulators: per input, 4 vector loads of packed weights and 6
+ * broadcasts of x feed 24 FMAs. LINEAR_DEPTH inputs × 64 outputs of weights (24 KB) stay in
+ * L1 while a block of LINEAR_BLOCK rows of x passes over them from L2; the depth also
+ * bounds each chain of roundings (96 kept MiniLM's outlier outputs, about 160, within a few
+ * ulps of transformers). Bias and activation are applied while the tile is in registers or
+ * L1, so no pass over y follows. */
+#define LINEAR_ROWS 6
+#define LINEAR_PANEL 64
+#define LINEAR_DEPTH 96
+#define LINEAR_BLOCK 96
+
+INLINE float gelu_erf(float v) { return 0.5f * v * (1.0f + fast_erf(v * 0.70710678118654752f)); }
+
+INLINE float gelu_tanh(float v) {
+    return 0.5f * v * (1.0f + fast_tanh(0.79788456080286536f * (v + 0.044715f * v * v * v)));
+}
+
+/* Floats per input of a panel `width` outputs wide: whole vectors, zero-padded. */
+static inline size_t linear_stride(size_t width) { return (width + 15) & ~(size_t)15; }
+
+size_t ak_linear_packed_count(size_t n, size_t k) {
+    size_t full = n / LINEAR_PANEL * LINEAR_PANEL;
+    return (full + linear_stride(n - full)) * k;
+}
+
+void ak_linear_pack(const float *w, size_t n, size_t k, int input_major, float *packed) {
+    for (size_t p0 = 0; p0 < n; p0 += LINEAR_PANEL) {
+        size_t width = n - p0 < LINEAR_PANEL ? n - p0 : LINEAR_PANEL, stride = linear_stride(width);
+        float *panel = packed + p0 * k; /* every panel before this one is LINEAR_PANEL wide */
+        for (size_t i = 0; i < k; i++)
+            for (size_t j = 0; j < stride; j++)
+                panel[i * stride + j] = j >= width ? 0.0f : input_major ? w[i * n + p0 + j] : w[(p0 + j) * k + i];
+    }
+}
+
+/* One tile: y[r][0..16nv] = (load ? y[r] : bias or 0) + Σ_i x[r][i] panel[i] for r < rows.
+ * The sum over this block of inputs starts from zero and is added to y at the end, so an
+ * output is a sum of block sums (as sgemm does), not one chain of k roundings. */
+INLINE void linear_tile(const float *x, size_t ldx, size_t rows, const float *panel, size_t depth, int nv,
+                        int load, const float *bias, float *y, size_t ldy) {
+    vec16 acc[LINEAR_ROWS][4]; /* every index a constant after unrolling, or acc lives on the stack */
+    for (int r = 0; r < LINEAR_ROWS; r++)
+        for (int l = 0; l < nv; l++) acc[r][l] = (vec16){0};
+    const float *xr[LINEAR_ROWS]; /* rows past the tile repeat row 0 and are not stored */
+    for (int r = 0; r < LINEAR_ROWS; r++) xr[r] = x + ((size_t)r < rows ? (size_t)r : 0) * ldx;
+    for (size_t i = 0; i < depth; i++) {
+        vec16 w[4];
+        for (int l = 0; l < nv; l++) w[l] = *(const vec16 *)(panel + (size_t)(16 * nv) * i + 16 * l);
+        for (int r = 0; r < LINEAR_ROWS; r++) {
+            float a = xr[r][i];
+            for (int l = 0; l < nv; l++) acc[r][l] += a * w[l];
+        }
+    }
+    for (int r = 0; r < LINEAR_ROWS; r++)
+        for (int l = 0; l < nv && (size_t)r < rows; l++) {
+            vec16 *out = (vec16 *)(y + r * ldy + 16 * l);
+            *out = acc[r][l] + (load ? *out : bias ? *(const vec16 *)(bias + 16 * l) : (vec16){0});
+        }
+}
+
+/* linear_tile with the vector count a constant, so that each width gets its own loop. */
+INLINE void linear_tile_any(const float *x, size_t ldx, size_t rows, const float *panel, size_t stride,
+                            size_t depth, int load, const float *bias, float *y, size_t ldy) {
+    switch (stride / 16) {
+    case 4: linear_tile(x, ldx, rows, panel, depth, 4, load, bias, y, ldy); break;
+    case 3: linear_tile(x, ldx, rows, panel, depth, 3, load, bias, y, ldy); break;
+    case 2: linear_tile(x, ldx, rows, panel, depth, 2, load, bias, y, ldy); break;
+    default: linear_tile(x, ldx, rows, panel, depth, 1, load, bias, y, ldy); break;
+    }
+}
+
+MULTI void ak_linear(const float *x, size_t ldx, size_t rows, size_t k, const float *packed, size_t n,
+                     const float *bias, enum ak_activation activation, float *y, size_t ldy) {
+    for (size_t m0 = 0; m0 < rows; m0 += LINEAR_BLOCK) {
+        size_t block = rows - m0 < LINEAR_BLOCK ? rows - m0 : LINEAR_BLOCK;
+        for (size_t p0 = 0; p0 < n; p0 += LINEAR_PANEL) {
+            size_t width = n - p0 < LINEAR_PANEL ? n - p0 : LINEAR_PANEL, stride = linear_stride(width);
+            for (size_t k0 = 0; k0 < k; k0 += LINEAR_DEPTH) {
+                size_t depth = k - k0 < LINEAR_DEPTH ? k - k0 : LINEAR_DEPTH;
+                const float *panel = packed + p0 * k + k0 * stride;
+                const float *b = bias && k0 == 0 ? bias + p0 : NULL;
+                for (size_t r0 = 0; r0 < block; r0 += LINEAR_ROWS) {
+                    size_t tile = block - r0 < LINEAR_ROWS ? block - r0 : LINEAR_ROWS;
+                    const float *xt = x + (m0 + r0) * ldx + k0;
+                    float *yt = y + (m0 + r0) * ldy + p0;
+                    if (width == stride) {
+                        linear_tile_any(xt, ldx, tile, panel, stride, depth, k0 > 0, b, yt, ldy);
+                    } else { /* a ragged last panel runs on a zero-padded copy of its tile */
+                        float t[LINEAR_ROWS * LINEAR_PANEL] = {0}, tb[LINEAR_PANEL] = {0};
+                        for (size_t r = 0; k0 > 0 && r < tile; r++) memcpy(t + r * stride, yt + r * ldy, width * sizeof(float));
+                        if (b) memcpy(tb, b, width * sizeof(float));
+                        linear_tile_any(xt, ldx, tile, panel, stride, depth, k0 > 0, b ? tb : NULL, t, stride);
+                        for (size_t r = 0; r < tile; r++) memcpy(yt + r * ldy, t + r * stride, width * sizeof(float));
+                    }
+                    if (k0 + depth < k || activation == AK_ACTIVATION_NONE) continue;
+                    for (size_t r = 0; r < tile; r++) {
+                        float *row = yt + r * ldy;
+                        if (activation == AK_ACTIVATION_GELU_ERF)
+                            for (size_t j = 0; j < width; j++) row[j] = gelu_erf(row[j]);
+                        else
+                            for (size_t j = 0; j < width; j++) row[j] = gelu_tanh(row[j]);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /* Attention keeps 16 AVX-512 accumulators live, enough independent FMA chains to cover the
  * FMA latency on both ports: scores in blocks of 4 query rows × 64 keys, outputs in blocks
- * of ATTENTION_ROWS query rows × 32 value columns. GCC vector types pin that blocking (the
- * auto-vectoriser spills it); on AVX2 and baseline each 64-byte vector is split in halves. */
+ * of ATTENTION_ROWS query rows × 32 value columns. Vector types pin that blocking, which
+ * the auto-vectoriser spills. */
 #define ATTENTION_ROWS 8
-typedef float vec16 __attribute__((vector_size(64), aligned(4), may_alias));
-typedef int32_t ivec16 __attribute__((vector_size(64), aligned(4), may_alias));
-#define VEC_ADD(a, b) ((a) + (b))
-/* a > b ? a : b per lane, which is what vmaxps computes (fmaxf adds NaN handling). */
-#define VEC_MAX(a, b) ((vec16)(((ivec16)(a) & ((a) > (b))) | ((ivec16)(b) & ~((a) > (b)))))
-/* x = op(x, x with halves swapped) four times: the reduction of all 16 lanes in lane 0. */
-#define VEC_REDUCE(x, op)                                                                                \
-    do {                                                                                                 \
-        x = op(x, __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7)); \
-        x = op(x, __builtin_shufflevector(x, x, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11)); \
-        x = op(x, __builtin_shufflevector(x, x, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13)); \
-        x = op(x, __builtin_shufflevector(x, x, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14)); \
-    } while (0)
-
 static inline size_t attention_padded(size_t length) { return (length + 15) & ~(size_t)15; }
 
 size_t ak_attention_scratch(size_t length, size_t head_dim) {
@@ -212,7 +290,7 @@ size_t ak_attention_scratch(size_t length, size_t head_dim) {
 }
 
 /* 16 rows of 16 floats become 16 columns: unpack pairs, then 2 × 2 blocks, then 128-bit lanes. */
-static inline __attribute__((always_inline)) void transpose16(vec16 *m) {
+INLINE void transpose16(vec16 *m) {
     vec16 t[16], u[16];
     for (int i = 0; i < 16; i += 2) {
         t[i] = __builtin_shufflevector(m[i], m[i + 1], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
@@ -239,7 +317,7 @@ static inline __attribute__((always_inline)) void transpose16(vec16 *m) {
 
 /* Copies one head out of the strided projection, whose row stride would crowd a few L1
  * sets: q and v as [length, head_dim], k transposed as [head_dim, padded], zero past length. */
-static inline __attribute__((always_inline)) void attention_gather(
+INLINE void attention_gather(
     const float *q, const float *k, const float *v, size_t ld, size_t length, size_t head_dim,
     size_t padded, float *qs, float *kt, float *vs) {
     size_t wide = head_dim & ~(size_t)15;
@@ -268,7 +346,7 @@ static inline __attribute__((always_inline)) void attention_gather(
 }
 
 /* scores[r][j..j+16n] = q_r · k_j for 4 query rows (qs rows, stride head_dim), n vectors of keys. */
-static inline __attribute__((always_inline)) void attention_score_block(
+INLINE void attention_score_block(
     const float *const *qr, const float *kt, size_t padded, size_t j, size_t head_dim,
     float *scores, int n) {
     vec16 acc[4][4] = {{0}};
@@ -286,7 +364,7 @@ static inline __attribute__((always_inline)) void attention_score_block(
 
 /* In place: row[j] = exp(scale (row[j] - max)) for j < visible and 0 up to reach. Returns
  * 1 / Σ row: the weights stay unnormalised until the output. */
-static inline __attribute__((always_inline)) float attention_softmax(float *row, size_t visible, size_t reach, float scale) {
+INLINE float attention_softmax(float *row, size_t visible, size_t reach, float scale) {
     size_t wide = visible & ~(size_t)15, j;
     vec16 most = *(const vec16 *)row;
     for (j = 16; j < wide; j += 16) {
@@ -308,7 +386,7 @@ static inline __attribute__((always_inline)) float attention_softmax(float *row,
 }
 
 /* out[r][0..16n] = inv[r] Σ_j p[r][j] v_j[0..16n] for ATTENTION_ROWS rows, n = 1 or 2. */
-static inline __attribute__((always_inline)) void attention_value_block(
+INLINE void attention_value_block(
     const float *scores, size_t padded, size_t reach, const float *vs, size_t head_dim,
     const float *inv, size_t rows, float *out, size_t ldo, int n) {
     vec16 acc[ATTENTION_ROWS][2] = {{0}};
@@ -320,14 +398,14 @@ static inline __attribute__((always_inline)) void attention_value_block(
             for (int l = 0; l < n; l++) acc[r][l] += p * value[l];
         }
     }
-    for (size_t r = 0; r < rows; r++)
-        for (int l = 0; l < n; l++) *(vec16 *)(out + r * ldo + 16 * l) = acc[r][l] * inv[r];
+    for (int r = 0; r < ATTENTION_ROWS; r++)
+        for (int l = 0; l < n && (size_t)r < rows; l++) *(vec16 *)(out + r * ldo + 16 * l) = acc[r][l] * inv[r];
 }
 
 /* One head: the gather, then ATTENTION_ROWS queries at a time. `next` (or NULL) are the
  * q, k and v of the head to run after this one, fetched into L1 a few rows per block while
  * this one computes: their rows are a page apart, which the hardware prefetcher skips. */
-static inline __attribute__((always_inline)) void attention_head(
+INLINE void attention_head(
     const float *q, const float *k, const float *v, size_t ld, size_t length, size_t head_dim,
     float scale, int causal, const float *const *next, float *scratch, float *out, size_t ldo) {
     size_t padded = attention_padded(length);
@@ -399,10 +477,6 @@ MULTI void ak_add_rows(float *x, const float *bias, size_t rows, size_t d, size_
         float *row = x + r * ld;
         for (size_t i = 0; i < d; i++) row[i] += bias[i];
     }
-}
-
-void ak_broadcast_rows(float *out, const float *bias, size_t rows, size_t d, size_t ld) {
-    for (size_t r = 0; r < rows; r++) memcpy(out + r * ld, bias, d * sizeof(float));
 }
 
 MULTI void ak_add(float *x, const float *y, size_t n) {

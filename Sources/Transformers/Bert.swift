@@ -4,8 +4,8 @@ import CKernels
 ///
 /// Per block, with x the residual stream [rows, d]:
 ///   a = Attention(x) Wₒ + bₒ                  → hook_attn_out
-///   x = LayerNorm(a + x)                      (bias, residual and norm in one pass)
-///   h = GELU(x Wᵢ + bᵢ)                       → mlp.hook_post [rows, m]
+///   x = LayerNorm(a + x)                      (residual and norm in one pass)
+///   h = GELU(x Wᵢ + bᵢ)                       → mlp.hook_post [rows, m] (GELU fused into the GEMM)
 ///   f = h Wₒ₂ + bₒ₂                           → hook_mlp_out
 ///   x = LayerNorm(f + x)                      → hook_resid_post
 final class BertModel: ForwardModel {
@@ -32,11 +32,8 @@ final class BertModel: ForwardModel {
         blocks = try (0..<config.layers).map { layer in
             let b = "\(p)encoder.layer.\(layer)."
             return Block(
-                qkv: Linear.concatenating([
-                    try weights.linear(b + "attention.self.query", inputs: d, outputs: d),
-                    try weights.linear(b + "attention.self.key", inputs: d, outputs: d),
-                    try weights.linear(b + "attention.self.value", inputs: d, outputs: d),
-                ]),
+                qkv: try weights.linear(
+                    ["query", "key", "value"].map { b + "attention.self." + $0 }, inputs: d, outputs: [d, d, d]),
                 attentionOutput: try weights.linear(b + "attention.output.dense", inputs: d, outputs: d),
                 attentionNorm: try weights.layerNorm(b + "attention.output.LayerNorm", width: d, epsilon: eps),
                 intermediate: try weights.linear(b + "intermediate.dense", inputs: d, outputs: m),
@@ -73,17 +70,14 @@ final class BertModel: ForwardModel {
 
             block.qkv.apply(x, rows: rows, ldx: d, into: qkv, ldy: attention.fusedWidth, threads: threads)
             attention.apply(qkv: qkv, batch: batch, scratch: scratch, into: context, threads: threads)
-            block.attentionOutput.apply(context, rows: rows, ldx: d, into: sublayer, ldy: d, threads: threads, bias: false)
-            Elementwise.biasResidualLayerNorm(
-                x, sublayer, bias: block.attentionOutput.bias!, norm: block.attentionNorm, rows: rows, width: d, threads: threads)
+            block.attentionOutput.apply(context, rows: rows, ldx: d, into: sublayer, ldy: d, threads: threads)
+            Elementwise.residualLayerNorm(x, sublayer, norm: block.attentionNorm, rows: rows, width: d, threads: threads)
             if hook(.attnOut, sublayer, d) { return }
 
-            block.intermediate.apply(x, rows: rows, ldx: d, into: hidden, ldy: m, threads: threads, bias: false)
-            Elementwise.biasGELU(hidden, bias: block.intermediate.bias!, rows: rows, width: m, tanh: false, threads: threads)
+            block.intermediate.apply(x, rows: rows, ldx: d, into: hidden, ldy: m, threads: threads, activation: .geluErf)
             if hook(.mlpPost, hidden, m) { return }
-            block.output.apply(hidden, rows: rows, ldx: m, into: sublayer, ldy: d, threads: threads, bias: false)
-            Elementwise.biasResidualLayerNorm(
-                x, sublayer, bias: block.output.bias!, norm: block.outputNorm, rows: rows, width: d, threads: threads)
+            block.output.apply(hidden, rows: rows, ldx: m, into: sublayer, ldy: d, threads: threads)
+            Elementwise.residualLayerNorm(x, sublayer, norm: block.outputNorm, rows: rows, width: d, threads: threads)
             if hook(.mlpOut, sublayer, d) { return }
             if hook(.residPost, x, d) { return }
         }

@@ -1,4 +1,3 @@
-import BLAS
 import CKernels
 
 /// Token layout of one forward pass: sequences back to back with no padding. Every row is a
@@ -64,61 +63,46 @@ struct Capture {
     }
 }
 
-/// A dense layer `y = x Wᵀ + b` over rows of x.
+/// A dense layer `y = activation(x Wᵀ + b)` over rows of x, its weights packed at load for
+/// ``ak_linear`` (our own GEMM: bias and GELU are applied while each tile is in registers,
+/// so no pass over y follows, and nothing is packed per call as sgemm does).
 struct Linear {
-    let weight: FloatBuffer
-    let bias: FloatBuffer?
-    let inputs: Int
-    let outputs: Int
-    /// GPT-2's Conv1D keeps W as [in, out]; nn.Linear keeps [out, in].
-    let inputMajor: Bool
-
-    /// Rows are split across `threads`, each running a single-threaded sgemm: no BLAS
-    /// thread pool spins while attention and the elementwise kernels run.
-    /// With `bias: false` the caller folds the bias into the pass that follows (see
-    /// ``Elementwise``), so the GEMM writes C without reading it.
-    func apply(
-        _ x: UnsafePointer<Float>, rows: Int, ldx: Int, into y: UnsafeMutablePointer<Float>, ldy: Int, threads: Int,
-        bias addBias: Bool = true
-    ) {
-        let bias = addBias ? self.bias : nil
-        let chunks = rows >= 64 * threads ? threads : 1
-        parallelFor(rows, threads: chunks) { range, _ in
-            let rows = range.count, x = x + range.lowerBound * ldx, y = y + range.lowerBound * ldy
-            guard rows > 0 else { return }
-            if let bias {
-                ak_broadcast_rows(y, bias.pointer, rows, outputs, ldy)
+    enum Activation {
+        case none, geluErf, geluTanh
+        var kernel: ak_activation {
+            switch self {
+            case .none: AK_ACTIVATION_NONE
+            case .geluErf: AK_ACTIVATION_GELU_ERF
+            case .geluTanh: AK_ACTIVATION_GELU_TANH
             }
-            BLAS.sgemm(
-                .none, inputMajor ? .none : .transpose, m: rows, n: outputs, k: inputs,
-                a: UnsafeBufferPointer(start: x, count: (rows - 1) * ldx + inputs), lda: ldx,
-                b: weight.readOnly, ldb: inputMajor ? outputs : inputs,
-                beta: bias == nil ? 0 : 1,
-                c: UnsafeMutableBufferPointer(start: y, count: (rows - 1) * ldy + outputs), ldc: ldy)
         }
     }
 
-    /// One layer computing several `[out, in]` layers side by side (q, k and v in one GEMM).
-    static func concatenating(_ parts: [Linear]) -> Linear {
-        precondition(parts.allSatisfy { !$0.inputMajor && $0.inputs == parts[0].inputs })
-        let outputs = parts.reduce(0) { $0 + $1.outputs }
-        let weight = FloatBuffer(count: outputs * parts[0].inputs)
-        var offset = 0
-        for part in parts {
-            (weight.pointer + offset).update(from: part.weight.pointer, count: part.weight.count)
-            offset += part.weight.count
+    let packed: FloatBuffer
+    let bias: FloatBuffer?
+    let inputs: Int
+    let outputs: Int
+
+    /// - Parameter inputMajor: W is `[in, out]` (GPT-2's Conv1D), not `[out, in]` (nn.Linear).
+    init(weight: FloatBuffer, bias: FloatBuffer?, inputs: Int, outputs: Int, inputMajor: Bool) {
+        packed = FloatBuffer(count: ak_linear_packed_count(outputs, inputs))
+        ak_linear_pack(weight.pointer, outputs, inputs, inputMajor ? 1 : 0, packed.pointer)
+        self.bias = bias
+        self.inputs = inputs
+        self.outputs = outputs
+    }
+
+    /// Rows are split across `threads`, each running the single-threaded kernel.
+    func apply(
+        _ x: UnsafePointer<Float>, rows: Int, ldx: Int, into y: UnsafeMutablePointer<Float>, ldy: Int, threads: Int,
+        activation: Activation = .none
+    ) {
+        let chunks = rows >= 64 * threads ? threads : 1
+        parallelFor(rows, threads: chunks) { range, _ in
+            ak_linear(
+                x + range.lowerBound * ldx, ldx, range.count, inputs, packed.pointer, outputs, bias?.pointer,
+                activation.kernel, y + range.lowerBound * ldy, ldy)
         }
-        var bias: FloatBuffer?
-        if parts.contains(where: { $0.bias != nil }) {
-            let joined = FloatBuffer(count: outputs)
-            var position = 0
-            for part in parts {
-                if let b = part.bias { (joined.pointer + position).update(from: b.pointer, count: part.outputs) }
-                position += part.outputs
-            }
-            bias = joined
-        }
-        return Linear(weight: weight, bias: bias, inputs: parts[0].inputs, outputs: outputs, inputMajor: false)
     }
 }
 
@@ -148,11 +132,25 @@ struct RMSNorm {
 }
 
 extension WeightStore {
+    /// nn.Linear layers side by side as one (q, k and v in one GEMM): each `[outputs[i], inputs]`.
+    func linear(_ names: [String], inputs: Int, outputs: [Int], bias: Bool = true) throws -> Linear {
+        let total = outputs.reduce(0, +)
+        let weight = FloatBuffer(count: total * inputs), joined = bias ? FloatBuffer(count: total) : nil
+        var row = 0
+        for (name, width) in zip(names, outputs) {
+            let part = try take(name + ".weight", [width, inputs])
+            withExtendedLifetime(part) { (weight.pointer + row * inputs).update(from: part.pointer, count: part.count) }
+            if let joined {
+                let partBias = try take(name + ".bias", [width])
+                withExtendedLifetime(partBias) { (joined.pointer + row).update(from: partBias.pointer, count: width) }
+            }
+            row += width
+        }
+        return Linear(weight: weight, bias: joined, inputs: inputs, outputs: total, inputMajor: false)
+    }
+
     func linear(_ name: String, inputs: Int, outputs: Int, bias: Bool = true) throws -> Linear {
-        Linear(
-            weight: try take(name + ".weight", [outputs, inputs]),
-            bias: bias ? try take(name + ".bias", [outputs]) : nil,
-            inputs: inputs, outputs: outputs, inputMajor: false)
+        try linear([name], inputs: inputs, outputs: [outputs], bias: bias)
     }
 
     func conv1D(_ name: String, inputs: Int, outputs: Int) throws -> Linear {
@@ -195,34 +193,13 @@ enum Elementwise {
         parallelFor(count, threads: count >= 64 ? threads : 1) { range, _ in body(range.lowerBound, range.count) }
     }
 
-    /// x = GELU(x + bias), rows of width `width`.
-    static func biasGELU(_ x: UnsafeMutablePointer<Float>, bias: FloatBuffer, rows count: Int, width: Int, tanh: Bool, threads: Int) {
-        rows(count, threads: threads) { start, n in
-            if tanh {
-                ak_bias_gelu_tanh(x + start * width, bias.pointer, n, width)
-            } else {
-                ak_bias_gelu_erf(x + start * width, bias.pointer, n, width)
-            }
-        }
-    }
-
-    /// y += bias; x += y.
-    static func biasResidual(
-        _ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, bias: FloatBuffer, rows count: Int, width: Int, threads: Int
+    /// x = LayerNorm(x + y).
+    static func residualLayerNorm(
+        _ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, norm: LayerNorm, rows count: Int, width: Int, threads: Int
     ) {
         rows(count, threads: threads) { start, n in
-            ak_bias_residual(x + start * width, y + start * width, bias.pointer, n, width)
-        }
-    }
-
-    /// y += bias; x = LayerNorm(x + y).
-    static func biasResidualLayerNorm(
-        _ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, bias: FloatBuffer, norm: LayerNorm,
-        rows count: Int, width: Int, threads: Int
-    ) {
-        rows(count, threads: threads) { start, n in
-            ak_bias_residual_layer_norm(
-                x + start * width, y + start * width, bias.pointer, norm.weight.pointer, norm.bias.pointer, n, width, norm.epsilon)
+            ak_residual_layer_norm(
+                x + start * width, y + start * width, norm.weight.pointer, norm.bias.pointer, n, width, norm.epsilon)
         }
     }
 

@@ -66,16 +66,17 @@ final class GPT2Model: ForwardModel {
             block.norm1.apply(x, into: normed, rows: rows, width: d, threads: threads)
             block.qkv.apply(normed, rows: rows, ldx: d, into: qkv, ldy: 3 * d, threads: threads)
             attention.apply(qkv: qkv, batch: batch, scratch: scratch, into: context, threads: threads)
-            block.projection.apply(context, rows: rows, ldx: d, into: sublayer, ldy: d, threads: threads, bias: false)
-            Elementwise.biasResidual(x, sublayer, bias: block.projection.bias!, rows: rows, width: d, threads: threads)
+            block.projection.apply(context, rows: rows, ldx: d, into: sublayer, ldy: d, threads: threads)
+            Elementwise.add(x, sublayer, count: rows * d, threads: threads)
             if hook(.attnOut, sublayer, d) { return }
 
             block.norm2.apply(x, into: normed, rows: rows, width: d, threads: threads)
-            block.up.apply(normed, rows: rows, ldx: d, into: hidden, ldy: m, threads: threads, bias: false)
-            Elementwise.biasGELU(hidden, bias: block.up.bias!, rows: rows, width: m, tanh: config.activation == .geluTanh, threads: threads)
+            block.up.apply(
+                normed, rows: rows, ldx: d, into: hidden, ldy: m, threads: threads,
+                activation: config.activation == .geluTanh ? .geluTanh : .geluErf)
             if hook(.mlpPost, hidden, m) { return }
-            block.down.apply(hidden, rows: rows, ldx: m, into: sublayer, ldy: d, threads: threads, bias: false)
-            Elementwise.biasResidual(x, sublayer, bias: block.down.bias!, rows: rows, width: d, threads: threads)
+            block.down.apply(hidden, rows: rows, ldx: m, into: sublayer, ldy: d, threads: threads)
+            Elementwise.add(x, sublayer, count: rows * d, threads: threads)
             if hook(.mlpOut, sublayer, d) { return }
             if hook(.residPost, x, d) { return }
         }

@@ -37,11 +37,9 @@ final class LlamaModel: ForwardModel {
             let b = "\(p)layers.\(layer)."
             return Block(
                 norm1: RMSNorm(weight: try weights.take(b + "input_layernorm.weight", [d]), epsilon: eps),
-                qkv: Linear.concatenating([
-                    try weights.linear(b + "self_attn.q_proj", inputs: d, outputs: qWidth, bias: config.qkvBias),
-                    try weights.linear(b + "self_attn.k_proj", inputs: d, outputs: kvWidth, bias: config.qkvBias),
-                    try weights.linear(b + "self_attn.v_proj", inputs: d, outputs: kvWidth, bias: config.qkvBias),
-                ]),
+                qkv: try weights.linear(
+                    ["q_proj", "k_proj", "v_proj"].map { b + "self_attn." + $0 }, inputs: d, outputs: [qWidth, kvWidth, kvWidth],
+                    bias: config.qkvBias),
                 output: try weights.linear(b + "self_attn.o_proj", inputs: qWidth, outputs: d, bias: config.outputBias),
                 norm2: RMSNorm(weight: try weights.take(b + "post_attention_layernorm.weight", [d]), epsilon: eps),
                 gate: try weights.linear(b + "mlp.gate_proj", inputs: d, outputs: m, bias: config.mlpBias),

@@ -1,4 +1,3 @@
-import BLAS
 import Foundation
 
 /// What every family implements: one pass over a ragged batch, recording hooks as it goes.
@@ -20,7 +19,7 @@ public final class TransformerModel {
     private let implementation: ForwardModel
     private let workspace = Workspace()
     /// Threads of one forward pass. The model runs its own threads over single-threaded
-    /// BLAS calls, so it uses exactly this many cores (no oversubscription between workers).
+    /// kernels, so it uses exactly this many cores (no oversubscription between workers).
     public var threads = 1
 
     /// Loads `config.json` and the safetensors weights of `directory`, checking every tensor.
@@ -43,7 +42,6 @@ public final class TransformerModel {
         case .llama(let c): implementation = try LlamaModel(config: c, weights: weights)
         }
         try weights.finish()
-        BLAS.threadCount = 1
     }
 
     /// Parses hook names against this model; an unknown one lists the valid names.

@@ -37,25 +37,62 @@ private func worst(_ a: [Float], _ b: [Double]) -> Double {
     }
 
     @Test(arguments: [1024, 999])
-    func activations(_ count: Int) {
-        let x = values(count, seed: 3, scale: 6)
-        // GELU with a bias folded in: rows of `width`, the bias repeating per row.
-        let width = count % 2 == 0 ? 64 : 37, rows = count / width
-        let bias = values(width, seed: 8, scale: 0.5)
-        let shifted = (0..<(rows * width)).map { Double(x[$0]) + Double(bias[$0 % width]) }
-        var gelu = Array(x[0..<(rows * width)]), geluTanh = gelu, gate = x
-        let up = values(count, seed: 4)
-        ak_bias_gelu_erf(&gelu, bias, rows, width)
-        #expect(worst(gelu, shifted.map { 0.5 * $0 * (1 + erf($0 / 2.0.squareRoot())) }) <= 1e-6)
-        ak_bias_gelu_tanh(&geluTanh, bias, rows, width)
-        #expect(worst(geluTanh, shifted.map { v in
-            0.5 * v * (1 + tanh((2 / Double.pi).squareRoot() * (v + 0.044715 * v * v * v)))
-        }) <= 1e-6)
+    func siluMultiply(_ count: Int) {
+        let x = values(count, seed: 3, scale: 6), up = values(count, seed: 4)
+        var gate = x
         ak_silu_mul(&gate, up, count)
         for (index, (value, u)) in zip(x, up).enumerated() {
             let expected = Double(value) / (1 + exp(-Double(value))) * Double(u)
             #expect(abs(Double(gate[index]) - expected) <= 1e-6 * max(1, abs(expected)))
         }
+    }
+}
+
+/// ak_linear against a plain Double GEMM: a power-of-two shape, an odd one with a ragged last
+/// panel, and one spanning several row blocks, input blocks and panels; strided x and y.
+@Suite struct DenseKernels {
+    @Test(arguments: [(13, 128, 128), (7, 19, 37), (200, 300, 150)])
+    func linearMatchesTheDefinition(_ rows: Int, _ inputs: Int, _ outputs: Int) {
+        let ldx = inputs + 3, ldy = outputs + 5
+        let x = values(rows * ldx, seed: 21), weight = values(outputs * inputs, seed: 22, scale: 1)
+        let bias = values(outputs, seed: 23)
+        for (inputMajor, withBias) in [(false, true), (true, false)] {
+            // The same matrix either way: W[o][i] is weight[o * inputs + i].
+            let stored = inputMajor ? (0..<(inputs * outputs)).map { weight[($0 % outputs) * inputs + $0 / outputs] } : weight
+            var packed = [Float](repeating: .nan, count: ak_linear_packed_count(outputs, inputs))
+            ak_linear_pack(stored, outputs, inputs, inputMajor ? 1 : 0, &packed)
+            var y = [Float](repeating: .nan, count: rows * ldy)
+            ak_linear(x, ldx, rows, inputs, packed, outputs, withBias ? bias : nil, AK_ACTIVATION_NONE, &y, ldy)
+            var expected = y.map(Double.init)
+            for r in 0..<rows {
+                for o in 0..<outputs {
+                    expected[r * ldy + o] = (0..<inputs).reduce(withBias ? Double(bias[o]) : 0) {
+                        $0 + Double(x[r * ldx + $1]) * Double(weight[o * inputs + $1])
+                    }
+                }
+            }
+            #expect(worst(y, expected) <= 1e-4, "\(rows)×\(inputs)→\(outputs) inputMajor \(inputMajor)")
+            // The padding between rows of y is left alone.
+            #expect(y[outputs].isNaN)
+        }
+    }
+
+    /// With W = I the GEMM is exact, which isolates the fused bias and GELU.
+    @Test(arguments: [64, 37])
+    func geluIsFusedIntoTheLastPass(_ width: Int) {
+        let rows = 16
+        let x = values(rows * width, seed: 3, scale: 6), bias = values(width, seed: 8, scale: 0.5)
+        let identity = (0..<(width * width)).map { $0 / width == $0 % width ? Float(1) : 0 }
+        var packed = [Float](repeating: 0, count: ak_linear_packed_count(width, width))
+        ak_linear_pack(identity, width, width, 0, &packed)
+        let shifted = (0..<(rows * width)).map { Double(x[$0]) + Double(bias[$0 % width]) }
+        var gelu = [Float](repeating: 0, count: rows * width), geluTanh = gelu
+        ak_linear(x, width, rows, width, packed, width, bias, AK_ACTIVATION_GELU_ERF, &gelu, width)
+        #expect(worst(gelu, shifted.map { 0.5 * $0 * (1 + erf($0 / 2.0.squareRoot())) }) <= 1e-6)
+        ak_linear(x, width, rows, width, packed, width, bias, AK_ACTIVATION_GELU_TANH, &geluTanh, width)
+        #expect(worst(geluTanh, shifted.map { v in
+            0.5 * v * (1 + tanh((2 / Double.pi).squareRoot() * (v + 0.044715 * v * v * v)))
+        }) <= 1e-6)
     }
 }
 
@@ -76,18 +113,13 @@ private func worst(_ a: [Float], _ b: [Double]) -> Double {
         }
         #expect(worst(out, expected) <= 1e-5)
 
-        // Bias, residual and LayerNorm in one pass: y += b, x = LN(x + y).
-        let y = values(rows * width, seed: 12), bias = values(width, seed: 13)
-        var fusedX = x, fusedY = y
-        ak_bias_residual_layer_norm(&fusedX, &fusedY, bias, gamma, beta, rows, width, 1e-5)
-        var residual = x, sublayer = y
-        ak_bias_residual(&residual, &sublayer, bias, rows, width)
-        let biased = (0..<(rows * width)).map { Double(y[$0]) + Double(bias[$0 % width]) }
-        #expect(worst(fusedY, biased) <= 1e-6 && worst(sublayer, biased) <= 1e-6)
-        #expect(worst(residual, (0..<(rows * width)).map { Double(x[$0]) + biased[$0] }) <= 1e-5)
+        // Residual and LayerNorm in one pass: x = LN(x + y).
+        let y = values(rows * width, seed: 12)
+        var fused = x
+        ak_residual_layer_norm(&fused, y, gamma, beta, rows, width, 1e-5)
         var unfused = [Float](repeating: 0, count: rows * width)
-        ak_layer_norm(residual, &unfused, gamma, beta, rows, width, width, 1e-5)
-        #expect(worst(fusedX, unfused.map(Double.init)) <= 1e-5)
+        ak_layer_norm(zip(x, y).map { $0 + $1 }, &unfused, gamma, beta, rows, width, width, 1e-5)
+        #expect(worst(fused, unfused.map(Double.init)) <= 1e-5)
 
         ak_rms_norm(x, &out, gamma, rows, width, width, 1e-6)
         expected = []

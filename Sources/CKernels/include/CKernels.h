@@ -3,9 +3,10 @@
 
 #include <stddef.h>
 
-/* Elementwise and row-wise kernels of the forward pass. Each is compiled for AVX-512, AVX2
- * and baseline x86-64 (target_clones) and picked at load time for this CPU. Plain loops
- * written to vectorise; no allocation. Rows are contiguous with the given stride. */
+/* Kernels of the forward pass: dense layers, attention, and the elementwise and row-wise
+ * passes between them. Each is compiled for AVX-512, AVX2 and baseline x86-64
+ * (target_clones) and picked at load time for this CPU; no allocation. Rows are contiguous
+ * with the given stride. */
 
 /* out[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta; out may equal x. */
 void ak_layer_norm(const float *x, float *out, const float *gamma, const float *beta,
@@ -15,20 +16,30 @@ void ak_layer_norm(const float *x, float *out, const float *gamma, const float *
 void ak_rms_norm(const float *x, float *out, const float *weight, size_t rows, size_t d,
                  size_t stride, float eps);
 
-/* Bias folded into the pass after a GEMM, so the GEMM never reads C (rows of width d):
- * x = gelu(x + bias), erf or tanh form. */
-void ak_bias_gelu_erf(float *x, const float *bias, size_t rows, size_t d);
-void ak_bias_gelu_tanh(float *x, const float *bias, size_t rows, size_t d);
-
-/* y += bias; x += y (pre-LN residual; y keeps the sublayer output for hooks). */
-void ak_bias_residual(float *x, float *y, const float *bias, size_t rows, size_t d);
-
-/* y += bias; x = LayerNorm(x + y) (post-LN residual, as BERT). */
-void ak_bias_residual_layer_norm(float *x, float *y, const float *bias, const float *gamma,
-                                 const float *beta, size_t rows, size_t d, float eps);
+/* x = LayerNorm(x + y) (post-LN residual, as BERT). */
+void ak_residual_layer_norm(float *x, const float *y, const float *gamma, const float *beta,
+                            size_t rows, size_t d, float eps);
 
 /* In place: gate = silu(gate) * up (Llama SwiGLU). */
 void ak_silu_mul(float *gate, const float *up, size_t n);
+
+/* Dense layers on packed weights: the GEMMs of the forward pass. */
+
+/* Applied to each output of ak_linear before it is stored. */
+enum ak_activation { AK_ACTIVATION_NONE, AK_ACTIVATION_GELU_ERF, AK_ACTIVATION_GELU_TANH };
+
+/* Floats of the packed form of an n-output, k-input weight. */
+size_t ak_linear_packed_count(size_t n, size_t k);
+
+/* Packs W for ak_linear: W is [n, k] (nn.Linear) or, with input_major, [k, n] (GPT-2's
+ * Conv1D). The layout is panels of 64 outputs, each [k][64] (the last one [k][width rounded
+ * up to 16], zero-padded). */
+void ak_linear_pack(const float *w, size_t n, size_t k, int input_major, float *packed);
+
+/* y[r] = activation(x[r] Wᵀ + bias) for r < rows: x is [rows, k] (stride ldx), y
+ * [rows, n] (stride ldy), bias n floats or NULL. Single-threaded; callers split rows. */
+void ak_linear(const float *x, size_t ldx, size_t rows, size_t k, const float *packed, size_t n,
+               const float *bias, enum ak_activation activation, float *y, size_t ldy);
 
 /* Floats of scratch ak_attention needs for a sequence of `length` tokens. */
 size_t ak_attention_scratch(size_t length, size_t head_dim);
@@ -45,9 +56,6 @@ void ak_attention(const float *q, const float *k, const float *v, size_t ld, siz
 
 /* Each row of x ([rows, d], stride ld) becomes row + bias (bias may be NULL: copy only). */
 void ak_add_rows(float *x, const float *bias, size_t rows, size_t d, size_t ld);
-
-/* Fills each row of out ([rows, d], stride ld) with bias. */
-void ak_broadcast_rows(float *out, const float *bias, size_t rows, size_t d, size_t ld);
 
 /* x += y over n floats. */
 void ak_add(float *x, const float *y, size_t n);
