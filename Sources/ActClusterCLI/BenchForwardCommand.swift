@@ -33,7 +33,7 @@ struct BenchForwardCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Hooks to capture (repeatable). Default: every layer's hook_resid_post.", valueName: "name"))
     var hook: [String] = []
 
-    @Option(help: "Compute backend. fp32 (OpenBLAS) is the only one so far.")
+    @Option(help: "Compute backend. fp32 (the CKernels GEMM and attention) is the only one so far.")
     var compute = "fp32"
 
     @Option(help: "Timed batches.")

@@ -172,14 +172,16 @@ MULTI void ak_silu_mul(float *gate, const float *up, size_t n) {
  * GEMMs of the forward pass). The micro-kernel keeps a tile of LINEAR_ROWS rows × 64
  * outputs in 24 AVX-512 accumulators: per input, 4 vector loads of packed weights and 6
  * broadcasts of x feed 24 FMAs. LINEAR_DEPTH inputs × 64 outputs of weights (24 KB) stay in
- * L1 while a block of LINEAR_BLOCK rows of x passes over them from L2; the depth also
- * bounds each chain of roundings (96 kept MiniLM's outlier outputs, about 160, within a few
- * ulps of transformers). Bias and activation are applied while the tile is in registers or
- * L1, so no pass over y follows. */
+ * L1 while a block of rows of x passes over them from L2; the depth also bounds each chain
+ * of roundings (96 kept MiniLM's outlier outputs, about 160, within a few ulps of
+ * transformers). A block is as many rows as fit LINEAR_X_FLOATS of L2 (384 rows of 384
+ * inputs, 96 of 1536): the weights stream from L3 once per block. Bias and activation are
+ * applied while the tile is in registers or L1, so no pass over y follows. */
 #define LINEAR_ROWS 6
 #define LINEAR_PANEL 64
 #define LINEAR_DEPTH 96
-#define LINEAR_BLOCK 96
+#define LINEAR_X_FLOATS (384 * 384)
+#define LINEAR_MAX_BLOCK 384
 
 INLINE float gelu_erf(float v) { return 0.5f * v * (1.0f + fast_erf(v * 0.70710678118654752f)); }
 
@@ -243,8 +245,10 @@ INLINE void linear_tile_any(const float *x, size_t ldx, size_t rows, const float
 
 MULTI void ak_linear(const float *x, size_t ldx, size_t rows, size_t k, const float *packed, size_t n,
                      const float *bias, enum ak_activation activation, float *y, size_t ldy) {
-    for (size_t m0 = 0; m0 < rows; m0 += LINEAR_BLOCK) {
-        size_t block = rows - m0 < LINEAR_BLOCK ? rows - m0 : LINEAR_BLOCK;
+    size_t step = LINEAR_X_FLOATS / k / LINEAR_ROWS * LINEAR_ROWS;
+    step = step < LINEAR_ROWS ? LINEAR_ROWS : step > LINEAR_MAX_BLOCK ? LINEAR_MAX_BLOCK : step;
+    for (size_t m0 = 0; m0 < rows; m0 += step) {
+        size_t block = rows - m0 < step ? rows - m0 : step;
         for (size_t p0 = 0; p0 < n; p0 += LINEAR_PANEL) {
             size_t width = n - p0 < LINEAR_PANEL ? n - p0 : LINEAR_PANEL, stride = linear_stride(width);
             for (size_t k0 = 0; k0 < k; k0 += LINEAR_DEPTH) {
