@@ -172,15 +172,14 @@ MULTI void ak_silu_mul(float *gate, const float *up, size_t n) {
  * GEMMs of the forward pass). The micro-kernel keeps a tile of LINEAR_ROWS rows × 64
  * outputs in 24 AVX-512 accumulators: per input, 4 vector loads of packed weights and 6
  * broadcasts of x feed 24 FMAs. LINEAR_DEPTH inputs × 64 outputs of weights (24 KB) stay in
- * L1 while a block of rows of x passes over them from L2; the depth also bounds each chain
- * of roundings (96 kept MiniLM's outlier outputs, about 160, within a few ulps of
- * transformers). A block is as many rows as fit LINEAR_X_FLOATS of L2 (384 rows of 384
- * inputs, 96 of 1536): the weights stream from L3 once per block. Bias and activation are
+ * L1 while a block of rows passes over them from L2 (LINEAR_L2_FLOATS, 576 KB, of x or of
+ * y, see ak_linear). The depth also bounds each chain of roundings: 96 kept MiniLM's
+ * outlier outputs, about 160, within a few ulps of transformers. Bias and activation are
  * applied while the tile is in registers or L1, so no pass over y follows. */
 #define LINEAR_ROWS 6
 #define LINEAR_PANEL 64
 #define LINEAR_DEPTH 96
-#define LINEAR_X_FLOATS (384 * 384)
+#define LINEAR_L2_FLOATS (384 * 384)
 #define LINEAR_MAX_BLOCK 384
 
 INLINE float gelu_erf(float v) { return 0.5f * v * (1.0f + fast_erf(v * 0.70710678118654752f)); }
@@ -243,41 +242,58 @@ INLINE void linear_tile_any(const float *x, size_t ldx, size_t rows, const float
     }
 }
 
+/* Every tile of `block` rows for one panel (outputs p0..) and one block of inputs (k0..). */
+INLINE void linear_pass(const float *x, size_t ldx, size_t block, size_t k, size_t k0, const float *packed,
+                        size_t n, size_t p0, const float *bias, enum ak_activation activation, float *y,
+                        size_t ldy) {
+    size_t width = n - p0 < LINEAR_PANEL ? n - p0 : LINEAR_PANEL, stride = linear_stride(width);
+    size_t depth = k - k0 < LINEAR_DEPTH ? k - k0 : LINEAR_DEPTH;
+    const float *panel = packed + p0 * k + k0 * stride;
+    const float *b = bias && k0 == 0 ? bias + p0 : NULL;
+    for (size_t r0 = 0; r0 < block; r0 += LINEAR_ROWS) {
+        size_t tile = block - r0 < LINEAR_ROWS ? block - r0 : LINEAR_ROWS;
+        const float *xt = x + r0 * ldx + k0;
+        float *yt = y + r0 * ldy + p0;
+        if (width == stride) {
+            linear_tile_any(xt, ldx, tile, panel, stride, depth, k0 > 0, b, yt, ldy);
+        } else { /* a ragged last panel runs on a zero-padded copy of its tile */
+            float t[LINEAR_ROWS * LINEAR_PANEL] = {0}, tb[LINEAR_PANEL] = {0};
+            for (size_t r = 0; k0 > 0 && r < tile; r++) memcpy(t + r * stride, yt + r * ldy, width * sizeof(float));
+            if (b) memcpy(tb, b, width * sizeof(float));
+            linear_tile_any(xt, ldx, tile, panel, stride, depth, k0 > 0, b ? tb : NULL, t, stride);
+            for (size_t r = 0; r < tile; r++) memcpy(yt + r * ldy, t + r * stride, width * sizeof(float));
+        }
+        if (k0 + depth < k || activation == AK_ACTIVATION_NONE) continue;
+        for (size_t r = 0; r < tile; r++) {
+            float *row = yt + r * ldy;
+            if (activation == AK_ACTIVATION_GELU_ERF)
+                for (size_t j = 0; j < width; j++) row[j] = gelu_erf(row[j]);
+            else
+                for (size_t j = 0; j < width; j++) row[j] = gelu_tanh(row[j]);
+        }
+    }
+}
+
+/* Rows go in blocks; within a block either panel by panel, each over all inputs (the block's
+ * x stays in L2), or input block by input block, each over all panels (the block's y stays
+ * in L2), whichever allows more rows per block: the weights stream from L3 once a block. */
 MULTI void ak_linear(const float *x, size_t ldx, size_t rows, size_t k, const float *packed, size_t n,
                      const float *bias, enum ak_activation activation, float *y, size_t ldy) {
-    size_t step = LINEAR_X_FLOATS / k / LINEAR_ROWS * LINEAR_ROWS;
+    size_t by_panel = LINEAR_L2_FLOATS / k, by_input = LINEAR_L2_FLOATS / (n + LINEAR_DEPTH);
+    size_t step = (by_panel > by_input ? by_panel : by_input) / LINEAR_ROWS * LINEAR_ROWS;
     step = step < LINEAR_ROWS ? LINEAR_ROWS : step > LINEAR_MAX_BLOCK ? LINEAR_MAX_BLOCK : step;
     for (size_t m0 = 0; m0 < rows; m0 += step) {
         size_t block = rows - m0 < step ? rows - m0 : step;
-        for (size_t p0 = 0; p0 < n; p0 += LINEAR_PANEL) {
-            size_t width = n - p0 < LINEAR_PANEL ? n - p0 : LINEAR_PANEL, stride = linear_stride(width);
-            for (size_t k0 = 0; k0 < k; k0 += LINEAR_DEPTH) {
-                size_t depth = k - k0 < LINEAR_DEPTH ? k - k0 : LINEAR_DEPTH;
-                const float *panel = packed + p0 * k + k0 * stride;
-                const float *b = bias && k0 == 0 ? bias + p0 : NULL;
-                for (size_t r0 = 0; r0 < block; r0 += LINEAR_ROWS) {
-                    size_t tile = block - r0 < LINEAR_ROWS ? block - r0 : LINEAR_ROWS;
-                    const float *xt = x + (m0 + r0) * ldx + k0;
-                    float *yt = y + (m0 + r0) * ldy + p0;
-                    if (width == stride) {
-                        linear_tile_any(xt, ldx, tile, panel, stride, depth, k0 > 0, b, yt, ldy);
-                    } else { /* a ragged last panel runs on a zero-padded copy of its tile */
-                        float t[LINEAR_ROWS * LINEAR_PANEL] = {0}, tb[LINEAR_PANEL] = {0};
-                        for (size_t r = 0; k0 > 0 && r < tile; r++) memcpy(t + r * stride, yt + r * ldy, width * sizeof(float));
-                        if (b) memcpy(tb, b, width * sizeof(float));
-                        linear_tile_any(xt, ldx, tile, panel, stride, depth, k0 > 0, b ? tb : NULL, t, stride);
-                        for (size_t r = 0; r < tile; r++) memcpy(yt + r * ldy, t + r * stride, width * sizeof(float));
-                    }
-                    if (k0 + depth < k || activation == AK_ACTIVATION_NONE) continue;
-                    for (size_t r = 0; r < tile; r++) {
-                        float *row = yt + r * ldy;
-                        if (activation == AK_ACTIVATION_GELU_ERF)
-                            for (size_t j = 0; j < width; j++) row[j] = gelu_erf(row[j]);
-                        else
-                            for (size_t j = 0; j < width; j++) row[j] = gelu_tanh(row[j]);
-                    }
-                }
-            }
+        const float *xb = x + m0 * ldx;
+        float *yb = y + m0 * ldy;
+        if (by_panel >= by_input) {
+            for (size_t p0 = 0; p0 < n; p0 += LINEAR_PANEL)
+                for (size_t k0 = 0; k0 < k; k0 += LINEAR_DEPTH)
+                    linear_pass(xb, ldx, block, k, k0, packed, n, p0, bias, activation, yb, ldy);
+        } else {
+            for (size_t k0 = 0; k0 < k; k0 += LINEAR_DEPTH)
+                for (size_t p0 = 0; p0 < n; p0 += LINEAR_PANEL)
+                    linear_pass(xb, ldx, block, k, k0, packed, n, p0, bias, activation, yb, ldy);
         }
     }
 }

@@ -49,9 +49,10 @@ private func worst(_ a: [Float], _ b: [Double]) -> Double {
 }
 
 /// ak_linear against a plain Double GEMM: a power-of-two shape, an odd one with a ragged last
-/// panel, and one spanning two row blocks, eleven input blocks and two panels; strided x, y.
+/// panel, and two that span two row blocks with many input blocks and a ragged panel, one
+/// looping panels outside input blocks and one inside; strided x and y.
 @Suite struct DenseKernels {
-    @Test(arguments: [(13, 128, 128), (7, 19, 37), (150, 1000, 70)])
+    @Test(arguments: [(13, 128, 128), (7, 19, 37), (250, 600, 600), (300, 600, 400)])
     func linearMatchesTheDefinition(_ rows: Int, _ inputs: Int, _ outputs: Int) {
         let ldx = inputs + 3, ldy = outputs + 5
         let x = values(rows * ldx, seed: 21), weight = values(outputs * inputs, seed: 22, scale: 1)
@@ -66,9 +67,9 @@ private func worst(_ a: [Float], _ b: [Double]) -> Double {
             var expected = y.map(Double.init)
             for r in 0..<rows {
                 for o in 0..<outputs {
-                    expected[r * ldy + o] = (0..<inputs).reduce(withBias ? Double(bias[o]) : 0) {
-                        $0 + Double(x[r * ldx + $1]) * Double(weight[o * inputs + $1])
-                    }
+                    var sum = withBias ? Double(bias[o]) : 0
+                    for i in 0..<inputs { sum += Double(x[r * ldx + i]) * Double(weight[o * inputs + i]) }
+                    expected[r * ldy + o] = sum
                 }
             }
             #expect(worst(y, expected) <= 1e-4, "\(rows)×\(inputs)→\(outputs) inputMajor \(inputMajor)")
