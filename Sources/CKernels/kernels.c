@@ -279,7 +279,7 @@ INLINE void linear_pass(const float *x, size_t ldx, size_t block, size_t k, size
  * in L2), whichever allows more rows per block: the weights stream from L3 once a block. */
 MULTI void ak_linear(const float *x, size_t ldx, size_t rows, size_t k, const float *packed, size_t n,
                      const float *bias, enum ak_activation activation, float *y, size_t ldy) {
-    size_t by_panel = LINEAR_L2_FLOATS / k, by_input = LINEAR_L2_FLOATS / (n + LINEAR_DEPTH);
+    size_t by_panel = LINEAR_L2_FLOATS / (k ? k : 1), by_input = LINEAR_L2_FLOATS / (n + LINEAR_DEPTH);
     size_t step = (by_panel > by_input ? by_panel : by_input) / LINEAR_ROWS * LINEAR_ROWS;
     step = step < LINEAR_ROWS ? LINEAR_ROWS : step > LINEAR_MAX_BLOCK ? LINEAR_MAX_BLOCK : step;
     for (size_t m0 = 0; m0 < rows; m0 += step) {
