@@ -36,22 +36,22 @@ public final class FidelityEvaluator {
     private var predicted = 0
     private var counts = (sequences: 0, tokens: 0)
 
-    /// Checks that the dictionary belongs to this model: its hook exists, can be spliced and
-    /// has the dictionary's width, and the model's config.json has the SHA-256 the dictionary
-    /// recorded (when it recorded one).
+    /// Checks that the dictionary belongs to this model: the model's config.json has the
+    /// SHA-256 the dictionary recorded (when it recorded one), and the hook exists, can be
+    /// spliced and has the dictionary's width.
     public init(model: TransformerModel, dictionary: SparseAutoencoder, threads: Int) throws {
         let config = dictionary.config
-        point = try HookPoint(config.hook, layers: model.config.layers)
-        try model.checkSplice(at: point)
-        guard model.width(of: point) == dictionary.width else {
-            throw TrainerError("the dictionary has width \(dictionary.width), but \(config.hook) of \(model.directory) has width \(model.width(of: point))")
-        }
         let digest = ModelIdentity(name: "", configJSON: model.configJSON).configSHA256Hex
         let unknown = String(repeating: "0", count: 64)
         if !config.modelConfigSHA256.isEmpty, config.modelConfigSHA256 != unknown, config.modelConfigSHA256 != digest {
             throw TrainerError(
                 "the dictionary was trained on \(config.modelName) (config.json SHA-256 \(config.modelConfigSHA256)), "
                     + "but \(model.directory)/config.json has SHA-256 \(digest); pass the model the shards were collected with")
+        }
+        point = try HookPoint(config.hook, layers: model.config.layers)
+        try model.checkSplice(at: point)
+        guard model.width(of: point) == dictionary.width else {
+            throw TrainerError("the dictionary has width \(dictionary.width), but \(config.hook) of \(model.directory) has width \(model.width(of: point))")
         }
         self.model = model
         evaluator = Evaluator(model: dictionary, threads: threads)
