@@ -90,14 +90,7 @@ import Testing
 
 /// `eval`'s options: combinations that cannot work are sentences, and the help names them.
 @Suite struct EvalCommandOptions {
-    func message(_ arguments: [String]) -> String? {
-        do {
-            _ = try EvalCommand.parse(arguments)
-            return nil
-        } catch {
-            return EvalCommand.message(for: error)
-        }
-    }
+    func message(_ arguments: [String]) -> String? { validationMessage(EvalCommand.self, arguments) }
 
     @Test func fidelityOptionsNeedTheModel() {
         let base = ["--sae", "x", "--shards", "y"]
