@@ -36,7 +36,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: ArgumentHelp("At most this many rows (default: all of the hook's rows, once).", valueName: "N"))
     var maxTokens: Int?
 
-    @Option(help: "Rows per batch.")
+    @Option(help: "Rows per batch; with --model, also about the tokens of each spliced batch.")
     var batchTokens = 4096
 
     @Option(help: "Threads.")
