@@ -101,6 +101,18 @@ MULTI void ak_exp(const float *x, float *out, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = fast_exp(x[i]);
 }
 
+MULTI float ak_log_sum_exp(const float *x, size_t n) {
+    float maximum = lane_max(x, n);
+    float acc[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) acc[l] += fast_exp(x[i + l] - maximum);
+    float total = 0.0f;
+    for (int l = 0; l < 16; l++) total += acc[l];
+    for (; i < n; i++) total += fast_exp(x[i] - maximum);
+    return maximum + logf(total);
+}
+
 MULTI void ak_erf(const float *x, float *out, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = fast_erf(x[i]);
 }
