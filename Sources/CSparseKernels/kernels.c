@@ -207,43 +207,36 @@ MULTI void sk_decode(const int64_t *start, const int32_t *indices, const float *
     }
 }
 
-MULTI void sk_entry_dots(const int64_t *start, const int32_t *indices, size_t rows, const float *W,
-                   size_t d, const float *g, float *dots) {
-    for (size_t r = 0; r < rows; r++) {
-        const float *gr = g + r * d;
-        for (int64_t j = start[r]; j < start[r + 1]; j++) {
-            if (j + PREFETCH_AHEAD < start[rows]) prefetch_row(W + (size_t)indices[j + PREFETCH_AHEAD] * d, d);
-            dots[j] = dot(W + (size_t)indices[j] * d, gr, d);
-        }
-    }
-}
-
-MULTI void sk_latent_gradients(const int64_t *lstart, const int32_t *lrow, const float *lcoef_dec,
-                         const float *lcoef_enc, size_t lo, size_t hi, const float *dec_src,
-                         const float *enc_src, size_t enc_rows, size_t d, float *grad_dec,
-                         float *grad_enc, float *grad_benc, int accumulate) {
+MULTI void sk_latent_gradients(const int64_t *lstart, const int32_t *lrow, const float *lvalue,
+                               const float *W, const float *enc_extra, size_t lo, size_t hi,
+                               const float *dec_src, const float *enc_src, size_t enc_rows, size_t d,
+                               float *grad_dec, float *grad_enc, float *grad_benc) {
     for (size_t i = lo; i < hi; i++) {
-        float *gd = grad_dec ? grad_dec + i * d : NULL;
-        float *ge = grad_enc ? grad_enc + i * d : NULL;
-        if (!accumulate) {
-            if (gd) memset(gd, 0, d * sizeof(float));
-            if (ge) memset(ge, 0, d * sizeof(float));
-        }
+        float *gd = grad_dec + i * d, *ge = grad_enc + i * d;
+        const float *w = W + i * d;
+        memset(gd, 0, d * sizeof(float));
+        memset(ge, 0, d * sizeof(float));
         float bsum = 0.0f;
         for (int64_t j = lstart[i]; j < lstart[i + 1]; j++) {
             if (j + PREFETCH_AHEAD < lstart[hi]) {
                 size_t ahead = (size_t)lrow[j + PREFETCH_AHEAD];
-                if (gd) prefetch_row(dec_src + ahead * d, d);
-                if (ge) prefetch_row(enc_src + (ahead % enc_rows) * d, d);
+                prefetch_row(dec_src + ahead * d, d);
+                prefetch_row(enc_src + (ahead % enc_rows) * d, d);
             }
+            /* ReLU and TopK pass no gradient to latents that are not positive. */
+            float a = lvalue[j];
+            if (!(a > 0.0f)) continue;
             size_t row = (size_t)lrow[j];
-            if (gd && lcoef_dec[j] != 0.0f) axpy(gd, dec_src + row * d, lcoef_dec[j], d);
-            if (lcoef_enc[j] != 0.0f) {
-                if (ge) axpy(ge, enc_src + (row % enc_rows) * d, lcoef_enc[j], d);
-                bsum += lcoef_enc[j];
+            const float *g = dec_src + row * d;
+            /* ∂L/∂pre = W_dec[i] · ∂L/∂x̂, read while the row is in cache for ∂L/∂W_dec. */
+            float coef = dot(w, g, d) + (enc_extra ? enc_extra[i] : 0.0f);
+            axpy(gd, g, a, d);
+            if (coef != 0.0f) {
+                axpy(ge, enc_src + (row % enc_rows) * d, coef, d);
+                bsum += coef;
             }
         }
-        if (grad_benc) grad_benc[i] = accumulate ? grad_benc[i] + bsum : bsum;
+        grad_benc[i] = bsum;
     }
 }
 
@@ -273,6 +266,22 @@ MULTI double sk_subtract(const float *x, const float *a, float *out, size_t n) {
     return total;
 }
 
+MULTI void sk_subtract_rows(const float *x, const float *a, float *out, size_t rows, size_t d,
+                            double *row_sums) {
+    for (size_t r = 0; r < rows; r++) row_sums[r] = sk_subtract(x + r * d, a + r * d, out + r * d, d);
+}
+
+MULTI double sk_sum_squares(const float *x, size_t n) {
+    double acc[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) acc[l] += (double)x[i + l] * (double)x[i + l];
+    double total = 0.0;
+    for (int l = 0; l < 8; l++) total += acc[l];
+    for (; i < n; i++) total += (double)x[i] * (double)x[i];
+    return total;
+}
+
 MULTI void sk_scale(float *x, size_t n, float s) {
     for (size_t i = 0; i < n; i++) x[i] *= s;
 }
@@ -289,10 +298,15 @@ MULTI void sk_adam(float *p, const float *g, float *m, float *v, size_t n, float
     }
 }
 
-MULTI void sk_remove_parallel(const float *W, float *G, size_t rows, size_t d) {
+MULTI void sk_adam_unit_rows(float *W, float *G, float *m, float *v, size_t rows, size_t d, float beta1,
+                             float beta2, float step, float eps_hat, float eps) {
     for (size_t r = 0; r < rows; r++) {
-        float proj = dot(G + r * d, W + r * d, d);
-        if (proj != 0.0f) axpy(G + r * d, W + r * d, -proj, d);
+        float *w = W + r * d, *g = G + r * d;
+        float proj = dot(g, w, d);
+        if (proj != 0.0f) axpy(g, w, -proj, d);
+        sk_adam(w, g, m + r * d, v + r * d, d, beta1, beta2, step, eps_hat);
+        float s = 1.0f / (sqrtf(dot(w, w, d)) + eps);
+        for (size_t c = 0; c < d; c++) w[c] *= s;
     }
 }
 

@@ -57,18 +57,17 @@ public final class SAETrainer {
     let input = Storage<Float>(count: 0, repeating: 0)  // [n, d] normalised rows
     let centered = Storage<Float>(count: 0, repeating: 0)  // [n, d] x − b_dec
     let pre = Storage<Float>(count: 0, repeating: 0)  // [n, m] (batchtopk, relu)
-    let preBlocks = PreactivationBlocks()  // per-worker [block, m] (topk)
+    let encoderWorkspace = EncoderWorkspace()  // topk
     let reconstruction = Storage<Float>(count: 0, repeating: 0)  // [n, d]
     /// [2n, d]: ∂L/∂x̂ in the first n rows, ∂L/∂ê (AuxK) in the next n.
     let outputGradients = Storage<Float>(count: 0, repeating: 0)
     public let codes = SparseCodes()
     public let auxCodes = SparseCodes()
-    let dots = Storage<Float>(count: 0, repeating: 0)
-    let auxDots = Storage<Float>(count: 0, repeating: 0)
+    let rowSums = Storage<Double>(count: 0, repeating: 0)
+    // By-latent index of the main and AuxK entries: row of ∂L/∂x̂ and activation.
     let latentStart = Storage<Int64>(count: 0, repeating: 0)
     let latentRow = Storage<Int32>(count: 0, repeating: 0)
-    let latentDecoderCoefficient = Storage<Float>(count: 0, repeating: 0)
-    let latentEncoderCoefficient = Storage<Float>(count: 0, repeating: 0)
+    let latentValue = Storage<Float>(count: 0, repeating: 0)
 
     public init(model: SparseAutoencoder, training: TrainingConfig, threads: Int) {
         self.model = model
@@ -117,7 +116,10 @@ public final class SAETrainer {
         let d = model.width
         input.resize(rows * d, fill: 0)
         let scale = model.config.normalizationScale
-        for i in 0..<(rows * d) { input[i] = raw[i] * scale }
+        let source = raw.baseAddress!, destination = input.pointer
+        parallelFor(rows, threads: threads) { range, _ in
+            for i in (range.lowerBound * d)..<(range.upperBound * d) { destination[i] = source[i] * scale }
+        }
         var result = computeGradients(rows: rows)
         result.learningRate = applyGradients(rows: rows)
         return result
@@ -153,7 +155,7 @@ public final class SAETrainer {
         case .topk:
             // GEMM and selection fused in row blocks that stay in cache; no [n, m] matrix.
             model.encodeTopK(
-                centered: centered.pointer, rows: n, k: model.config.k, threads: threads, blocks: preBlocks, into: codes,
+                centered: centered.pointer, rows: n, k: model.config.k, threads: threads, workspace: encoderWorkspace, into: codes,
                 auxSubset: auxUsed ? dead : nil, auxK: kAux, auxInto: auxCodes)
         case .batchtopk:
             pre.resize(n * m, fill: 0)
@@ -175,11 +177,10 @@ public final class SAETrainer {
         model.decode(codes, threads: threads, into: reconstruction.pointer)
         outputGradients.resize(2 * n * d, fill: 0)
         let residual = outputGradients.pointer, auxResidual = outputGradients.pointer + n * d
-        let squaredError = sk_subtract(x, reconstruction.pointer, residual, n * d)
+        let squaredError = subtractRows(x, reconstruction.pointer, into: residual, rows: n)
         var columnSums = [Double](repeating: 0, count: d)
         sk_column_sums(x, n, d, &columnSums)
-        var squaredNorm = 0.0
-        for i in 0..<(n * d) { squaredNorm += Double(x[i]) * Double(x[i]) }
+        let squaredNorm = sk_sum_squares(x, n * d)
         let totalVariance = max(squaredNorm - columnSums.reduce(0) { $0 + $1 * $1 } / Double(n), .leastNormalMagnitude)
 
         Profile.mark("decode")
@@ -192,47 +193,44 @@ public final class SAETrainer {
             parallelFor(n, threads: threads) { range, _ in
                 sk_decode(start + range.lowerBound, indices, values, range.count, weight, d, nil, auxResidual + range.lowerBound * d)
             }
-            let auxSquared = sk_subtract(auxResidual, residual, auxResidual, n * d)  // Ê − E
+            let auxSquared = subtractRows(auxResidual, residual, into: auxResidual, rows: n)  // Ê − E
             auxLoss = auxScale * auxSquared / totalVariance
-            sk_scale(auxResidual, n * d, Float(2 * training.auxKCoefficient * auxScale / totalVariance))
-            auxDots.resize(auxCodes.entries, fill: 0)
-            entryDots(auxCodes, gradients: auxResidual, into: auxDots)
+            scale(auxResidual, count: n * d, by: Float(2 * training.auxKCoefficient * auxScale / totalVariance))
         } else {
             auxCodes.setUniform(rows: n, perRow: 0)
         }
 
         Profile.mark("auxk")
-        // ∂L/∂x̂ and ∂L/∂z of the active latents.
+        // ∂L/∂x̂ of every row; ∂L/∂z of the active latents is formed latent by latent below.
         let reconstructionScale = arch == .relu ? 1 / Double(n) : 1 / totalVariance
-        sk_scale(residual, n * d, Float(-2 * reconstructionScale))
-        dots.resize(codes.entries, fill: 0)
-        entryDots(codes, gradients: residual, into: dots)
+        scale(residual, count: n * d, by: Float(-2 * reconstructionScale))
         var l1Loss = 0.0
         var decoderNorms: [Float] = []
+        var encoderExtra: [Float] = []
         if arch == .relu {
+            // λ‖W_dec,i‖ / n joins ∂L/∂z of every active entry of latent i.
             decoderNorms = [Float](repeating: 0, count: m)
             sk_row_norms(model.decoderWeight.pointer, m, d, &decoderNorms)
             let lambda = Float(training.l1Coefficient / Double(n))
+            encoderExtra = decoderNorms.map { lambda * $0 }
             for j in 0..<codes.entries {
-                let latent = Int(codes.indices[j])
-                l1Loss += Double(codes.values[j] * decoderNorms[latent])
-                dots[j] += lambda * decoderNorms[latent]
+                l1Loss += Double(codes.values[j] * decoderNorms[Int(codes.indices[j])])
             }
             l1Loss *= training.l1Coefficient / Double(n)
         }
-        for j in 0..<codes.entries where codes.values[j] <= 0 { dots[j] = 0 }  // ReLU and TopK pass no gradient
-        for j in 0..<auxCodes.entries where auxCodes.values[j] <= 0 { auxDots[j] = 0 }
 
         Profile.mark("dots")
         // Gradients of W_dec, W_enc and b_enc, latent by latent (no write conflicts).
         buildLatentIndex(rows: n)
-        let lStart = latentStart.pointer, lRow = latentRow.pointer
-        let lDec = latentDecoderCoefficient.pointer, lEnc = latentEncoderCoefficient.pointer
+        let lStart = latentStart.pointer, lRow = latentRow.pointer, lValue = latentValue.pointer
         let gDec = gradDecoderWeight.pointer, gEnc = gradEncoderWeight.pointer, gBEnc = gradEncoderBias.pointer
-        let sources = outputGradients.pointer, encoderSource = centered.pointer
-        parallelFor(m, threads: threads) { range, _ in
-            sk_latent_gradients(
-                lStart, lRow, lDec, lEnc, range.lowerBound, range.upperBound, sources, encoderSource, n, d, gDec, gEnc, gBEnc, 0)
+        let sources = outputGradients.pointer, encoderSource = centered.pointer, decoderWeight = model.decoderWeight.pointer
+        encoderExtra.withUnsafeBufferPointer { extra in
+            let extra = extra.isEmpty ? nil : extra.baseAddress  // an empty array's base address is not nil
+            parallelFor(m, threads: threads) { range, _ in
+                sk_latent_gradients(
+                    lStart, lRow, lValue, decoderWeight, extra, range.lowerBound, range.upperBound, sources, encoderSource, n, d, gDec, gEnc, gBEnc)
+            }
         }
         Profile.mark("latentgrad")
         if arch == .relu {
@@ -240,7 +238,7 @@ public final class SAETrainer {
             let lambda = training.l1Coefficient / Double(n)
             for i in 0..<m where decoderNorms[i] > 0 {
                 var total = 0.0
-                for j in Int(lStart[i])..<Int(lStart[i + 1]) where Int(lRow[j]) < n { total += Double(lDec[j]) }
+                for j in Int(lStart[i])..<Int(lStart[i + 1]) where Int(lRow[j]) < n { total += Double(lValue[j]) }
                 let factor = Float(lambda * total) / decoderNorms[i]
                 if factor != 0 { for c in 0..<d { gDec[i * d + c] += factor * model.decoderWeight[i * d + c] } }
             }
@@ -257,14 +255,15 @@ public final class SAETrainer {
         Profile.mark("bdec")
         // Tokens since fired.
         var active = 0
-        for i in 0..<m { tokensSinceFired[i] += Int64(n) }
-        for j in 0..<codes.entries where codes.values[j] > 0 {
-            tokensSinceFired[Int(codes.indices[j])] = 0
+        let since = tokensSinceFired.pointer, indices = codes.indices.pointer, values = codes.values.pointer
+        for i in 0..<m { since[i] += Int64(n) }
+        for j in 0..<codes.entries where values[j] > 0 {
+            since[Int(indices[j])] = 0
             active += 1
         }
         let limit = Int64(training.deadTokens)
         var deadCount = 0
-        for i in 0..<m where tokensSinceFired[i] > limit { deadCount += 1 }
+        for i in 0..<m where since[i] > limit { deadCount += 1 }
 
         Profile.mark("fired")
         let fvu = squaredError / totalVariance
@@ -275,13 +274,22 @@ public final class SAETrainer {
             squaredError: squaredError, squaredNorm: squaredNorm, columnSums: columnSums)
     }
 
-    /// dots[j] = W_dec[latent j] · g[row of j].
-    private func entryDots(_ codes: SparseCodes, gradients: UnsafePointer<Float>, into dots: Storage<Float>) {
+    /// out = x − a row by row, in parallel; returns Σ‖out‖² (summed per row, then in row order,
+    /// so the figure does not depend on the thread count).
+    private func subtractRows(_ x: UnsafePointer<Float>, _ a: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, rows: Int) -> Double {
         let d = model.width
-        let start = codes.start.pointer, indices = codes.indices.pointer, weight = model.decoderWeight.pointer, out = dots.pointer
-        parallelFor(codes.rows, threads: threads) { range, _ in
-            sk_entry_dots(start + range.lowerBound, indices, range.count, weight, d, gradients + range.lowerBound * d, out)
+        rowSums.resize(rows, fill: 0)
+        let sums = rowSums.pointer
+        parallelFor(rows, threads: threads) { range, _ in
+            let o = range.lowerBound * d
+            sk_subtract_rows(x + o, a + o, out + o, range.count, d, sums + range.lowerBound)
         }
+        return rowSums.readOnly.reduce(0, +)
+    }
+
+    /// x *= s, in parallel.
+    private func scale(_ x: UnsafeMutablePointer<Float>, count: Int, by s: Float) {
+        parallelFor(count, threads: count >= 1 << 16 ? threads : 1) { range, _ in sk_scale(x + range.lowerBound, range.count, s) }
     }
 
     /// Counting sort of the main and AuxK entries by latent. Main entries read row t of
@@ -291,31 +299,32 @@ public final class SAETrainer {
         let total = codes.entries + auxCodes.entries
         latentStart.resize(m + 1, fill: 0)
         latentRow.resize(total, fill: 0)
-        latentDecoderCoefficient.resize(total, fill: 0)
-        latentEncoderCoefficient.resize(total, fill: 0)
-        let start = latentStart.pointer
+        latentValue.resize(total, fill: 0)
+        let start = latentStart.pointer, row = latentRow.pointer, value = latentValue.pointer
         start.update(repeating: 0, count: m + 1)
-        for j in 0..<codes.entries { start[Int(codes.indices[j]) + 1] += 1 }
-        for j in 0..<auxCodes.entries { start[Int(auxCodes.indices[j]) + 1] += 1 }
+        for codes in [codes, auxCodes] {
+            let indices = codes.indices.pointer
+            for j in 0..<codes.entries { start[Int(indices[j]) + 1] += 1 }
+        }
         for i in 0..<m { start[i + 1] += start[i] }
         var next = [Int64](unsafeUninitializedCapacity: m) { buffer, count in
             buffer.baseAddress!.update(from: start, count: m)
             count = m
         }
-        func place(_ codes: SparseCodes, _ dots: Storage<Float>, rowOffset: Int) {
-            for r in 0..<codes.rows {
-                for j in Int(codes.start[r])..<Int(codes.start[r + 1]) {
-                    let latent = Int(codes.indices[j])
-                    let at = Int(next[latent])
-                    next[latent] += 1
-                    latentRow[at] = Int32(r + rowOffset)
-                    latentDecoderCoefficient[at] = codes.values[j]
-                    latentEncoderCoefficient[at] = dots[j]
+        next.withUnsafeMutableBufferPointer { next in
+            for (codes, rowOffset) in [(codes, 0), (auxCodes, n)] {
+                let codeStart = codes.start.pointer, indices = codes.indices.pointer, values = codes.values.pointer
+                for r in 0..<codes.rows {
+                    for j in Int(codeStart[r])..<Int(codeStart[r + 1]) {
+                        let latent = Int(indices[j])
+                        let at = Int(next[latent])
+                        next[latent] += 1
+                        row[at] = Int32(r + rowOffset)
+                        value[at] = values[j]
+                    }
                 }
             }
         }
-        place(codes, dots, rowOffset: 0)
-        place(auxCodes, auxDots, rowOffset: n)
     }
 
     /// Adam step with the scheduled rate; decoder rows stay unit-norm (the gradient's
@@ -324,12 +333,6 @@ public final class SAETrainer {
     public func applyGradients(rows: Int) -> Double {
         let m = model.latents, d = model.width
         Profile.mark("start-apply")
-        if model.unitNormDecoder {
-            let weight = model.decoderWeight.pointer, gradient = gradDecoderWeight.pointer
-            parallelFor(m, threads: threads) { range, _ in
-                sk_remove_parallel(weight + range.lowerBound * d, gradient + range.lowerBound * d, range.count, d)
-            }
-        }
         let rate = training.learningRate(atStep: step)
         let t = Double(step + 1)
         let correction1 = 1 - pow(training.beta1, t), correction2 = 1 - pow(training.beta2, t)
@@ -339,16 +342,18 @@ public final class SAETrainer {
         for (index, (parameter, gradient)) in parameters.enumerated() {
             let p = parameter.pointer, g = gradient.pointer
             let first = moments[2 * index].pointer, second = moments[2 * index + 1].pointer
+            if parameter === model.decoderWeight && model.unitNormDecoder {
+                // Decoder rows: drop the gradient along each row, step, renormalise, in one pass.
+                parallelFor(m, threads: threads) { range, _ in
+                    let o = range.lowerBound * d
+                    sk_adam_unit_rows(p + o, g + o, first + o, second + o, range.count, d, beta1, beta2, stepSize, epsilonHat, Float.ulpOfOne)
+                }
+                continue
+            }
             let count = parameter.count
             parallelFor(count, threads: count >= 1 << 16 ? threads : 1) { range, _ in
                 let o = range.lowerBound
                 sk_adam(p + o, g + o, first + o, second + o, range.count, beta1, beta2, stepSize, epsilonHat)
-            }
-        }
-        if model.unitNormDecoder {
-            let weight = model.decoderWeight.pointer
-            parallelFor(m, threads: threads) { range, _ in
-                sk_normalize_rows(weight + range.lowerBound * d, range.count, d, Float.ulpOfOne)
             }
         }
         if model.config.architecture == .batchtopk {

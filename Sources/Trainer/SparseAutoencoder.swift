@@ -45,7 +45,7 @@ public final class SparseAutoencoder {
     /// Encodes rows of normalised activations `x [rows, d]`: inference semantics (batchtopk
     /// uses its threshold). `pre` is a workspace of `rows × m` floats.
     public func encode(
-        normalized x: UnsafePointer<Float>, rows: Int, threads: Int, centered: Storage<Float>, pre: Storage<Float>, blocks: PreactivationBlocks,
+        normalized x: UnsafePointer<Float>, rows: Int, threads: Int, centered: Storage<Float>, pre: Storage<Float>, workspace: EncoderWorkspace,
         into codes: SparseCodes
     ) {
         let d = width, m = latents
@@ -54,7 +54,7 @@ public final class SparseAutoencoder {
             for c in 0..<d { centered[r * d + c] = x[r * d + c] - decoderBias[c] }
         }
         if config.architecture == .topk {
-            encodeTopK(centered: centered.pointer, rows: rows, k: config.k, threads: threads, blocks: blocks, into: codes)
+            encodeTopK(centered: centered.pointer, rows: rows, k: config.k, threads: threads, workspace: workspace, into: codes)
             return
         }
         pre.resize(rows * m, fill: 0)
@@ -90,29 +90,86 @@ public final class SparseAutoencoder {
     }
 
     /// TopK codes of centred rows `[rows, d]` (and, with `auxSubset`, the top `auxK` among
-    /// those latents too), with the encoder GEMM and the selection fused: each worker runs a
-    /// single-threaded sgemm on a block of rows into its own cache-sized scratch and selects
-    /// from it at once, so the `[rows, m]` pre-activations never go to memory.
+    /// those latents too), with the encoder GEMM and the selection fused so that the `[rows, m]`
+    /// pre-activations never go to memory. With AVX-512, W_enc is packed once and each worker
+    /// runs sk_encode_topk, which selects from register tiles as they are computed; otherwise
+    /// each worker runs a single-threaded sgemm on row blocks into a cache-sized scratch and
+    /// selects from that.
     public func encodeTopK(
-        centered: UnsafePointer<Float>, rows: Int, k: Int, threads: Int, blocks: PreactivationBlocks, into codes: SparseCodes,
+        centered: UnsafePointer<Float>, rows: Int, k: Int, threads: Int, workspace: EncoderWorkspace, into codes: SparseCodes,
         auxSubset: [Int32]? = nil, auxK: Int = 0, auxInto auxCodes: SparseCodes? = nil
     ) {
-        let d = width, m = latents
-        if BLAS.threadCount != 1 { BLAS.threadCount = 1 }
         codes.setUniform(rows: rows, perRow: k)
         let subset = auxSubset ?? []
         let auxUsed = auxSubset != nil && auxK > 0
         if let auxCodes { auxCodes.setUniform(rows: rows, perRow: auxUsed ? auxK : 0) }
+        if EncoderWorkspace.fused {
+            encodeTopKFused(centered: centered, rows: rows, k: k, threads: threads, workspace: workspace, into: codes,
+                auxSubset: auxUsed ? subset : [], auxK: auxUsed ? auxK : 0, auxInto: auxCodes)
+        } else {
+            encodeTopKBlocked(centered: centered, rows: rows, k: k, threads: threads, workspace: workspace, into: codes,
+                auxSubset: auxUsed ? subset : [], auxK: auxUsed ? auxK : 0, auxInto: auxCodes)
+        }
+    }
+
+    /// Packs W_enc and b_enc with the AuxK latents in the first slots, then runs
+    /// sk_encode_topk on each worker's rows.
+    private func encodeTopKFused(
+        centered: UnsafePointer<Float>, rows: Int, k: Int, threads: Int, workspace: EncoderWorkspace, into codes: SparseCodes,
+        auxSubset: [Int32], auxK: Int, auxInto auxCodes: SparseCodes?
+    ) {
+        let d = width, m = latents
+        let panels = sk_encoder_panels(m)
+        workspace.order.resize(m, fill: 0)
+        let order = workspace.order.pointer
+        if auxSubset.isEmpty {
+            for i in 0..<m { order[i] = Int32(i) }
+        } else {
+            var inSubset = [Bool](repeating: false, count: m)
+            for (slot, latent) in auxSubset.enumerated() {
+                order[slot] = latent
+                inSubset[Int(latent)] = true
+            }
+            var slot = auxSubset.count
+            for i in 0..<m where !inSubset[i] {
+                order[slot] = Int32(i)
+                slot += 1
+            }
+        }
+        workspace.packed.resize(panels * (d + 1) * Int(SK_PANEL), fill: 0)
+        let packed = workspace.packed.pointer, weight = encoderWeight.pointer, bias = encoderBias.pointer
+        parallelFor(panels, threads: threads) { range, _ in
+            sk_pack_encoder(weight, bias, order, m, d, range.lowerBound, range.upperBound, packed)
+        }
+        let indices = codes.indices.pointer, values = codes.values.pointer
+        let auxIndices = auxCodes?.indices.pointer, auxValues = auxCodes?.values.pointer
+        // Whole tiles per worker, so that no tile is split between them.
+        let tiles = (rows + Int(SK_TILE_ROWS) - 1) / Int(SK_TILE_ROWS)
+        parallelFor(tiles, threads: threads) { range, _ in
+            let first = range.lowerBound * Int(SK_TILE_ROWS), count = min(rows, range.upperBound * Int(SK_TILE_ROWS)) - first
+            sk_encode_topk(
+                centered + first * d, count, d, packed, order, m, k, indices + first * k, values + first * k, auxSubset.count, auxK,
+                auxIndices.map { $0 + first * auxK }, auxValues.map { $0 + first * auxK })
+        }
+    }
+
+    /// The portable path: per worker, sgemm on row blocks into a scratch, then selection.
+    private func encodeTopKBlocked(
+        centered: UnsafePointer<Float>, rows: Int, k: Int, threads: Int, workspace: EncoderWorkspace, into codes: SparseCodes,
+        auxSubset: [Int32], auxK: Int, auxInto auxCodes: SparseCodes?
+    ) {
+        let d = width, m = latents
+        if BLAS.threadCount != 1 { BLAS.threadCount = 1 }
         let workers = max(1, min(threads, rows))
-        let blockRows = PreactivationBlocks.rows
-        blocks.prepare(workers: workers, count: blockRows * m)
+        let blockRows = EncoderWorkspace.rows
+        workspace.prepare(workers: workers, count: blockRows * m)
         let weight = UnsafeBufferPointer(start: encoderWeight.pointer, count: m * d)
         let bias = encoderBias.pointer
         let indices = codes.indices.pointer, values = codes.values.pointer
         let auxIndices = auxCodes?.indices.pointer, auxValues = auxCodes?.values.pointer
-        subset.withUnsafeBufferPointer { subset in
+        auxSubset.withUnsafeBufferPointer { subset in
             parallelFor(rows, threads: workers) { range, worker in
-                let scratch = blocks.storage[worker].pointer
+                let scratch = workspace.blocks[worker].pointer
                 var first = range.lowerBound
                 while first < range.upperBound {
                     let count = min(blockRows, range.upperBound - first)
@@ -120,7 +177,7 @@ public final class SparseAutoencoder {
                         .none, .transpose, m: count, n: m, k: d, a: UnsafeBufferPointer(start: centered + first * d, count: count * d), lda: d,
                         b: weight, ldb: d, c: UnsafeMutableBufferPointer(start: scratch, count: count * m), ldc: m)
                     sk_topk_rows(scratch, m, bias, count, m, k, indices + first * k, values + first * k)
-                    if auxUsed, let auxIndices, let auxValues {
+                    if auxK > 0, let auxIndices, let auxValues {
                         sk_topk_rows_subset(
                             scratch, m, bias, count, subset.baseAddress, subset.count, auxK, auxIndices + first * auxK, auxValues + first * auxK)
                     }
@@ -176,16 +233,21 @@ public struct VarianceAccumulator: Sendable {
     public var l0: Double { count > 0 ? active / Double(count) : 0 }
 }
 
-/// Per-worker scratch of `rows × m` pre-activations for the fused encoder.
-public final class PreactivationBlocks {
+/// Scratch of the TopK encoder: the packed W_enc and its latent order (AVX-512 path), or
+/// per-worker `rows × m` pre-activation blocks (portable path).
+public final class EncoderWorkspace {
+    /// Whether this machine runs the fused AVX-512 kernel.
+    static let fused = sk_fused_encoder_available() != 0
     /// Rows per block: enough that packing W_enc once per block is amortised (measured best of 128, 512, 1024).
     public static let rows = 512
-    public private(set) var storage: [Storage<Float>] = []
+    public private(set) var blocks: [Storage<Float>] = []
+    let packed = Storage<Float>(count: 0, repeating: 0)
+    let order = Storage<Int32>(count: 0, repeating: 0)
 
     public init() {}
 
     func prepare(workers: Int, count: Int) {
-        while storage.count < workers { storage.append(Storage(count: count, repeating: 0)) }
-        for block in storage where block.count < count { block.resize(count, fill: 0) }
+        while blocks.count < workers { blocks.append(Storage(count: count, repeating: 0)) }
+        for block in blocks where block.count < count { block.resize(count, fill: 0) }
     }
 }

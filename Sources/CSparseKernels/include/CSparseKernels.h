@@ -16,6 +16,33 @@
 void sk_topk_rows(const float *pre, size_t ld, const float *bias, size_t rows, size_t m, size_t k,
                   int32_t *indices, float *values);
 
+/* ---- Fused TopK encoder (encoder.c) ---------------------------------------------------- */
+
+/* Latents per packed panel of W_enc and tokens per register tile. */
+#define SK_PANEL 32
+#define SK_TILE_ROWS 12
+
+/* Whether sk_encode_topk can run here (AVX-512F). */
+int sk_fused_encoder_available(void);
+
+/* Panels of SK_PANEL latents for m latents; a packed encoder holds panels * (d + 1) * SK_PANEL
+ * floats. */
+size_t sk_encoder_panels(size_t m);
+
+/* Packs panels panel_lo ..< panel_hi of W_enc [m, d] and bias [m] (NULL: zero), with latent
+ * slot s holding latent order[s]: panel p is [d + 1][SK_PANEL], the last row the bias. */
+void sk_pack_encoder(const float *W, const float *bias, const int32_t *order, size_t m, size_t d,
+                     size_t panel_lo, size_t panel_hi, float *packed);
+
+/* For rows of x [rows, d]: the k largest of relu(x · W_encᵀ + b_enc) per row into
+ * indices/values [rows, k] (unsorted; when a row has fewer than k positive values the rest
+ * are value 0 with latent order[0]), and, when aux_k > 0, the aux_k largest of relu among the
+ * latents in slots 0 ..< aux_count (as sk_topk_rows) into aux_indices/aux_values [rows, aux_k].
+ * `packed` holds every panel from sk_pack_encoder. Allocates its own scratch. */
+void sk_encode_topk(const float *x, size_t rows, size_t d, const float *packed, const int32_t *order,
+                    size_t m, size_t k, int32_t *indices, float *values, size_t aux_count, size_t aux_k,
+                    int32_t *aux_indices, float *aux_values);
+
 /* As sk_topk_rows, but only among the latents listed in `subset` (count of them). */
 void sk_topk_rows_subset(const float *pre, size_t ld, const float *bias, size_t rows,
                          const int32_t *subset, size_t count, size_t k, int32_t *indices,
@@ -39,22 +66,28 @@ void sk_gather_at_least(const float *pre, size_t ld, const float *bias, size_t r
 void sk_decode(const int64_t *start, const int32_t *indices, const float *values, size_t rows,
                const float *W, size_t d, const float *bias, float *out);
 
-/* dots[j] = W[indices[j]] . g[r] for row r's entries; g [rows, d]. */
-void sk_entry_dots(const int64_t *start, const int32_t *indices, size_t rows, const float *W,
-                   size_t d, const float *g, float *dots);
-
-/* For latents lo ..< hi of a by-latent CSR (lstart [m + 1], lrow, lcoef_dec, lcoef_enc):
- *   grad_dec[i] (+)= sum lcoef_dec * dec_src[lrow]
- *   grad_enc[i] (+)= sum lcoef_enc * enc_src[lrow % enc_rows]
- *   grad_benc[i] (+)= sum lcoef_enc
- * Written when accumulate is 0, added to otherwise. Any destination may be NULL. */
-void sk_latent_gradients(const int64_t *lstart, const int32_t *lrow, const float *lcoef_dec,
-                         const float *lcoef_enc, size_t lo, size_t hi, const float *dec_src,
-                         const float *enc_src, size_t enc_rows, size_t d, float *grad_dec,
-                         float *grad_enc, float *grad_benc, int accumulate);
+/* For latents lo ..< hi of a by-latent CSR (lstart [m + 1], lrow, lvalue: the latent's
+ * activation), with W the decoder [m, d]; only entries with lvalue > 0 contribute:
+ *   coef          = W[i] . dec_src[lrow] + (enc_extra ? enc_extra[i] : 0)   (dL/dpre)
+ *   grad_dec[i]   = sum lvalue * dec_src[lrow]
+ *   grad_enc[i]   = sum coef * enc_src[lrow % enc_rows]
+ *   grad_benc[i]  = sum coef
+ * Rows lo ..< hi of the destinations are overwritten. */
+void sk_latent_gradients(const int64_t *lstart, const int32_t *lrow, const float *lvalue,
+                         const float *W, const float *enc_extra, size_t lo, size_t hi,
+                         const float *dec_src, const float *enc_src, size_t enc_rows, size_t d,
+                         float *grad_dec, float *grad_enc, float *grad_benc);
 
 /* out[r] = x[r] - a[r] (rows of d); returns sum of squares of out, in double. */
 double sk_subtract(const float *x, const float *a, float *out, size_t n);
+
+/* sk_subtract row by row: row_sums[r] is row r's sum of squares (the same whatever the split
+ * of rows between workers). */
+void sk_subtract_rows(const float *x, const float *a, float *out, size_t rows, size_t d,
+                      double *row_sums);
+
+/* Sum of squares of x [n], in double. */
+double sk_sum_squares(const float *x, size_t n);
 
 /* x[i] *= s */
 void sk_scale(float *x, size_t n, float s);
@@ -63,8 +96,10 @@ void sk_scale(float *x, size_t n, float s);
 void sk_adam(float *p, const float *g, float *m, float *v, size_t n, float beta1, float beta2,
              float step, float eps_hat);
 
-/* Per row of W and G [rows, d]: G[r] -= (G[r] . W[r]) W[r] (W rows of unit norm). */
-void sk_remove_parallel(const float *W, float *G, size_t rows, size_t d);
+/* Adam on decoder rows kept at unit norm, one pass per row: G[r] -= (G[r] . W[r]) W[r], the
+ * Adam step of sk_adam, then W[r] /= (|W[r]| + eps). */
+void sk_adam_unit_rows(float *W, float *G, float *m, float *v, size_t rows, size_t d, float beta1,
+                       float beta2, float step, float eps_hat, float eps);
 
 /* Per row: W[r] /= (|W[r]| + eps). */
 void sk_normalize_rows(float *W, size_t rows, size_t d, float eps);
