@@ -172,7 +172,9 @@ MULTI void sk_gather_at_least(const float *pre, size_t ld, const float *bias, si
 
 /* The gathers below read rows of W or of [n, d] matrices in an order the hardware prefetcher
  * cannot guess; each loop asks for the row it needs a few entries ahead. */
+#ifndef PREFETCH_AHEAD
 #define PREFETCH_AHEAD 4
+#endif
 
 static inline void prefetch_row(const float *row, size_t d) {
     for (size_t c = 0; c < d; c += 16) __builtin_prefetch(row + c, 0, 3);
@@ -193,56 +195,9 @@ static inline float dot(const float *x, const float *y, size_t d) {
     return total;
 }
 
-MULTI void sk_decode(const int64_t *start, const int32_t *indices, const float *values, size_t rows,
-               const float *W, size_t d, const float *bias, float *out) {
-    for (size_t r = 0; r < rows; r++) {
-        float *o = out + r * d;
-        if (bias) memcpy(o, bias, d * sizeof(float));
-        else memset(o, 0, d * sizeof(float));
-        for (int64_t j = start[r]; j < start[r + 1]; j++) {
-            if (j + PREFETCH_AHEAD < start[rows]) prefetch_row(W + (size_t)indices[j + PREFETCH_AHEAD] * d, d);
-            float a = values[j];
-            if (a != 0.0f) axpy(o, W + (size_t)indices[j] * d, a, d);
-        }
-    }
-}
-
-MULTI void sk_latent_gradients(const int64_t *lstart, const int32_t *lrow, const float *lvalue,
-                               const float *W, const float *enc_extra, size_t lo, size_t hi,
-                               const float *dec_src, const float *enc_src, size_t enc_rows, size_t d,
-                               float *grad_dec, float *grad_enc, float *grad_benc) {
-    for (size_t i = lo; i < hi; i++) {
-        float *gd = grad_dec + i * d, *ge = grad_enc + i * d;
-        const float *w = W + i * d;
-        memset(gd, 0, d * sizeof(float));
-        memset(ge, 0, d * sizeof(float));
-        float bsum = 0.0f;
-        for (int64_t j = lstart[i]; j < lstart[i + 1]; j++) {
-            if (j + PREFETCH_AHEAD < lstart[hi]) {
-                size_t ahead = (size_t)lrow[j + PREFETCH_AHEAD];
-                prefetch_row(dec_src + ahead * d, d);
-                prefetch_row(enc_src + (ahead % enc_rows) * d, d);
-            }
-            /* ReLU and TopK pass no gradient to latents that are not positive. */
-            float a = lvalue[j];
-            if (!(a > 0.0f)) continue;
-            size_t row = (size_t)lrow[j];
-            const float *g = dec_src + row * d;
-            /* ∂L/∂pre = W_dec[i] · ∂L/∂x̂, read while the row is in cache for ∂L/∂W_dec. */
-            float coef = dot(w, g, d) + (enc_extra ? enc_extra[i] : 0.0f);
-            axpy(gd, g, a, d);
-            if (coef != 0.0f) {
-                axpy(ge, enc_src + (row % enc_rows) * d, coef, d);
-                bsum += coef;
-            }
-        }
-        grad_benc[i] = bsum;
-    }
-}
-
-/* ---- Dense helpers ------------------------------------------------------------------- */
-
-MULTI double sk_subtract(const float *x, const float *a, float *out, size_t n) {
+/* out = x − a over n floats; returns the sum of squares of out (float lanes, per block of
+ * 4096, added in double). */
+static inline double subtract(const float *x, const float *a, float *out, size_t n) {
     double total = 0.0;
     size_t i = 0;
     while (i < n) {
@@ -266,9 +221,111 @@ MULTI double sk_subtract(const float *x, const float *a, float *out, size_t n) {
     return total;
 }
 
+/* One row of sk_decode; W rows are prefetched up to entry `limit` (into the next rows). */
+static inline void decode_row(const int64_t *start, const int32_t *indices, const float *values, const float *W,
+                              size_t d, const float *bias, float *o, int64_t limit) {
+    if (bias) memcpy(o, bias, d * sizeof(float));
+    else memset(o, 0, d * sizeof(float));
+    for (int64_t j = start[0]; j < start[1]; j++) {
+        if (j + PREFETCH_AHEAD < limit) prefetch_row(W + (size_t)indices[j + PREFETCH_AHEAD] * d, d);
+        float a = values[j];
+        if (a != 0.0f) axpy(o, W + (size_t)indices[j] * d, a, d);
+    }
+}
+
+MULTI void sk_decode(const int64_t *start, const int32_t *indices, const float *values, size_t rows,
+               const float *W, size_t d, const float *bias, float *out) {
+    for (size_t r = 0; r < rows; r++) decode_row(start + r, indices, values, W, d, bias, out + r * d, start[rows]);
+}
+
+/* dots[j] = W[indices[j]] · g (+ extra[latent]) for the row's positive entries, else 0. The
+ * rows of W were just read by the decode, so they come from cache. */
+static inline void row_dots(const int64_t *start, const int32_t *indices, const float *values, const float *W,
+                            size_t d, const float *g, const float *extra, float *dots) {
+    for (int64_t j = start[0]; j < start[1]; j++) {
+        size_t i = (size_t)indices[j];
+        dots[j] = values[j] > 0.0f ? dot(W + i * d, g, d) + (extra ? extra[i] : 0.0f) : 0.0f;
+    }
+}
+
+MULTI void sk_decode_backward(const float *x, size_t rows, size_t d, const float *W, const float *bias,
+                              const int64_t *start, const int32_t *indices, const float *values, float scale,
+                              const float *extra, float *out, float *dots, double *err,
+                              const int64_t *aux_start, const int32_t *aux_indices, const float *aux_values,
+                              float aux_scale, float *aux_out, float *aux_dots, double *aux_err) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * d;
+        float *e = out + r * d;
+        decode_row(start + r, indices, values, W, d, bias, e, start[rows]);
+        err[r] = subtract(xr, e, e, d);
+        if (aux_start) {
+            float *a = aux_out + r * d;
+            decode_row(aux_start + r, aux_indices, aux_values, W, d, NULL, a, aux_start[rows]);
+            aux_err[r] = subtract(a, e, a, d);  /* Ê − E */
+            for (size_t c = 0; c < d; c++) a[c] *= aux_scale;
+            row_dots(aux_start + r, aux_indices, aux_values, W, d, a, NULL, aux_dots);
+        }
+        for (size_t c = 0; c < d; c++) e[c] *= scale;
+        row_dots(start + r, indices, values, W, d, e, extra, dots);
+    }
+}
+
+/* Column slices: [rows, d] row-major to slices of SK_SLICE columns, slice s holding
+ * [rows, w] (w = SK_SLICE, or what is left of d in the last) at out + s * SK_SLICE * rows. A
+ * slice of two [4096, d] sources is 1 MB and stays in L2 while sk_latent_gradients gathers
+ * rows of it in latent order; gathering whole rows instead would cross a page and miss L2 at
+ * every entry. */
+MULTI void sk_pack_slices(const float *x, size_t rows, size_t d, size_t lo, size_t hi, float *out) {
+    for (size_t c0 = 0; c0 < d; c0 += SK_SLICE) {
+        size_t w = d - c0 < SK_SLICE ? d - c0 : SK_SLICE;
+        float *slice = out + c0 * rows;
+        for (size_t r = lo; r < hi; r++) memcpy(slice + r * w, x + r * d + c0, w * sizeof(float));
+    }
+}
+
+MULTI void sk_latent_gradients(const int64_t *lstart, const int32_t *lrow, const float *lvalue,
+                               const float *lcoef, size_t lo, size_t hi, const float *dec_src,
+                               size_t dec_rows, const float *enc_src, size_t enc_rows, size_t d,
+                               float *grad_dec, float *grad_enc, float *grad_benc) {
+    for (size_t i = lo; i < hi; i++) {
+        float bsum = 0.0f;
+        for (int64_t j = lstart[i]; j < lstart[i + 1]; j++) bsum += lcoef[j];
+        grad_benc[i] = bsum;
+    }
+    for (size_t c0 = 0; c0 < d; c0 += SK_SLICE) {
+        size_t w = d - c0 < SK_SLICE ? d - c0 : SK_SLICE;
+        const float *gs = dec_src + c0 * dec_rows, *cs = enc_src + c0 * enc_rows;
+        for (size_t i = lo; i < hi; i++) {
+            float gd[SK_SLICE] = {0}, ge[SK_SLICE] = {0};
+            for (int64_t j = lstart[i]; j < lstart[i + 1]; j++) {
+                size_t row = (size_t)lrow[j];
+                const float *g = gs + row * w, *c = cs + (row % enc_rows) * w;
+                float a = lvalue[j], coef = lcoef[j];
+                if (w == SK_SLICE) {
+                    if (a != 0.0f)
+                        for (size_t l = 0; l < SK_SLICE; l++) gd[l] += a * g[l];
+                    if (coef != 0.0f)
+                        for (size_t l = 0; l < SK_SLICE; l++) ge[l] += coef * c[l];
+                } else {
+                    if (a != 0.0f)
+                        for (size_t l = 0; l < w; l++) gd[l] += a * g[l];
+                    if (coef != 0.0f)
+                        for (size_t l = 0; l < w; l++) ge[l] += coef * c[l];
+                }
+            }
+            memcpy(grad_dec + i * d + c0, gd, w * sizeof(float));
+            memcpy(grad_enc + i * d + c0, ge, w * sizeof(float));
+        }
+    }
+}
+
+/* ---- Dense helpers ------------------------------------------------------------------- */
+
+MULTI double sk_subtract(const float *x, const float *a, float *out, size_t n) { return subtract(x, a, out, n); }
+
 MULTI void sk_subtract_rows(const float *x, const float *a, float *out, size_t rows, size_t d,
                             double *row_sums) {
-    for (size_t r = 0; r < rows; r++) row_sums[r] = sk_subtract(x + r * d, a + r * d, out + r * d, d);
+    for (size_t r = 0; r < rows; r++) row_sums[r] = subtract(x + r * d, a + r * d, out + r * d, d);
 }
 
 MULTI double sk_sum_squares(const float *x, size_t n) {

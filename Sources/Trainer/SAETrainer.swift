@@ -58,16 +58,24 @@ public final class SAETrainer {
     let centered = Storage<Float>(count: 0, repeating: 0)  // [n, d] x − b_dec
     let pre = Storage<Float>(count: 0, repeating: 0)  // [n, m] (batchtopk, relu)
     let encoderWorkspace = EncoderWorkspace()  // topk
-    let reconstruction = Storage<Float>(count: 0, repeating: 0)  // [n, d]
     /// [2n, d]: ∂L/∂x̂ in the first n rows, ∂L/∂ê (AuxK) in the next n.
     let outputGradients = Storage<Float>(count: 0, repeating: 0)
+    // The same two sources of the latent gradients, in column slices (sk_pack_slices).
+    let outputGradientSlices = Storage<Float>(count: 0, repeating: 0)
+    let centeredSlices = Storage<Float>(count: 0, repeating: 0)
     public let codes = SparseCodes()
     public let auxCodes = SparseCodes()
-    let rowSums = Storage<Double>(count: 0, repeating: 0)
-    // By-latent index of the main and AuxK entries: row of ∂L/∂x̂ and activation.
+    /// ∂L/∂pre of each entry of `codes` and `auxCodes`.
+    let dots = Storage<Float>(count: 0, repeating: 0)
+    let auxDots = Storage<Float>(count: 0, repeating: 0)
+    /// Per row: ‖x − x̂‖², and ‖ê − e‖² (AuxK).
+    let squaredErrors = Storage<Double>(count: 0, repeating: 0)
+    let auxSquaredErrors = Storage<Double>(count: 0, repeating: 0)
+    // By-latent index of the main and AuxK entries: row of ∂L/∂x̂, activation, ∂L/∂pre.
     let latentStart = Storage<Int64>(count: 0, repeating: 0)
     let latentRow = Storage<Int32>(count: 0, repeating: 0)
     let latentValue = Storage<Float>(count: 0, repeating: 0)
+    let latentCoefficient = Storage<Float>(count: 0, repeating: 0)
 
     public init(model: SparseAutoencoder, training: TrainingConfig, threads: Int) {
         self.model = model
@@ -172,38 +180,15 @@ public final class SAETrainer {
         }
 
         Profile.mark("select")
-        // Sparse decode and the residual E = x − x̂.                        [n, d]
-        reconstruction.resize(n * d, fill: 0)
-        model.decode(codes, threads: threads, into: reconstruction.pointer)
-        outputGradients.resize(2 * n * d, fill: 0)
-        let residual = outputGradients.pointer, auxResidual = outputGradients.pointer + n * d
-        let squaredError = subtractRows(x, reconstruction.pointer, into: residual, rows: n)
+        // Statistics of x, for the loss scale.
         var columnSums = [Double](repeating: 0, count: d)
         sk_column_sums(x, n, d, &columnSums)
         let squaredNorm = sk_sum_squares(x, n * d)
         let totalVariance = max(squaredNorm - columnSums.reduce(0) { $0 + $1 * $1 } / Double(n), .leastNormalMagnitude)
-
-        Profile.mark("decode")
-        // AuxK: the top k_aux dead latents reconstruct the residual.
-        var auxLoss = 0.0
-        if auxUsed {
-            let auxScale = min(Double(dead.count) / Double(training.auxK), 1)
-            let start = auxCodes.start.pointer, indices = auxCodes.indices.pointer, values = auxCodes.values.pointer
-            let weight = model.decoderWeight.pointer
-            parallelFor(n, threads: threads) { range, _ in
-                sk_decode(start + range.lowerBound, indices, values, range.count, weight, d, nil, auxResidual + range.lowerBound * d)
-            }
-            let auxSquared = subtractRows(auxResidual, residual, into: auxResidual, rows: n)  // Ê − E
-            auxLoss = auxScale * auxSquared / totalVariance
-            scale(auxResidual, count: n * d, by: Float(2 * training.auxKCoefficient * auxScale / totalVariance))
-        } else {
-            auxCodes.setUniform(rows: n, perRow: 0)
-        }
-
-        Profile.mark("auxk")
-        // ∂L/∂x̂ of every row; ∂L/∂z of the active latents is formed latent by latent below.
         let reconstructionScale = arch == .relu ? 1 / Double(n) : 1 / totalVariance
-        scale(residual, count: n * d, by: Float(-2 * reconstructionScale))
+        let auxScale = auxUsed ? min(Double(dead.count) / Double(training.auxK), 1) : 0
+        if !auxUsed { auxCodes.setUniform(rows: n, perRow: 0) }
+
         var l1Loss = 0.0
         var decoderNorms: [Float] = []
         var encoderExtra: [Float] = []
@@ -219,18 +204,52 @@ public final class SAETrainer {
             l1Loss *= training.l1Coefficient / Double(n)
         }
 
-        Profile.mark("dots")
-        // Gradients of W_dec, W_enc and b_enc, latent by latent (no write conflicts).
-        buildLatentIndex(rows: n)
-        let lStart = latentStart.pointer, lRow = latentRow.pointer, lValue = latentValue.pointer
-        let gDec = gradDecoderWeight.pointer, gEnc = gradEncoderWeight.pointer, gBEnc = gradEncoderBias.pointer
-        let sources = outputGradients.pointer, encoderSource = centered.pointer, decoderWeight = model.decoderWeight.pointer
+        // Decode, residual E = x − x̂, AuxK's Ê − E, ∂L/∂x̂ and ∂L/∂pre of every entry, row by row.
+        outputGradients.resize(2 * n * d, fill: 0)
+        dots.resize(codes.entries, fill: 0)
+        auxDots.resize(auxCodes.entries, fill: 0)
+        squaredErrors.resize(n, fill: 0)
+        auxSquaredErrors.resize(n, fill: 0)
+        let gradients = outputGradients.pointer, auxGradients = outputGradients.pointer + n * d
+        let decoderWeight = model.decoderWeight.pointer, decoderBias = model.decoderBias.pointer
+        let start = codes.start.pointer, indices = codes.indices.pointer, values = codes.values.pointer
+        let auxStart = auxCodes.start.pointer, auxIndices = auxCodes.indices.pointer, auxValues = auxCodes.values.pointer
+        let dotsPointer = dots.pointer, auxDotsPointer = auxDots.pointer
+        let errors = squaredErrors.pointer, auxErrors = auxSquaredErrors.pointer
+        let gradientScale = Float(-2 * reconstructionScale), auxGradientScale = Float(2 * training.auxKCoefficient * auxScale / totalVariance)
         encoderExtra.withUnsafeBufferPointer { extra in
             let extra = extra.isEmpty ? nil : extra.baseAddress  // an empty array's base address is not nil
-            parallelFor(m, threads: threads) { range, _ in
-                sk_latent_gradients(
-                    lStart, lRow, lValue, decoderWeight, extra, range.lowerBound, range.upperBound, sources, encoderSource, n, d, gDec, gEnc, gBEnc)
+            parallelFor(n, threads: threads) { range, _ in
+                let r = range.lowerBound
+                sk_decode_backward(
+                    x + r * d, range.count, d, decoderWeight, decoderBias, start + r, indices, values, gradientScale, extra, gradients + r * d,
+                    dotsPointer, errors + r, auxUsed ? auxStart + r : nil, auxIndices, auxValues, auxGradientScale, auxGradients + r * d,
+                    auxDotsPointer, auxErrors + r)
             }
+        }
+        let squaredError = squaredErrors.readOnly.reduce(0, +)
+        let auxLoss = auxUsed ? auxScale * auxSquaredErrors.readOnly.reduce(0, +) / totalVariance : 0
+
+        Profile.mark("decode")
+        // Gradients of W_dec, W_enc and b_enc, latent by latent (no write conflicts), from
+        // column slices of ∂L/∂x̂ (and ∂L/∂ê) and of the centred inputs.
+        let sourceRows = auxUsed ? 2 * n : n
+        outputGradientSlices.resize(sourceRows * d, fill: 0)
+        centeredSlices.resize(n * d, fill: 0)
+        let gradientSlices = outputGradientSlices.pointer, inputSlices = centeredSlices.pointer
+        parallelFor(n, threads: threads) { range, _ in
+            let lo = range.lowerBound, hi = range.upperBound
+            sk_pack_slices(gradients, sourceRows, d, lo, hi, gradientSlices)
+            if auxUsed { sk_pack_slices(gradients, sourceRows, d, n + lo, n + hi, gradientSlices) }
+            sk_pack_slices(centeredPointer, n, d, lo, hi, inputSlices)
+        }
+        buildLatentIndex(rows: n)
+        let lStart = latentStart.pointer, lRow = latentRow.pointer, lValue = latentValue.pointer, lCoefficient = latentCoefficient.pointer
+        let gDec = gradDecoderWeight.pointer, gEnc = gradEncoderWeight.pointer, gBEnc = gradEncoderBias.pointer
+        parallelFor(m, threads: threads) { range, _ in
+            sk_latent_gradients(
+                lStart, lRow, lValue, lCoefficient, range.lowerBound, range.upperBound, gradientSlices, sourceRows, inputSlices, n, d, gDec, gEnc,
+                gBEnc)
         }
         Profile.mark("latentgrad")
         if arch == .relu {
@@ -240,13 +259,13 @@ public final class SAETrainer {
                 var total = 0.0
                 for j in Int(lStart[i])..<Int(lStart[i + 1]) where Int(lRow[j]) < n { total += Double(lValue[j]) }
                 let factor = Float(lambda * total) / decoderNorms[i]
-                if factor != 0 { for c in 0..<d { gDec[i * d + c] += factor * model.decoderWeight[i * d + c] } }
+                if factor != 0 { for c in 0..<d { gDec[i * d + c] += factor * decoderWeight[i * d + c] } }
             }
         }
         Profile.mark("relu")
         // b_dec: Σ_t ∂L/∂x̂_t through the decoder, −W_encᵀ ∂L/∂b_enc through the encoder.
         var decoderSums = [Double](repeating: 0, count: d)
-        sk_column_sums(residual, n, d, &decoderSums)
+        sk_column_sums(gradients, n, d, &decoderSums)
         for c in 0..<d { gradDecoderBias[c] = Float(decoderSums[c]) }
         BLAS.sgemv(
             .transpose, rows: m, columns: d, alpha: -1, a: model.encoderWeight.readOnly, lda: d, x: gradEncoderBias.readOnly, beta: 1,
@@ -255,7 +274,7 @@ public final class SAETrainer {
         Profile.mark("bdec")
         // Tokens since fired.
         var active = 0
-        let since = tokensSinceFired.pointer, indices = codes.indices.pointer, values = codes.values.pointer
+        let since = tokensSinceFired.pointer
         for i in 0..<m { since[i] += Int64(n) }
         for j in 0..<codes.entries where values[j] > 0 {
             since[Int(indices[j])] = 0
@@ -274,24 +293,6 @@ public final class SAETrainer {
             squaredError: squaredError, squaredNorm: squaredNorm, columnSums: columnSums)
     }
 
-    /// out = x − a row by row, in parallel; returns Σ‖out‖² (summed per row, then in row order,
-    /// so the figure does not depend on the thread count).
-    private func subtractRows(_ x: UnsafePointer<Float>, _ a: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, rows: Int) -> Double {
-        let d = model.width
-        rowSums.resize(rows, fill: 0)
-        let sums = rowSums.pointer
-        parallelFor(rows, threads: threads) { range, _ in
-            let o = range.lowerBound * d
-            sk_subtract_rows(x + o, a + o, out + o, range.count, d, sums + range.lowerBound)
-        }
-        return rowSums.readOnly.reduce(0, +)
-    }
-
-    /// x *= s, in parallel.
-    private func scale(_ x: UnsafeMutablePointer<Float>, count: Int, by s: Float) {
-        parallelFor(count, threads: count >= 1 << 16 ? threads : 1) { range, _ in sk_scale(x + range.lowerBound, range.count, s) }
-    }
-
     /// Counting sort of the main and AuxK entries by latent. Main entries read row t of
     /// the output gradients, AuxK entries row n + t.
     private func buildLatentIndex(rows n: Int) {
@@ -300,7 +301,8 @@ public final class SAETrainer {
         latentStart.resize(m + 1, fill: 0)
         latentRow.resize(total, fill: 0)
         latentValue.resize(total, fill: 0)
-        let start = latentStart.pointer, row = latentRow.pointer, value = latentValue.pointer
+        latentCoefficient.resize(total, fill: 0)
+        let start = latentStart.pointer, row = latentRow.pointer, value = latentValue.pointer, coefficient = latentCoefficient.pointer
         start.update(repeating: 0, count: m + 1)
         for codes in [codes, auxCodes] {
             let indices = codes.indices.pointer
@@ -312,8 +314,8 @@ public final class SAETrainer {
             count = m
         }
         next.withUnsafeMutableBufferPointer { next in
-            for (codes, rowOffset) in [(codes, 0), (auxCodes, n)] {
-                let codeStart = codes.start.pointer, indices = codes.indices.pointer, values = codes.values.pointer
+            for (codes, dots, rowOffset) in [(codes, dots, 0), (auxCodes, auxDots, n)] {
+                let codeStart = codes.start.pointer, indices = codes.indices.pointer, values = codes.values.pointer, dots = dots.pointer
                 for r in 0..<codes.rows {
                     for j in Int(codeStart[r])..<Int(codeStart[r + 1]) {
                         let latent = Int(indices[j])
@@ -321,6 +323,7 @@ public final class SAETrainer {
                         next[latent] += 1
                         row[at] = Int32(r + rowOffset)
                         value[at] = values[j]
+                        coefficient[at] = dots[j]
                     }
                 }
             }

@@ -66,16 +66,39 @@ void sk_gather_at_least(const float *pre, size_t ld, const float *bias, size_t r
 void sk_decode(const int64_t *start, const int32_t *indices, const float *values, size_t rows,
                const float *W, size_t d, const float *bias, float *out);
 
-/* For latents lo ..< hi of a by-latent CSR (lstart [m + 1], lrow, lvalue: the latent's
- * activation), with W the decoder [m, d]; only entries with lvalue > 0 contribute:
- *   coef          = W[i] . dec_src[lrow] + (enc_extra ? enc_extra[i] : 0)   (dL/dpre)
- *   grad_dec[i]   = sum lvalue * dec_src[lrow]
- *   grad_enc[i]   = sum coef * enc_src[lrow % enc_rows]
- *   grad_benc[i]  = sum coef
- * Rows lo ..< hi of the destinations are overwritten. */
+/* The decode and the first backward step, row by row, for rows of x [rows, d] and codes of
+ * those rows (CSR: start, indices, values; W the decoder [m, d]):
+ *   e = x − (bias + Σ values · W[indices]);  err[r] = Σ e²  (as sk_subtract)
+ *   with aux_start (AuxK codes, no bias): a = Σ aux_values · W[aux_indices] − e;
+ *     aux_err[r] = Σ a²;  aux_out[r] = aux_scale · a;  aux_dots[j] = W[i] · aux_out[r]
+ *   out[r] = scale · e;  dots[j] = W[i] · out[r] + (extra ? extra[i] : 0)
+ * dots and aux_dots are 0 for entries whose value is not positive (ReLU and TopK pass no
+ * gradient). The W rows a row gathers for its decode serve its dots from cache. */
+void sk_decode_backward(const float *x, size_t rows, size_t d, const float *W, const float *bias,
+                        const int64_t *start, const int32_t *indices, const float *values, float scale,
+                        const float *extra, float *out, float *dots, double *err,
+                        const int64_t *aux_start, const int32_t *aux_indices, const float *aux_values,
+                        float aux_scale, float *aux_out, float *aux_dots, double *aux_err);
+
+/* Columns per slice of sk_pack_slices. */
+#ifndef SK_SLICE
+#define SK_SLICE 32
+#endif
+
+/* Rows lo ..< hi of x [rows, d] into column slices: slice s (columns s * SK_SLICE onwards, w of
+ * them: SK_SLICE or what is left of d) is [rows, w] at out + s * SK_SLICE * rows. */
+void sk_pack_slices(const float *x, size_t rows, size_t d, size_t lo, size_t hi, float *out);
+
+/* For latents lo ..< hi of a by-latent CSR (lstart [m + 1], lrow, lvalue: the activation,
+ * lcoef: dL/dpre), with dec_src [dec_rows, d] and enc_src [enc_rows, d] in column slices
+ * (sk_pack_slices), rows lo ..< hi of the destinations are overwritten with
+ *   grad_dec[i]  = sum lvalue * dec_src[lrow]
+ *   grad_enc[i]  = sum lcoef * enc_src[lrow % enc_rows]
+ *   grad_benc[i] = sum lcoef
+ * The sums run in entry order, slice by slice. */
 void sk_latent_gradients(const int64_t *lstart, const int32_t *lrow, const float *lvalue,
-                         const float *W, const float *enc_extra, size_t lo, size_t hi,
-                         const float *dec_src, const float *enc_src, size_t enc_rows, size_t d,
+                         const float *lcoef, size_t lo, size_t hi, const float *dec_src,
+                         size_t dec_rows, const float *enc_src, size_t enc_rows, size_t d,
                          float *grad_dec, float *grad_enc, float *grad_benc);
 
 /* out[r] = x[r] - a[r] (rows of d); returns sum of squares of out, in double. */
