@@ -18,10 +18,13 @@
 #endif
 /* Tokens per block: their packed rows stay in L2 while every panel of W_enc streams past. */
 #ifndef BLOCK_PANELS
-#define BLOCK_PANELS 16
+#define BLOCK_PANELS 8
 #endif
 #ifndef CHUNK_ROWS
 #define CHUNK_ROWS 516
+#endif
+#ifndef BPF
+#define BPF 0
 #endif
 #ifndef CANDIDATES_PER_K
 #define CANDIDATES_PER_K 2
@@ -35,23 +38,22 @@ void sk_pack_encoder(const float *W, const float *bias, const int32_t *order, si
                      size_t panel_lo, size_t panel_hi, float *packed) {
     for (size_t p = panel_lo; p < panel_hi; p++) {
         float *out = packed + p * (d + 1) * NR;
-        for (size_t j = 0; j < NR; j++) {
-            size_t slot = p * NR + j;
-            if (slot < m) {
-                const float *w = W + (size_t)order[slot] * d;
-                for (size_t c = 0; c < d; c++) out[c * NR + j] = w[c];
-                out[d * NR + j] = bias ? bias[order[slot]] : 0.0f;
-            } else {
-                /* Padding latents: zero weights and a bias of −∞, so never selected. */
-                for (size_t c = 0; c < d; c++) out[c * NR + j] = 0.0f;
-                out[d * NR + j] = -INFINITY;
-            }
+        /* Padding latents: zero weights and a bias of −∞, so never selected. */
+        const float *rows[NR];
+        size_t live = m - p * NR < NR ? m - p * NR : NR;
+        for (size_t j = 0; j < live; j++) rows[j] = W + (size_t)order[p * NR + j] * d;
+        /* Row by row of the output, reading the panel's rows side by side: the writes are
+         * contiguous and each source row is read in order. */
+        for (size_t c = 0; c < d; c++) {
+            for (size_t j = 0; j < live; j++) out[c * NR + j] = rows[j][c];
+            for (size_t j = live; j < NR; j++) out[c * NR + j] = 0.0f;
         }
+        for (size_t j = 0; j < NR; j++) out[d * NR + j] = j < live ? (bias ? bias[order[p * NR + j]] : 0.0f) : -INFINITY;
     }
 }
 
 /* Rows of x [rows, d] into [d][MR], zero-padded past `rows`. */
-static void pack_rows(const float *x, size_t rows, size_t d, float *out) {
+__attribute__((target("avx512f"))) static void pack_rows(const float *x, size_t rows, size_t d, float *out) {
     for (size_t c = 0; c < d; c++)
         for (size_t r = 0; r < MR; r++) out[c * MR + r] = r < rows ? x[r * d + c] : 0.0f;
 }
@@ -156,6 +158,10 @@ __attribute__((target("avx512f"))) static void tile(const float *a, const float 
     for (int r = 0; r < MR; r++) c[r][0] = c[r][1] = _mm512_setzero_ps();
     for (size_t i = 0; i < d; i++) {
         __m512 b0 = _mm512_loadu_ps(b + i * NR), b1 = _mm512_loadu_ps(b + i * NR + 16);
+#if BPF
+        _mm_prefetch((const char *)(b + (i + BPF) * NR), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + (i + BPF) * NR + 16), _MM_HINT_T0);
+#endif
         for (int r = 0; r < MR; r++) {
             __m512 av = _mm512_set1_ps(a[i * MR + r]);
             c[r][0] = _mm512_fmadd_ps(av, b0, c[r][0]);

@@ -5,11 +5,14 @@
 #include <string.h>
 
 #define MULTI __attribute__((target_clones("avx512f", "avx2", "default")))
+/* Helpers must inline into each clone: an out-of-line copy is compiled for the baseline
+ * target only (SSE2, no FMA), and the clones would call it. */
+#define INLINE static inline __attribute__((always_inline))
 
 /* ---- Selection ---------------------------------------------------------------------- */
 
 /* Min-heap of (value, index) of size k: heap[0] is the smallest kept value. */
-static inline void sift_down(float *hv, int32_t *hi, size_t k, size_t i) {
+INLINE void sift_down(float *hv, int32_t *hi, size_t k, size_t i) {
     float v = hv[i];
     int32_t id = hi[i];
     for (;;) {
@@ -25,11 +28,11 @@ static inline void sift_down(float *hv, int32_t *hi, size_t k, size_t i) {
     hi[i] = id;
 }
 
-static inline float relu(float x) { return x > 0.0f ? x : 0.0f; }
+INLINE float relu(float x) { return x > 0.0f ? x : 0.0f; }
 
 
 /* Heap selection of the k largest of relu(v[i]) (with their ids) into hv/hi. */
-static inline void heap_select(const float *v, const int32_t *ids, size_t count, size_t k, float *hv,
+INLINE void heap_select(const float *v, const int32_t *ids, size_t count, size_t k, float *hv,
                                int32_t *hi) {
     size_t first = k < count ? k : count;
     for (size_t i = 0; i < first; i++) { hv[i] = relu(v[i]); hi[i] = ids[i]; }
@@ -176,28 +179,35 @@ MULTI void sk_gather_at_least(const float *pre, size_t ld, const float *bias, si
 #define PREFETCH_AHEAD 4
 #endif
 
-static inline void prefetch_row(const float *row, size_t d) {
+INLINE void prefetch_row(const float *row, size_t d) {
     for (size_t c = 0; c < d; c += 16) __builtin_prefetch(row + c, 0, 3);
 }
 
-static inline void axpy(float *y, const float *x, float a, size_t d) {
+INLINE void axpy(float *y, const float *x, float a, size_t d) {
     for (size_t c = 0; c < d; c++) y[c] += a * x[c];
 }
 
-static inline float dot(const float *x, const float *y, size_t d) {
-    float acc[16] = {0};
+/* Four chains of 16 lanes, then a tree: a serial sum of the 16 lanes would cost more than
+ * the products at d = 384 (sk_decode_backward takes one dot per entry). */
+INLINE float dot(const float *x, const float *y, size_t d) {
+    float acc[4][16] = {{0}};
     size_t c = 0;
+    for (; c + 64 <= d; c += 64)
+        for (int q = 0; q < 4; q++)
+            for (int l = 0; l < 16; l++) acc[q][l] += x[c + 16 * q + l] * y[c + 16 * q + l];
     for (; c + 16 <= d; c += 16)
-        for (int l = 0; l < 16; l++) acc[l] += x[c + l] * y[c + l];
-    float total = 0.0f;
-    for (int l = 0; l < 16; l++) total += acc[l];
+        for (int l = 0; l < 16; l++) acc[0][l] += x[c + l] * y[c + l];
+    for (int l = 0; l < 16; l++) acc[0][l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) acc[0][l] += acc[0][l + w];
+    float total = acc[0][0];
     for (; c < d; c++) total += x[c] * y[c];
     return total;
 }
 
 /* out = x − a over n floats; returns the sum of squares of out (float lanes, per block of
  * 4096, added in double). */
-static inline double subtract(const float *x, const float *a, float *out, size_t n) {
+INLINE double subtract(const float *x, const float *a, float *out, size_t n) {
     double total = 0.0;
     size_t i = 0;
     while (i < n) {
@@ -222,7 +232,7 @@ static inline double subtract(const float *x, const float *a, float *out, size_t
 }
 
 /* One row of sk_decode; W rows are prefetched up to entry `limit` (into the next rows). */
-static inline void decode_row(const int64_t *start, const int32_t *indices, const float *values, const float *W,
+INLINE void decode_row(const int64_t *start, const int32_t *indices, const float *values, const float *W,
                               size_t d, const float *bias, float *o, int64_t limit) {
     if (bias) memcpy(o, bias, d * sizeof(float));
     else memset(o, 0, d * sizeof(float));
@@ -240,7 +250,7 @@ MULTI void sk_decode(const int64_t *start, const int32_t *indices, const float *
 
 /* dots[j] = W[indices[j]] · g (+ extra[latent]) for the row's positive entries, else 0. The
  * rows of W were just read by the decode, so they come from cache. */
-static inline void row_dots(const int64_t *start, const int32_t *indices, const float *values, const float *W,
+INLINE void row_dots(const int64_t *start, const int32_t *indices, const float *values, const float *W,
                             size_t d, const float *g, const float *extra, float *dots) {
     for (int64_t j = start[0]; j < start[1]; j++) {
         size_t i = (size_t)indices[j];
@@ -268,6 +278,33 @@ MULTI void sk_decode_backward(const float *x, size_t rows, size_t d, const float
         for (size_t c = 0; c < d; c++) e[c] *= scale;
         row_dots(start + r, indices, values, W, d, e, extra, dots);
     }
+}
+
+void sk_index_by_latent(size_t m, size_t rows, const int64_t *start, const int32_t *indices,
+                        const float *values, const float *dots, const int64_t *aux_start,
+                        const int32_t *aux_indices, const float *aux_values, const float *aux_dots,
+                        int64_t *lstart, int32_t *lrow, float *lvalue, float *lcoef) {
+    memset(lstart, 0, (m + 1) * sizeof(int64_t));
+    for (int64_t j = 0; j < start[rows]; j++) lstart[indices[j] + 1]++;
+    for (int64_t j = 0; j < aux_start[rows]; j++) lstart[aux_indices[j] + 1]++;
+    for (size_t i = 0; i < m; i++) lstart[i + 1] += lstart[i];
+    int64_t *next = malloc(m * sizeof(int64_t));
+    memcpy(next, lstart, m * sizeof(int64_t));
+    for (size_t r = 0; r < rows; r++)
+        for (int64_t j = start[r]; j < start[r + 1]; j++) {
+            int64_t at = next[indices[j]]++;
+            lrow[at] = (int32_t)r;
+            lvalue[at] = values[j];
+            lcoef[at] = dots[j];
+        }
+    for (size_t r = 0; r < rows; r++)
+        for (int64_t j = aux_start[r]; j < aux_start[r + 1]; j++) {
+            int64_t at = next[aux_indices[j]]++;
+            lrow[at] = (int32_t)(rows + r);
+            lvalue[at] = aux_values[j];
+            lcoef[at] = aux_dots[j];
+        }
+    free(next);
 }
 
 /* Column slices: [rows, d] row-major to slices of SK_SLICE columns, slice s holding
@@ -299,7 +336,8 @@ MULTI void sk_latent_gradients(const int64_t *lstart, const int32_t *lrow, const
             float gd[SK_SLICE] = {0}, ge[SK_SLICE] = {0};
             for (int64_t j = lstart[i]; j < lstart[i + 1]; j++) {
                 size_t row = (size_t)lrow[j];
-                const float *g = gs + row * w, *c = cs + (row % enc_rows) * w;
+                /* AuxK rows follow the main ones: row − enc_rows, not a division, finds their input. */
+                const float *g = gs + row * w, *c = cs + (row < enc_rows ? row : row - enc_rows) * w;
                 float a = lvalue[j], coef = lcoef[j];
                 if (w == SK_SLICE) {
                     if (a != 0.0f)

@@ -152,6 +152,7 @@ public final class SAETrainer {
         parallelFor(n, threads: threads) { range, _ in
             for r in range { for c in 0..<d { centeredPointer[r * d + c] = x[r * d + c] - bDec[c] } }
         }
+        Profile.mark("center")
         let bEnc = model.encoderBias.pointer
         // AuxK's dead latents are fixed before the step, so TopK selects them in the same pass.
         let dead = arch == .relu ? [] : deadLatents
@@ -243,7 +244,9 @@ public final class SAETrainer {
             if auxUsed { sk_pack_slices(gradients, sourceRows, d, n + lo, n + hi, gradientSlices) }
             sk_pack_slices(centeredPointer, n, d, lo, hi, inputSlices)
         }
+        Profile.mark("slices")
         buildLatentIndex(rows: n)
+        Profile.mark("index")
         let lStart = latentStart.pointer, lRow = latentRow.pointer, lValue = latentValue.pointer, lCoefficient = latentCoefficient.pointer
         let gDec = gradDecoderWeight.pointer, gEnc = gradEncoderWeight.pointer, gBEnc = gradEncoderBias.pointer
         parallelFor(m, threads: threads) { range, _ in
@@ -302,32 +305,10 @@ public final class SAETrainer {
         latentRow.resize(total, fill: 0)
         latentValue.resize(total, fill: 0)
         latentCoefficient.resize(total, fill: 0)
-        let start = latentStart.pointer, row = latentRow.pointer, value = latentValue.pointer, coefficient = latentCoefficient.pointer
-        start.update(repeating: 0, count: m + 1)
-        for codes in [codes, auxCodes] {
-            let indices = codes.indices.pointer
-            for j in 0..<codes.entries { start[Int(indices[j]) + 1] += 1 }
-        }
-        for i in 0..<m { start[i + 1] += start[i] }
-        var next = [Int64](unsafeUninitializedCapacity: m) { buffer, count in
-            buffer.baseAddress!.update(from: start, count: m)
-            count = m
-        }
-        next.withUnsafeMutableBufferPointer { next in
-            for (codes, dots, rowOffset) in [(codes, dots, 0), (auxCodes, auxDots, n)] {
-                let codeStart = codes.start.pointer, indices = codes.indices.pointer, values = codes.values.pointer, dots = dots.pointer
-                for r in 0..<codes.rows {
-                    for j in Int(codeStart[r])..<Int(codeStart[r + 1]) {
-                        let latent = Int(indices[j])
-                        let at = Int(next[latent])
-                        next[latent] += 1
-                        row[at] = Int32(r + rowOffset)
-                        value[at] = values[j]
-                        coefficient[at] = dots[j]
-                    }
-                }
-            }
-        }
+        sk_index_by_latent(
+            m, n, codes.start.pointer, codes.indices.pointer, codes.values.pointer, dots.pointer, auxCodes.start.pointer,
+            auxCodes.indices.pointer, auxCodes.values.pointer, auxDots.pointer, latentStart.pointer, latentRow.pointer, latentValue.pointer,
+            latentCoefficient.pointer)
     }
 
     /// Adam step with the scheduled rate; decoder rows stay unit-norm (the gradient's

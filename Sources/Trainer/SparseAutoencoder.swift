@@ -141,12 +141,12 @@ public final class SparseAutoencoder {
         parallelFor(panels, threads: threads) { range, _ in
             sk_pack_encoder(weight, bias, order, m, d, range.lowerBound, range.upperBound, packed)
         }
+        Profile.mark("pack")
         let indices = codes.indices.pointer, values = codes.values.pointer
         let auxIndices = auxCodes?.indices.pointer, auxValues = auxCodes?.values.pointer
-        // Whole tiles per worker, so that no tile is split between them.
-        let tiles = (rows + Int(SK_TILE_ROWS) - 1) / Int(SK_TILE_ROWS)
-        parallelFor(tiles, threads: threads) { range, _ in
-            let first = range.lowerBound * Int(SK_TILE_ROWS), count = min(rows, range.upperBound * Int(SK_TILE_ROWS)) - first
+        // Whole tiles per piece, so that no tile is split.
+        parallelFor(rows, threads: threads, granule: Int(SK_TILE_ROWS)) { range, _ in
+            let first = range.lowerBound, count = range.count
             sk_encode_topk(
                 centered + first * d, count, d, packed, order, m, k, indices + first * k, values + first * k, auxSubset.count, auxK,
                 auxIndices.map { $0 + first * auxK }, auxValues.map { $0 + first * auxK })

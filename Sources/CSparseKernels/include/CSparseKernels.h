@@ -80,6 +80,15 @@ void sk_decode_backward(const float *x, size_t rows, size_t d, const float *W, c
                         const int64_t *aux_start, const int32_t *aux_indices, const float *aux_values,
                         float aux_scale, float *aux_out, float *aux_dots, double *aux_err);
 
+/* Counting sort of the entries of two sparse codes of `rows` rows by latent, for
+ * sk_latent_gradients: the main codes (start, indices, values, dots) give lrow = r, the AuxK
+ * codes lrow = rows + r; lstart [m + 1], lrow, lvalue, lcoef hold them in entry order within a
+ * latent. */
+void sk_index_by_latent(size_t m, size_t rows, const int64_t *start, const int32_t *indices,
+                        const float *values, const float *dots, const int64_t *aux_start,
+                        const int32_t *aux_indices, const float *aux_values, const float *aux_dots,
+                        int64_t *lstart, int32_t *lrow, float *lvalue, float *lcoef);
+
 /* Columns per slice of sk_pack_slices. */
 #ifndef SK_SLICE
 #define SK_SLICE 32
@@ -93,7 +102,7 @@ void sk_pack_slices(const float *x, size_t rows, size_t d, size_t lo, size_t hi,
  * lcoef: dL/dpre), with dec_src [dec_rows, d] and enc_src [enc_rows, d] in column slices
  * (sk_pack_slices), rows lo ..< hi of the destinations are overwritten with
  *   grad_dec[i]  = sum lvalue * dec_src[lrow]
- *   grad_enc[i]  = sum lcoef * enc_src[lrow % enc_rows]
+ *   grad_enc[i]  = sum lcoef * enc_src[lrow mod enc_rows]   (lrow < 2 enc_rows)
  *   grad_benc[i] = sum lcoef
  * The sums run in entry order, slice by slice. */
 void sk_latent_gradients(const int64_t *lstart, const int32_t *lrow, const float *lvalue,
