@@ -1,8 +1,9 @@
 /* The TopK encoder as one fused kernel: pre = x · W_encᵀ + b_enc is computed in register
  * tiles of SK_TILE_ROWS tokens × SK_PANEL latents, and each tile is compared with its rows'
- * running k-th largest value before it is dropped, so the [n, m] pre-activations are never
- * written anywhere. Only values above a row's threshold (about k·ln(m/k) per row) reach the
- * heap. AVX-512 only; other machines take the sgemm + sk_topk_rows path. */
+ * running thresholds before it is dropped, so the [n, m] pre-activations are never written
+ * anywhere. Values above a row's threshold (about k·ln(m/k) of a row's m) are appended to the
+ * row's candidates, from which the exact top k is chosen at the end. AVX-512 only; other
+ * machines take the sgemm + sk_topk_rows path. */
 #include "CSparseKernels.h"
 
 #include <immintrin.h>
@@ -11,24 +12,14 @@
 #include <string.h>
 
 #define NR SK_PANEL
-#ifdef SK_TILE_ROWS_OVERRIDE
-#define MR SK_TILE_ROWS_OVERRIDE
-#else
 #define MR SK_TILE_ROWS
-#endif
-/* Tokens per block: their packed rows stay in L2 while every panel of W_enc streams past. */
-#ifndef BLOCK_PANELS
+/* A block of panels of W_enc (394 KB at d = 384) stays in L2 while every group of rows of a
+ * chunk runs against it; chunks of rows bound the scratch. Chunks of 264 to 2064 rows and
+ * blocks of 4 to 16 panels measured within noise of each other. */
 #define BLOCK_PANELS 8
-#endif
-#ifndef CHUNK_ROWS
-#define CHUNK_ROWS 516
-#endif
-#ifndef BPF
-#define BPF 0
-#endif
-#ifndef CANDIDATES_PER_K
+#define CHUNK_ROWS (43 * MR)
+/* Candidates held per row before the buffer is cut back to the k largest. */
 #define CANDIDATES_PER_K 2
-#endif
 
 int sk_fused_encoder_available(void) { return __builtin_cpu_supports("avx512f"); }
 
@@ -156,12 +147,11 @@ __attribute__((target("avx512f"))) static void tile(const float *a, const float 
                                                     float *aux, size_t aux_ld) {
     __m512 c[MR][2];
     for (int r = 0; r < MR; r++) c[r][0] = c[r][1] = _mm512_setzero_ps();
+    /* Unrolled by 4: measured about 10% faster than the plain loop (fewer loop uops between
+     * the FMAs). */
+#pragma clang loop unroll_count(4)
     for (size_t i = 0; i < d; i++) {
         __m512 b0 = _mm512_loadu_ps(b + i * NR), b1 = _mm512_loadu_ps(b + i * NR + 16);
-#if BPF
-        _mm_prefetch((const char *)(b + (i + BPF) * NR), _MM_HINT_T0);
-        _mm_prefetch((const char *)(b + (i + BPF) * NR + 16), _MM_HINT_T0);
-#endif
         for (int r = 0; r < MR; r++) {
             __m512 av = _mm512_set1_ps(a[i * MR + r]);
             c[r][0] = _mm512_fmadd_ps(av, b0, c[r][0]);

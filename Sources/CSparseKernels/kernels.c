@@ -280,26 +280,40 @@ MULTI void sk_decode_backward(const float *x, size_t rows, size_t d, const float
     }
 }
 
-void sk_index_by_latent(size_t m, size_t rows, const int64_t *start, const int32_t *indices,
+void sk_count_by_latent(size_t lo, size_t hi, size_t rows, const int64_t *start, const int32_t *indices,
+                        const int64_t *aux_start, const int32_t *aux_indices, int64_t *lstart) {
+    memset(lstart + lo + 1, 0, (hi - lo) * sizeof(int64_t));
+    for (int64_t j = 0; j < start[rows]; j++) {
+        size_t i = (size_t)indices[j];
+        if (i >= lo && i < hi) lstart[i + 1]++;
+    }
+    for (int64_t j = 0; j < aux_start[rows]; j++) {
+        size_t i = (size_t)aux_indices[j];
+        if (i >= lo && i < hi) lstart[i + 1]++;
+    }
+}
+
+void sk_place_by_latent(size_t lo, size_t hi, size_t rows, const int64_t *start, const int32_t *indices,
                         const float *values, const float *dots, const int64_t *aux_start,
                         const int32_t *aux_indices, const float *aux_values, const float *aux_dots,
-                        int64_t *lstart, int32_t *lrow, float *lvalue, float *lcoef) {
-    memset(lstart, 0, (m + 1) * sizeof(int64_t));
-    for (int64_t j = 0; j < start[rows]; j++) lstart[indices[j] + 1]++;
-    for (int64_t j = 0; j < aux_start[rows]; j++) lstart[aux_indices[j] + 1]++;
-    for (size_t i = 0; i < m; i++) lstart[i + 1] += lstart[i];
-    int64_t *next = malloc(m * sizeof(int64_t));
-    memcpy(next, lstart, m * sizeof(int64_t));
+                        const int64_t *lstart, int32_t *lrow, float *lvalue, float *lcoef) {
+    if (hi <= lo) return;
+    int64_t *next = malloc((hi - lo) * sizeof(int64_t));
+    memcpy(next, lstart + lo, (hi - lo) * sizeof(int64_t));
     for (size_t r = 0; r < rows; r++)
         for (int64_t j = start[r]; j < start[r + 1]; j++) {
-            int64_t at = next[indices[j]]++;
+            size_t i = (size_t)indices[j];
+            if (i < lo || i >= hi) continue;
+            int64_t at = next[i - lo]++;
             lrow[at] = (int32_t)r;
             lvalue[at] = values[j];
             lcoef[at] = dots[j];
         }
     for (size_t r = 0; r < rows; r++)
         for (int64_t j = aux_start[r]; j < aux_start[r + 1]; j++) {
-            int64_t at = next[aux_indices[j]]++;
+            size_t i = (size_t)aux_indices[j];
+            if (i < lo || i >= hi) continue;
+            int64_t at = next[i - lo]++;
             lrow[at] = (int32_t)(rows + r);
             lvalue[at] = aux_values[j];
             lcoef[at] = aux_dots[j];

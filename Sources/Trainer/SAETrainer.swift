@@ -270,6 +270,8 @@ public final class SAETrainer {
         var decoderSums = [Double](repeating: 0, count: d)
         sk_column_sums(gradients, n, d, &decoderSums)
         for c in 0..<d { gradDecoderBias[c] = Float(decoderSums[c]) }
+        // One OpenBLAS thread: its pool spins after each call and would take the cores from our workers.
+        if BLAS.threadCount != 1 { BLAS.threadCount = 1 }
         BLAS.sgemv(
             .transpose, rows: m, columns: d, alpha: -1, a: model.encoderWeight.readOnly, lda: d, x: gradEncoderBias.readOnly, beta: 1,
             y: gradDecoderBias.buffer)
@@ -305,10 +307,21 @@ public final class SAETrainer {
         latentRow.resize(total, fill: 0)
         latentValue.resize(total, fill: 0)
         latentCoefficient.resize(total, fill: 0)
-        sk_index_by_latent(
-            m, n, codes.start.pointer, codes.indices.pointer, codes.values.pointer, dots.pointer, auxCodes.start.pointer,
-            auxCodes.indices.pointer, auxCodes.values.pointer, auxDots.pointer, latentStart.pointer, latentRow.pointer, latentValue.pointer,
-            latentCoefficient.pointer)
+        let start = codes.start.pointer, indices = codes.indices.pointer, values = codes.values.pointer, dots = dots.pointer
+        let auxStart = auxCodes.start.pointer, auxIndices = auxCodes.indices.pointer, auxValues = auxCodes.values.pointer
+        let auxDots = auxDots.pointer
+        let lStart = latentStart.pointer, lRow = latentRow.pointer, lValue = latentValue.pointer, lCoefficient = latentCoefficient.pointer
+        // Each worker scans every entry and keeps its own latents: two passes, no merging.
+        lStart[0] = 0
+        parallelFor(m, threads: threads, pieces: threads) { range, _ in
+            sk_count_by_latent(range.lowerBound, range.upperBound, n, start, indices, auxStart, auxIndices, lStart)
+        }
+        for i in 0..<m { lStart[i + 1] += lStart[i] }
+        parallelFor(m, threads: threads, pieces: threads) { range, _ in
+            sk_place_by_latent(
+                range.lowerBound, range.upperBound, n, start, indices, values, dots, auxStart, auxIndices, auxValues, auxDots, lStart, lRow,
+                lValue, lCoefficient)
+        }
     }
 
     /// Adam step with the scheduled rate; decoder rows stay unit-norm (the gradient's

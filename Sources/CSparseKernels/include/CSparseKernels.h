@@ -81,13 +81,16 @@ void sk_decode_backward(const float *x, size_t rows, size_t d, const float *W, c
                         float aux_scale, float *aux_out, float *aux_dots, double *aux_err);
 
 /* Counting sort of the entries of two sparse codes of `rows` rows by latent, for
- * sk_latent_gradients: the main codes (start, indices, values, dots) give lrow = r, the AuxK
- * codes lrow = rows + r; lstart [m + 1], lrow, lvalue, lcoef hold them in entry order within a
- * latent. */
-void sk_index_by_latent(size_t m, size_t rows, const int64_t *start, const int32_t *indices,
+ * sk_latent_gradients, in two passes that each worker runs for its own latents lo ..< hi:
+ * sk_count_by_latent writes lstart[i + 1] = entries of latent i; once lstart is summed into
+ * offsets, sk_place_by_latent writes lrow (r for the main codes: start, indices, values, dots;
+ * rows + r for the AuxK codes), lvalue and lcoef at them, in entry order within a latent. */
+void sk_count_by_latent(size_t lo, size_t hi, size_t rows, const int64_t *start, const int32_t *indices,
+                        const int64_t *aux_start, const int32_t *aux_indices, int64_t *lstart);
+void sk_place_by_latent(size_t lo, size_t hi, size_t rows, const int64_t *start, const int32_t *indices,
                         const float *values, const float *dots, const int64_t *aux_start,
                         const int32_t *aux_indices, const float *aux_values, const float *aux_dots,
-                        int64_t *lstart, int32_t *lrow, float *lvalue, float *lcoef);
+                        const int64_t *lstart, int32_t *lrow, float *lvalue, float *lcoef);
 
 /* Columns per slice of sk_pack_slices. */
 #ifndef SK_SLICE
