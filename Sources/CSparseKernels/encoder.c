@@ -43,10 +43,13 @@ void sk_pack_encoder(const float *W, const float *bias, const int32_t *order, si
     }
 }
 
-/* Rows of x [rows, d] into [d][MR], zero-padded past `rows`. */
-__attribute__((target("avx512f"))) static void pack_rows(const float *x, size_t rows, size_t d, float *out) {
-    for (size_t c = 0; c < d; c++)
-        for (size_t r = 0; r < MR; r++) out[c * MR + r] = r < rows ? x[r * d + c] : 0.0f;
+/* Rows of x [rows, d] minus center (NULL: none) into [d][MR], zero-padded past `rows`. */
+__attribute__((target("avx512f"))) static void pack_rows(const float *x, const float *center, size_t rows, size_t d,
+                                                         float *out) {
+    for (size_t c = 0; c < d; c++) {
+        float shift = center ? center[c] : 0.0f;
+        for (size_t r = 0; r < MR; r++) out[c * MR + r] = r < rows ? x[r * d + c] - shift : 0.0f;
+    }
 }
 
 /* Per-row candidates: values above the row's threshold, with their slots in `order`, in the
@@ -186,7 +189,8 @@ __attribute__((target("avx512f"))) static void tile(const float *a, const float 
 /* Loops (BLIS order): a block of panels of W_enc stays in L2 while each group of MR rows,
  * packed and held in L1, runs against every panel of it. Rows go in chunks so that the
  * candidate and AuxK scratch stays small. */
-__attribute__((target("avx512f"))) void sk_encode_topk(const float *x, size_t rows, size_t d, const float *packed,
+__attribute__((target("avx512f"))) void sk_encode_topk(const float *x, const float *center, size_t rows, size_t d,
+                                                       const float *packed,
                                                        const int32_t *order, size_t m, size_t k, int32_t *indices,
                                                        float *values, size_t aux_count, size_t aux_k,
                                                        int32_t *aux_indices, float *aux_values) {
@@ -206,7 +210,7 @@ __attribute__((target("avx512f"))) void sk_encode_topk(const float *x, size_t ro
         size_t groups = (count + MR - 1) / MR;
         for (size_t g = 0; g < groups; g++) {
             size_t lo = g * MR, n = count - lo < MR ? count - lo : MR;
-            pack_rows(x + (first + lo) * d, n, d, a + g * d * MR);
+            pack_rows(x + (first + lo) * d, center, n, d, a + g * d * MR);
         }
         /* ReLU: only positive values are candidates. */
         for (size_t r = 0; r < count; r++) { cand.threshold[r] = 0.0f; cand.count[r] = 0; }

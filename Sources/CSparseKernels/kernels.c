@@ -258,26 +258,36 @@ INLINE void row_dots(const int64_t *start, const int32_t *indices, const float *
     }
 }
 
-MULTI void sk_decode_backward(const float *x, size_t rows, size_t d, const float *W, const float *bias,
-                              const int64_t *start, const int32_t *indices, const float *values, float scale,
-                              const float *extra, float *out, float *dots, double *err,
+/* Row r of x [rows, d] into column slices (see sk_pack_slices) of `rows` rows. */
+INLINE void store_slices(const float *x, size_t rows, size_t d, size_t r, float *out) {
+    for (size_t c0 = 0; c0 < d; c0 += SK_SLICE) {
+        size_t w = d - c0 < SK_SLICE ? d - c0 : SK_SLICE;
+        memcpy(out + c0 * rows + r * w, x + c0, w * sizeof(float));
+    }
+}
+
+MULTI void sk_decode_backward(const float *x, size_t rows, size_t lo, size_t hi, size_t d, const float *W,
+                              const float *bias, const int64_t *start, const int32_t *indices,
+                              const float *values, float scale, const float *extra, float *dots, double *err,
                               const int64_t *aux_start, const int32_t *aux_indices, const float *aux_values,
-                              float aux_scale, float *aux_out, float *aux_dots, double *aux_err) {
-    for (size_t r = 0; r < rows; r++) {
+                              float aux_scale, float *aux_dots, double *aux_err, float *out, size_t out_rows) {
+    float *e = malloc(2 * d * sizeof(float)), *a = e + d;
+    for (size_t r = lo; r < hi; r++) {
         const float *xr = x + r * d;
-        float *e = out + r * d;
-        decode_row(start + r, indices, values, W, d, bias, e, start[rows]);
+        decode_row(start + r, indices, values, W, d, bias, e, start[hi]);
         err[r] = subtract(xr, e, e, d);
         if (aux_start) {
-            float *a = aux_out + r * d;
-            decode_row(aux_start + r, aux_indices, aux_values, W, d, NULL, a, aux_start[rows]);
+            decode_row(aux_start + r, aux_indices, aux_values, W, d, NULL, a, aux_start[hi]);
             aux_err[r] = subtract(a, e, a, d);  /* Ê − E */
             for (size_t c = 0; c < d; c++) a[c] *= aux_scale;
             row_dots(aux_start + r, aux_indices, aux_values, W, d, a, NULL, aux_dots);
+            store_slices(a, out_rows, d, rows + r, out);
         }
         for (size_t c = 0; c < d; c++) e[c] *= scale;
         row_dots(start + r, indices, values, W, d, e, extra, dots);
+        store_slices(e, out_rows, d, r, out);
     }
+    free(e);
 }
 
 void sk_count_by_latent(size_t lo, size_t hi, size_t rows, const int64_t *start, const int32_t *indices,
@@ -326,11 +336,29 @@ void sk_place_by_latent(size_t lo, size_t hi, size_t rows, const int64_t *start,
  * slice of two [4096, d] sources is 1 MB and stays in L2 while sk_latent_gradients gathers
  * rows of it in latent order; gathering whole rows instead would cross a page and miss L2 at
  * every entry. */
-MULTI void sk_pack_slices(const float *x, size_t rows, size_t d, size_t lo, size_t hi, float *out) {
+MULTI void sk_pack_slices(const float *x, const float *bias, size_t rows, size_t d, size_t lo, size_t hi,
+                          float *out) {
     for (size_t c0 = 0; c0 < d; c0 += SK_SLICE) {
         size_t w = d - c0 < SK_SLICE ? d - c0 : SK_SLICE;
         float *slice = out + c0 * rows;
-        for (size_t r = lo; r < hi; r++) memcpy(slice + r * w, x + r * d + c0, w * sizeof(float));
+        for (size_t r = lo; r < hi; r++) {
+            const float *in = x + r * d + c0;
+            float *o = slice + r * w;
+            if (bias) {
+                for (size_t l = 0; l < w; l++) o[l] = in[l] - bias[c0 + l];
+            } else {
+                memcpy(o, in, w * sizeof(float));
+            }
+        }
+    }
+}
+
+MULTI void sk_slice_column_sums(const float *slices, size_t rows, size_t d, size_t lo, size_t hi, double *out) {
+    for (size_t c0 = 0; c0 < d; c0 += SK_SLICE) {
+        size_t w = d - c0 < SK_SLICE ? d - c0 : SK_SLICE;
+        const float *slice = slices + c0 * rows;
+        for (size_t r = lo; r < hi; r++)
+            for (size_t l = 0; l < w; l++) out[c0 + l] += slice[r * w + l];
     }
 }
 

@@ -32,6 +32,7 @@ public final class Evaluator {
         model.encode(normalized: input.pointer, rows: rows, threads: threads, centered: centered, pre: pre, workspace: workspace, into: codes)
         output.resize(rows * d, fill: 0)
         model.decode(codes, threads: threads, into: output.pointer)
+        centered.resize(rows * d, fill: 0)  // scratch for the residual (topk encodes without it)
         let squaredError = sk_subtract(input.pointer, output.pointer, centered.pointer, rows * d)
         var sums = [Double](repeating: 0, count: d)
         sk_column_sums(input.pointer, rows, d, &sums)

@@ -55,12 +55,11 @@ public final class SAETrainer {
 
     // Workspaces, grown to the largest batch seen.
     let input = Storage<Float>(count: 0, repeating: 0)  // [n, d] normalised rows
-    let centered = Storage<Float>(count: 0, repeating: 0)  // [n, d] x − b_dec
+    let centered = Storage<Float>(count: 0, repeating: 0)  // [n, d] x − b_dec (batchtopk, relu)
     let pre = Storage<Float>(count: 0, repeating: 0)  // [n, m] (batchtopk, relu)
     let encoderWorkspace = EncoderWorkspace()  // topk
-    /// [2n, d]: ∂L/∂x̂ in the first n rows, ∂L/∂ê (AuxK) in the next n.
-    let outputGradients = Storage<Float>(count: 0, repeating: 0)
-    // The same two sources of the latent gradients, in column slices (sk_pack_slices).
+    /// Sources of the latent gradients, in column slices (sk_pack_slices): [2n, d] with
+    /// ∂L/∂x̂ in the first n rows and ∂L/∂ê (AuxK) in the next n, and x − b_dec [n, d].
     let outputGradientSlices = Storage<Float>(count: 0, repeating: 0)
     let centeredSlices = Storage<Float>(count: 0, repeating: 0)
     public let codes = SparseCodes()
@@ -146,29 +145,23 @@ public final class SAETrainer {
         let x = input.pointer
 
         Profile.mark("start-compute")
-        // Encoder: pre = (x − b_dec) · W_encᵀ, one dense GEMM.            [n, m]
-        centered.resize(n * d, fill: 0)
-        let bDec = model.decoderBias.pointer, centeredPointer = centered.pointer
-        parallelFor(n, threads: threads) { range, _ in
-            for r in range { for c in 0..<d { centeredPointer[r * d + c] = x[r * d + c] - bDec[c] } }
-        }
-        Profile.mark("center")
-        let bEnc = model.encoderBias.pointer
+        let bDec = model.decoderBias.pointer, bEnc = model.encoderBias.pointer
         // AuxK's dead latents are fixed before the step, so TopK selects them in the same pass.
         let dead = arch == .relu ? [] : deadLatents
         let auxUsed = !dead.isEmpty && training.auxKCoefficient > 0
         let kAux = min(training.auxK, dead.count)
 
-        // Activation function: the active latents of each token, as sparse rows.
+        // Encoder, pre = (x − b_dec) · W_encᵀ + b_enc, and the activation function: the active
+        // latents of each token, as sparse rows.
         switch arch {
         case .topk:
             // GEMM and selection fused in row blocks that stay in cache; no [n, m] matrix.
             model.encodeTopK(
-                centered: centered.pointer, rows: n, k: model.config.k, threads: threads, workspace: encoderWorkspace, into: codes,
+                normalized: x, rows: n, k: model.config.k, threads: threads, workspace: encoderWorkspace, into: codes,
                 auxSubset: auxUsed ? dead : nil, auxK: kAux, auxInto: auxCodes)
         case .batchtopk:
             pre.resize(n * m, fill: 0)
-            model.encoderProducts(centered.pointer, rows: n, threads: threads, into: pre.pointer)
+            model.encoderProducts(model.center(x, rows: n, threads: threads, into: centered), rows: n, threads: threads, into: pre.pointer)
             batchThreshold = Selection.batchTopK(
                 pre: pre.pointer, bias: bEnc, rows: n, latents: m, total: n * model.config.k, threads: threads, into: codes)
             if auxUsed {
@@ -176,7 +169,7 @@ public final class SAETrainer {
             }
         case .relu:
             pre.resize(n * m, fill: 0)
-            model.encoderProducts(centered.pointer, rows: n, threads: threads, into: pre.pointer)
+            model.encoderProducts(model.center(x, rows: n, threads: threads, into: centered), rows: n, threads: threads, into: pre.pointer)
             Selection.atLeast(pre: pre.pointer, bias: bEnc, rows: n, latents: m, threshold: .leastNonzeroMagnitude, threads: threads, into: codes)
         }
 
@@ -205,14 +198,17 @@ public final class SAETrainer {
             l1Loss *= training.l1Coefficient / Double(n)
         }
 
-        // Decode, residual E = x − x̂, AuxK's Ê − E, ∂L/∂x̂ and ∂L/∂pre of every entry, row by row.
-        outputGradients.resize(2 * n * d, fill: 0)
+        // Decode, residual E = x − x̂, AuxK's Ê − E, ∂L/∂x̂ and ∂L/∂pre of every entry, row by
+        // row; ∂L/∂x̂ (rows t) and ∂L/∂ê (rows n + t) go straight to column slices for the
+        // latent gradients.
+        let sourceRows = auxUsed ? 2 * n : n
+        outputGradientSlices.resize(sourceRows * d, fill: 0)
         dots.resize(codes.entries, fill: 0)
         auxDots.resize(auxCodes.entries, fill: 0)
         squaredErrors.resize(n, fill: 0)
         auxSquaredErrors.resize(n, fill: 0)
-        let gradients = outputGradients.pointer, auxGradients = outputGradients.pointer + n * d
-        let decoderWeight = model.decoderWeight.pointer, decoderBias = model.decoderBias.pointer
+        let gradientSlices = outputGradientSlices.pointer
+        let decoderWeight = model.decoderWeight.pointer
         let start = codes.start.pointer, indices = codes.indices.pointer, values = codes.values.pointer
         let auxStart = auxCodes.start.pointer, auxIndices = auxCodes.indices.pointer, auxValues = auxCodes.values.pointer
         let dotsPointer = dots.pointer, auxDotsPointer = auxDots.pointer
@@ -221,11 +217,9 @@ public final class SAETrainer {
         encoderExtra.withUnsafeBufferPointer { extra in
             let extra = extra.isEmpty ? nil : extra.baseAddress  // an empty array's base address is not nil
             parallelFor(n, threads: threads) { range, _ in
-                let r = range.lowerBound
                 sk_decode_backward(
-                    x + r * d, range.count, d, decoderWeight, decoderBias, start + r, indices, values, gradientScale, extra, gradients + r * d,
-                    dotsPointer, errors + r, auxUsed ? auxStart + r : nil, auxIndices, auxValues, auxGradientScale, auxGradients + r * d,
-                    auxDotsPointer, auxErrors + r)
+                    x, n, range.lowerBound, range.upperBound, d, decoderWeight, bDec, start, indices, values, gradientScale, extra, dotsPointer,
+                    errors, auxUsed ? auxStart : nil, auxIndices, auxValues, auxGradientScale, auxDotsPointer, auxErrors, gradientSlices, sourceRows)
             }
         }
         let squaredError = squaredErrors.readOnly.reduce(0, +)
@@ -234,15 +228,10 @@ public final class SAETrainer {
         Profile.mark("decode")
         // Gradients of W_dec, W_enc and b_enc, latent by latent (no write conflicts), from
         // column slices of ∂L/∂x̂ (and ∂L/∂ê) and of the centred inputs.
-        let sourceRows = auxUsed ? 2 * n : n
-        outputGradientSlices.resize(sourceRows * d, fill: 0)
         centeredSlices.resize(n * d, fill: 0)
-        let gradientSlices = outputGradientSlices.pointer, inputSlices = centeredSlices.pointer
+        let inputSlices = centeredSlices.pointer
         parallelFor(n, threads: threads) { range, _ in
-            let lo = range.lowerBound, hi = range.upperBound
-            sk_pack_slices(gradients, sourceRows, d, lo, hi, gradientSlices)
-            if auxUsed { sk_pack_slices(gradients, sourceRows, d, n + lo, n + hi, gradientSlices) }
-            sk_pack_slices(centeredPointer, n, d, lo, hi, inputSlices)
+            sk_pack_slices(x, bDec, n, d, range.lowerBound, range.upperBound, inputSlices)
         }
         Profile.mark("slices")
         buildLatentIndex(rows: n)
@@ -268,7 +257,7 @@ public final class SAETrainer {
         Profile.mark("relu")
         // b_dec: Σ_t ∂L/∂x̂_t through the decoder, −W_encᵀ ∂L/∂b_enc through the encoder.
         var decoderSums = [Double](repeating: 0, count: d)
-        sk_column_sums(gradients, n, d, &decoderSums)
+        sk_slice_column_sums(gradientSlices, sourceRows, d, 0, n, &decoderSums)
         for c in 0..<d { gradDecoderBias[c] = Float(decoderSums[c]) }
         // One OpenBLAS thread: its pool spins after each call and would take the cores from our workers.
         if BLAS.threadCount != 1 { BLAS.threadCount = 1 }

@@ -48,17 +48,13 @@ public final class SparseAutoencoder {
         normalized x: UnsafePointer<Float>, rows: Int, threads: Int, centered: Storage<Float>, pre: Storage<Float>, workspace: EncoderWorkspace,
         into codes: SparseCodes
     ) {
-        let d = width, m = latents
-        centered.resize(rows * d, fill: 0)
-        for r in 0..<rows {
-            for c in 0..<d { centered[r * d + c] = x[r * d + c] - decoderBias[c] }
-        }
+        let m = latents
         if config.architecture == .topk {
-            encodeTopK(centered: centered.pointer, rows: rows, k: config.k, threads: threads, workspace: workspace, into: codes)
+            encodeTopK(normalized: x, rows: rows, k: config.k, threads: threads, workspace: workspace, into: codes)
             return
         }
         pre.resize(rows * m, fill: 0)
-        encoderProducts(centered.pointer, rows: rows, threads: threads, into: pre.pointer)
+        encoderProducts(center(x, rows: rows, threads: threads, into: centered), rows: rows, threads: threads, into: pre.pointer)
         switch config.architecture {
         case .topk:
             break
@@ -71,6 +67,17 @@ public final class SparseAutoencoder {
                 pre: pre.pointer, bias: encoderBias.pointer, rows: rows, latents: m, threshold: .leastNonzeroMagnitude, threads: threads,
                 into: codes)
         }
+    }
+
+    /// `x − b_dec` for rows of `x [rows, d]`, into `centered`; returns its pointer.
+    func center(_ x: UnsafePointer<Float>, rows: Int, threads: Int, into centered: Storage<Float>) -> UnsafePointer<Float> {
+        let d = width
+        centered.resize(rows * d, fill: 0)
+        let bias = decoderBias.pointer, out = centered.pointer
+        parallelFor(rows, threads: threads) { range, _ in
+            for r in range { for c in 0..<d { out[r * d + c] = x[r * d + c] - bias[c] } }
+        }
+        return UnsafePointer(out)
     }
 
     /// `pre = centered · W_encᵀ` `[rows, m]`: the rows split across `threads` workers, each
@@ -89,14 +96,14 @@ public final class SparseAutoencoder {
         }
     }
 
-    /// TopK codes of centred rows `[rows, d]` (and, with `auxSubset`, the top `auxK` among
+    /// TopK codes of normalised rows `x [rows, d]` (and, with `auxSubset`, the top `auxK` among
     /// those latents too), with the encoder GEMM and the selection fused so that the `[rows, m]`
     /// pre-activations never go to memory. With AVX-512, W_enc is packed once and each worker
     /// runs sk_encode_topk, which selects from register tiles as they are computed; otherwise
     /// each worker runs a single-threaded sgemm on row blocks into a cache-sized scratch and
     /// selects from that.
     public func encodeTopK(
-        centered: UnsafePointer<Float>, rows: Int, k: Int, threads: Int, workspace: EncoderWorkspace, into codes: SparseCodes,
+        normalized x: UnsafePointer<Float>, rows: Int, k: Int, threads: Int, workspace: EncoderWorkspace, into codes: SparseCodes,
         auxSubset: [Int32]? = nil, auxK: Int = 0, auxInto auxCodes: SparseCodes? = nil
     ) {
         codes.setUniform(rows: rows, perRow: k)
@@ -104,18 +111,18 @@ public final class SparseAutoencoder {
         let auxUsed = auxSubset != nil && auxK > 0
         if let auxCodes { auxCodes.setUniform(rows: rows, perRow: auxUsed ? auxK : 0) }
         if EncoderWorkspace.fused {
-            encodeTopKFused(centered: centered, rows: rows, k: k, threads: threads, workspace: workspace, into: codes,
+            encodeTopKFused(normalized: x, rows: rows, k: k, threads: threads, workspace: workspace, into: codes,
                 auxSubset: auxUsed ? subset : [], auxK: auxUsed ? auxK : 0, auxInto: auxCodes)
         } else {
-            encodeTopKBlocked(centered: centered, rows: rows, k: k, threads: threads, workspace: workspace, into: codes,
+            encodeTopKBlocked(centered: center(x, rows: rows, threads: threads, into: workspace.centered), rows: rows, k: k, threads: threads, workspace: workspace, into: codes,
                 auxSubset: auxUsed ? subset : [], auxK: auxUsed ? auxK : 0, auxInto: auxCodes)
         }
     }
 
     /// Packs W_enc and b_enc with the AuxK latents in the first slots, then runs
-    /// sk_encode_topk on each worker's rows.
+    /// sk_encode_topk on each worker's rows (which subtracts b_dec as it packs them).
     private func encodeTopKFused(
-        centered: UnsafePointer<Float>, rows: Int, k: Int, threads: Int, workspace: EncoderWorkspace, into codes: SparseCodes,
+        normalized x: UnsafePointer<Float>, rows: Int, k: Int, threads: Int, workspace: EncoderWorkspace, into codes: SparseCodes,
         auxSubset: [Int32], auxK: Int, auxInto auxCodes: SparseCodes?
     ) {
         let d = width, m = latents
@@ -138,6 +145,7 @@ public final class SparseAutoencoder {
         }
         workspace.packed.resize(panels * (d + 1) * Int(SK_PANEL), fill: 0)
         let packed = workspace.packed.pointer, weight = encoderWeight.pointer, bias = encoderBias.pointer
+        let decoderBias = self.decoderBias.pointer
         parallelFor(panels, threads: threads) { range, _ in
             sk_pack_encoder(weight, bias, order, m, d, range.lowerBound, range.upperBound, packed)
         }
@@ -148,7 +156,7 @@ public final class SparseAutoencoder {
         parallelFor(rows, threads: threads, granule: Int(SK_TILE_ROWS)) { range, _ in
             let first = range.lowerBound, count = range.count
             sk_encode_topk(
-                centered + first * d, count, d, packed, order, m, k, indices + first * k, values + first * k, auxSubset.count, auxK,
+                x + first * d, decoderBias, count, d, packed, order, m, k, indices + first * k, values + first * k, auxSubset.count, auxK,
                 auxIndices.map { $0 + first * auxK }, auxValues.map { $0 + first * auxK })
         }
     }
@@ -243,6 +251,7 @@ public final class EncoderWorkspace {
     public private(set) var blocks: [Storage<Float>] = []
     let packed = Storage<Float>(count: 0, repeating: 0)
     let order = Storage<Int32>(count: 0, repeating: 0)
+    let centered = Storage<Float>(count: 0, repeating: 0)
 
     public init() {}
 

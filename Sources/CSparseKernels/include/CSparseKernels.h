@@ -34,12 +34,12 @@ size_t sk_encoder_panels(size_t m);
 void sk_pack_encoder(const float *W, const float *bias, const int32_t *order, size_t m, size_t d,
                      size_t panel_lo, size_t panel_hi, float *packed);
 
-/* For rows of x [rows, d]: the k largest of relu(x · W_encᵀ + b_enc) per row into
+/* For rows of x [rows, d]: the k largest of relu((x − center) · W_encᵀ + b_enc) per row into
  * indices/values [rows, k] (unsorted; when a row has fewer than k positive values the rest
  * are value 0 with latent order[0]), and, when aux_k > 0, the aux_k largest of relu among the
  * latents in slots 0 ..< aux_count (as sk_topk_rows) into aux_indices/aux_values [rows, aux_k].
  * `packed` holds every panel from sk_pack_encoder. Allocates its own scratch. */
-void sk_encode_topk(const float *x, size_t rows, size_t d, const float *packed, const int32_t *order,
+void sk_encode_topk(const float *x, const float *center, size_t rows, size_t d, const float *packed, const int32_t *order,
                     size_t m, size_t k, int32_t *indices, float *values, size_t aux_count, size_t aux_k,
                     int32_t *aux_indices, float *aux_values);
 
@@ -66,19 +66,21 @@ void sk_gather_at_least(const float *pre, size_t ld, const float *bias, size_t r
 void sk_decode(const int64_t *start, const int32_t *indices, const float *values, size_t rows,
                const float *W, size_t d, const float *bias, float *out);
 
-/* The decode and the first backward step, row by row, for rows of x [rows, d] and codes of
- * those rows (CSR: start, indices, values; W the decoder [m, d]):
+/* The decode and the first backward step, for rows lo ..< hi of x [rows, d] and their codes
+ * (CSR: start, indices, values; W the decoder [m, d]):
  *   e = x − (bias + Σ values · W[indices]);  err[r] = Σ e²  (as sk_subtract)
  *   with aux_start (AuxK codes, no bias): a = Σ aux_values · W[aux_indices] − e;
- *     aux_err[r] = Σ a²;  aux_out[r] = aux_scale · a;  aux_dots[j] = W[i] · aux_out[r]
- *   out[r] = scale · e;  dots[j] = W[i] · out[r] + (extra ? extra[i] : 0)
+ *     aux_err[r] = Σ a²;  ∂L/∂ê = aux_scale · a;  aux_dots[j] = W[i] · ∂L/∂ê
+ *   ∂L/∂x̂ = scale · e;  dots[j] = W[i] · ∂L/∂x̂ + (extra ? extra[i] : 0)
  * dots and aux_dots are 0 for entries whose value is not positive (ReLU and TopK pass no
- * gradient). The W rows a row gathers for its decode serve its dots from cache. */
-void sk_decode_backward(const float *x, size_t rows, size_t d, const float *W, const float *bias,
-                        const int64_t *start, const int32_t *indices, const float *values, float scale,
-                        const float *extra, float *out, float *dots, double *err,
+ * gradient). ∂L/∂x̂ goes to row r and ∂L/∂ê to row rows + r of `out`, in column slices of
+ * out_rows rows (sk_pack_slices). The W rows a row gathers for its decode serve its dots from
+ * cache. */
+void sk_decode_backward(const float *x, size_t rows, size_t lo, size_t hi, size_t d, const float *W,
+                        const float *bias, const int64_t *start, const int32_t *indices,
+                        const float *values, float scale, const float *extra, float *dots, double *err,
                         const int64_t *aux_start, const int32_t *aux_indices, const float *aux_values,
-                        float aux_scale, float *aux_out, float *aux_dots, double *aux_err);
+                        float aux_scale, float *aux_dots, double *aux_err, float *out, size_t out_rows);
 
 /* Counting sort of the entries of two sparse codes of `rows` rows by latent, for
  * sk_latent_gradients, in two passes that each worker runs for its own latents lo ..< hi:
@@ -97,9 +99,14 @@ void sk_place_by_latent(size_t lo, size_t hi, size_t rows, const int64_t *start,
 #define SK_SLICE 32
 #endif
 
-/* Rows lo ..< hi of x [rows, d] into column slices: slice s (columns s * SK_SLICE onwards, w of
- * them: SK_SLICE or what is left of d) is [rows, w] at out + s * SK_SLICE * rows. */
-void sk_pack_slices(const float *x, size_t rows, size_t d, size_t lo, size_t hi, float *out);
+/* Rows lo ..< hi of x [rows, d], minus bias (NULL: none), into column slices: slice s
+ * (columns s * SK_SLICE onwards, w of them: SK_SLICE or what is left of d) is [rows, w] at
+ * out + s * SK_SLICE * rows. */
+void sk_pack_slices(const float *x, const float *bias, size_t rows, size_t d, size_t lo, size_t hi,
+                    float *out);
+
+/* out[c] += sum over rows lo ..< hi of column c, for sliced [rows, d] (in double). */
+void sk_slice_column_sums(const float *slices, size_t rows, size_t d, size_t lo, size_t hi, double *out);
 
 /* For latents lo ..< hi of a by-latent CSR (lstart [m + 1], lrow, lvalue: the activation,
  * lcoef: dL/dpre), with dec_src [dec_rows, d] and enc_src [enc_rows, d] in column slices
