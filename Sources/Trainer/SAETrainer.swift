@@ -238,7 +238,9 @@ public final class SAETrainer {
         Profile.mark("index")
         let lStart = latentStart.pointer, lRow = latentRow.pointer, lValue = latentValue.pointer, lCoefficient = latentCoefficient.pointer
         let gDec = gradDecoderWeight.pointer, gEnc = gradEncoderWeight.pointer, gBEnc = gradEncoderBias.pointer
-        parallelFor(m, threads: threads) { range, _ in
+        // One piece per worker: each piece runs every column slice through L2 once, so smaller
+        // pieces would load the slices more often than they use them.
+        parallelFor(m, threads: threads, pieces: threads) { range, _ in
             sk_latent_gradients(
                 lStart, lRow, lValue, lCoefficient, range.lowerBound, range.upperBound, gradientSlices, sourceRows, inputSlices, n, d, gDec, gEnc,
                 gBEnc)
