@@ -63,23 +63,24 @@ typedef struct {
     size_t k, capacity;
 } candidates;
 
+/* How many of v [n] are >= t, 16 at a time. */
+__attribute__((target("avx512f"))) static inline size_t count_at_least(const float *v, size_t n, float t) {
+    size_t full = n / 16 * 16, count = 0;
+    __mmask16 tail = (__mmask16)((1u << (n - full)) - 1);
+    __m512 b = _mm512_set1_ps(t);
+    for (size_t i = 0; i < full; i += 16)
+        count += (size_t)__builtin_popcount(_mm512_cmp_ps_mask(_mm512_loadu_ps(v + i), b, _CMP_GE_OQ));
+    if (tail)
+        count += (size_t)__builtin_popcount(_mm512_mask_cmp_ps_mask(tail, _mm512_maskz_loadu_ps(tail, v + full), b, _CMP_GE_OQ));
+    return count;
+}
+
 /* The k-th largest of v [n] (n >= k): the largest v[j] with at least k values >= it. Every
- * pair is compared, 16 at a time; no branch depends on the data, which beats quickselect
- * at these sizes (n ~ 3k). */
+ * pair is compared; no branch depends on the data, which beats quickselect at these sizes
+ * (n ~ 3k). */
 __attribute__((target("avx512f"))) static float kth_largest(const float *v, size_t n, size_t k) {
     float best = -INFINITY;
-    size_t full = n / 16 * 16;
-    __mmask16 tail = (__mmask16)((1u << (n - full)) - 1);
-    for (size_t j = 0; j < n; j++) {
-        __m512 t = _mm512_set1_ps(v[j]);
-        size_t at_least = 0;
-        for (size_t i = 0; i < full; i += 16)
-            at_least += (size_t)__builtin_popcount(_mm512_cmp_ps_mask(_mm512_loadu_ps(v + i), t, _CMP_GE_OQ));
-        if (tail)
-            at_least += (size_t)__builtin_popcount(
-                _mm512_mask_cmp_ps_mask(tail, _mm512_maskz_loadu_ps(tail, v + full), t, _CMP_GE_OQ));
-        best = at_least >= k && v[j] > best ? v[j] : best;
-    }
+    for (size_t j = 0; j < n; j++) best = v[j] > best && count_at_least(v, n, v[j]) >= k ? v[j] : best;
     return best;
 }
 
@@ -107,20 +108,12 @@ __attribute__((target("avx512f"))) static float keep_largest(float *v, int32_t *
 __attribute__((target("avx512f"))) static void shrink(const candidates *c, size_t row) {
     float *v = c->value + row * c->capacity;
     int32_t *s = c->slot + row * c->capacity;
-    size_t n = c->count[row], full = n / 16 * 16;
-    __mmask16 tail = (__mmask16)((1u << (n - full)) - 1);
+    size_t n = c->count[row];
+    __mmask16 tail = (__mmask16)((1u << (n % 16)) - 1);
     float t = c->threshold[row];
     for (size_t j = 0; j < 16; j++) {
         float candidate = v[(j * n) / 16];
-        if (!(candidate > t)) continue;
-        __m512 b = _mm512_set1_ps(candidate);
-        size_t at_least = 0;
-        for (size_t i = 0; i < full; i += 16)
-            at_least += (size_t)__builtin_popcount(_mm512_cmp_ps_mask(_mm512_loadu_ps(v + i), b, _CMP_GE_OQ));
-        if (tail)
-            at_least += (size_t)__builtin_popcount(
-                _mm512_mask_cmp_ps_mask(tail, _mm512_maskz_loadu_ps(tail, v + full), b, _CMP_GE_OQ));
-        if (at_least >= c->k) t = candidate;
+        if (candidate > t && count_at_least(v, n, candidate) >= c->k) t = candidate;
     }
     size_t kept = 0;
     for (size_t i = 0; i < n; i += 16) {

@@ -417,11 +417,6 @@ MULTI void sk_latent_gradients(const int64_t *lstart, const int32_t *lrow, const
 
 MULTI double sk_subtract(const float *x, const float *a, float *out, size_t n) { return subtract(x, a, out, n); }
 
-MULTI void sk_subtract_rows(const float *x, const float *a, float *out, size_t rows, size_t d,
-                            double *row_sums) {
-    for (size_t r = 0; r < rows; r++) row_sums[r] = subtract(x + r * d, a + r * d, out + r * d, d);
-}
-
 MULTI double sk_sum_squares(const float *x, size_t n) {
     double acc[8] = {0};
     size_t i = 0;

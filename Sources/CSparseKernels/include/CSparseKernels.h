@@ -5,8 +5,8 @@
 #include <stdint.h>
 
 /* Kernels of the sparse-dictionary trainer. Each hot loop is compiled for AVX-512, AVX2 and
- * baseline x86-64 (target_clones) and picked at load time. No allocation except where a
- * scratch argument is documented. Matrices are row-major and contiguous unless a stride
+ * baseline x86-64 (target_clones) and picked at load time; the fused encoder is AVX-512 only.
+ * Small per-call scratch is allocated where noted. Matrices are row-major and contiguous unless a stride
  * (`ld`) is given. Sparse codes are CSR: row r's entries are start[r] ..< start[r + 1] of
  * `indices` (latent ids) and `values`. */
 
@@ -15,6 +15,25 @@
  * non-positive latent, value 0) so every row has exactly k entries. */
 void sk_topk_rows(const float *pre, size_t ld, const float *bias, size_t rows, size_t m, size_t k,
                   int32_t *indices, float *values);
+
+/* As sk_topk_rows, but only among the latents listed in `subset` (count of them). */
+void sk_topk_rows_subset(const float *pre, size_t ld, const float *bias, size_t rows,
+                         const int32_t *subset, size_t count, size_t k, int32_t *indices,
+                         float *values);
+
+/* Histogram of the upper 16 bits (shift 16) or, among values whose upper 16 bits equal
+ * `prefix`, of the lower 16 bits (shift 0) of the positive floats relu(pre + bias); counts
+ * [65536] are added to. Positive floats order like their bit patterns. */
+void sk_histogram_positive(const float *pre, size_t ld, const float *bias, size_t rows, size_t m,
+                           int shift, uint32_t prefix, uint64_t *counts);
+
+/* Counts entries per row with relu(pre + bias) >= threshold (threshold > 0): counts[rows]. */
+void sk_count_at_least(const float *pre, size_t ld, const float *bias, size_t rows, size_t m,
+                       float threshold, int32_t *counts);
+
+/* Writes the entries with relu(pre + bias) >= threshold, row r from start[r]. */
+void sk_gather_at_least(const float *pre, size_t ld, const float *bias, size_t rows, size_t m,
+                        float threshold, const int64_t *start, int32_t *indices, float *values);
 
 /* ---- Fused TopK encoder (encoder.c) ---------------------------------------------------- */
 
@@ -39,28 +58,11 @@ void sk_pack_encoder(const float *W, const float *bias, const int32_t *order, si
  * are value 0 with latent order[0]), and, when aux_k > 0, the aux_k largest of relu among the
  * latents in slots 0 ..< aux_count (as sk_topk_rows) into aux_indices/aux_values [rows, aux_k].
  * `packed` holds every panel from sk_pack_encoder. Allocates its own scratch. */
-void sk_encode_topk(const float *x, const float *center, size_t rows, size_t d, const float *packed, const int32_t *order,
-                    size_t m, size_t k, int32_t *indices, float *values, size_t aux_count, size_t aux_k,
-                    int32_t *aux_indices, float *aux_values);
+void sk_encode_topk(const float *x, const float *center, size_t rows, size_t d, const float *packed,
+                    const int32_t *order, size_t m, size_t k, int32_t *indices, float *values,
+                    size_t aux_count, size_t aux_k, int32_t *aux_indices, float *aux_values);
 
-/* As sk_topk_rows, but only among the latents listed in `subset` (count of them). */
-void sk_topk_rows_subset(const float *pre, size_t ld, const float *bias, size_t rows,
-                         const int32_t *subset, size_t count, size_t k, int32_t *indices,
-                         float *values);
-
-/* Histogram of the upper 16 bits (shift 16) or, among values whose upper 16 bits equal
- * `prefix`, of the lower 16 bits (shift 0) of the positive floats relu(pre + bias); counts
- * [65536] are added to. Positive floats order like their bit patterns. */
-void sk_histogram_positive(const float *pre, size_t ld, const float *bias, size_t rows, size_t m,
-                           int shift, uint32_t prefix, uint64_t *counts);
-
-/* Counts entries per row with relu(pre + bias) >= threshold (threshold > 0): counts[rows]. */
-void sk_count_at_least(const float *pre, size_t ld, const float *bias, size_t rows, size_t m,
-                       float threshold, int32_t *counts);
-
-/* Writes the entries with relu(pre + bias) >= threshold, row r from start[r]. */
-void sk_gather_at_least(const float *pre, size_t ld, const float *bias, size_t rows, size_t m,
-                        float threshold, const int64_t *start, int32_t *indices, float *values);
+/* ---- Decode and backward (kernels.c) ------------------------------------------------- */
 
 /* out[r] = (bias ? bias : 0) + sum_j values[j] * W[indices[j]] over row r's entries; W [m, d]. */
 void sk_decode(const int64_t *start, const int32_t *indices, const float *values, size_t rows,
@@ -122,11 +124,6 @@ void sk_latent_gradients(const int64_t *lstart, const int32_t *lrow, const float
 
 /* out[r] = x[r] - a[r] (rows of d); returns sum of squares of out, in double. */
 double sk_subtract(const float *x, const float *a, float *out, size_t n);
-
-/* sk_subtract row by row: row_sums[r] is row r's sum of squares (the same whatever the split
- * of rows between workers). */
-void sk_subtract_rows(const float *x, const float *a, float *out, size_t rows, size_t d,
-                      double *row_sums);
 
 /* Sum of squares of x [n], in double. */
 double sk_sum_squares(const float *x, size_t n);
