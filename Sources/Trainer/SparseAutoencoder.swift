@@ -110,7 +110,7 @@ public final class SparseAutoencoder {
         let subset = auxSubset ?? []
         let auxUsed = auxSubset != nil && auxK > 0
         if let auxCodes { auxCodes.setUniform(rows: rows, perRow: auxUsed ? auxK : 0) }
-        if EncoderWorkspace.fused {
+        if workspace.fused {
             encodeTopKFused(normalized: x, rows: rows, k: k, threads: threads, workspace: workspace, into: codes,
                 auxSubset: auxUsed ? subset : [], auxK: auxUsed ? auxK : 0, auxInto: auxCodes)
         } else {
@@ -244,8 +244,9 @@ public struct VarianceAccumulator: Sendable {
 /// Scratch of the TopK encoder: the packed W_enc and its latent order (AVX-512 path), or
 /// per-worker `rows × m` pre-activation blocks (portable path).
 public final class EncoderWorkspace {
-    /// Whether this machine runs the fused AVX-512 kernel.
-    static let fused = sk_fused_encoder_available() != 0
+    /// Whether the fused AVX-512 kernel runs (where the machine has it; tests turn it off to
+    /// check the portable path).
+    var fused = sk_fused_encoder_available() != 0
     /// Rows per block: enough that packing W_enc once per block is amortised (measured best of 128, 512, 1024).
     public static let rows = 512
     public private(set) var blocks: [Storage<Float>] = []

@@ -60,12 +60,18 @@ import Testing
         let model = Self.model(test, seed: UInt64(test.m))
         let x = Self.rows(test, seed: UInt64(test.n))
         let dead = (0..<test.dead).map { Int32(($0 * 7 + 3) % test.m) }
-        // One worker takes all rows in one call (several row chunks); two split them.
+        // One worker takes all rows in one call (several row chunks); two split them. The
+        // portable path (sgemm into row blocks, then a selection) runs too.
         let codes = SparseCodes(), auxCodes = SparseCodes(), split = SparseCodes(), splitAux = SparseCodes()
+        let portable = SparseCodes(), portableAux = SparseCodes()
+        let portableWorkspace = EncoderWorkspace()
+        portableWorkspace.fused = false
         x.withUnsafeBufferPointer { x in
-            for (threads, codes, auxCodes) in [(1, codes, auxCodes), (2, split, splitAux)] {
+            for (threads, workspace, codes, auxCodes) in [
+                (1, EncoderWorkspace(), codes, auxCodes), (2, EncoderWorkspace(), split, splitAux), (2, portableWorkspace, portable, portableAux),
+            ] {
                 model.encodeTopK(
-                    normalized: x.baseAddress!, rows: test.n, k: test.k, threads: threads, workspace: EncoderWorkspace(), into: codes,
+                    normalized: x.baseAddress!, rows: test.n, k: test.k, threads: threads, workspace: workspace, into: codes,
                     auxSubset: dead.isEmpty ? nil : dead, auxK: test.auxK, auxInto: auxCodes)
             }
         }
@@ -80,15 +86,17 @@ import Testing
             }
         }
         for r in 0..<test.n { for i in 0..<test.m { pre[r * test.m + i] += model.encoderBias[i] } }
-        let main = Self.compare("topk", codes: codes, pre: pre, test: test, latents: Array(0..<test.m), k: test.k)
-        print("\(test): top k max |Δ| = \(main.worst), rows with another set \(main.mismatched)")
-        #expect(main.worst <= 1e-4)
-        #expect(main.mismatched == 0)
-        if !dead.isEmpty {
-            let aux = Self.compare("aux", codes: auxCodes, pre: pre, test: test, latents: dead.map { Int($0) }, k: test.auxK)
-            print("\(test): AuxK max |Δ| = \(aux.worst), rows with another set \(aux.mismatched)")
-            #expect(aux.worst <= 1e-4)
-            #expect(aux.mismatched == 0)
+        for (path, codes, auxCodes) in [("fused", codes, auxCodes), ("portable", portable, portableAux)] {
+            let main = Self.compare("topk", codes: codes, pre: pre, test: test, latents: Array(0..<test.m), k: test.k)
+            print("\(test) \(path): top k max |Δ| = \(main.worst), rows with another set \(main.mismatched)")
+            #expect(main.worst <= 1e-4, "\(path)")
+            #expect(main.mismatched == 0, "\(path)")
+            if !dead.isEmpty {
+                let aux = Self.compare("aux", codes: auxCodes, pre: pre, test: test, latents: dead.map { Int($0) }, k: test.auxK)
+                print("\(test) \(path): AuxK max |Δ| = \(aux.worst), rows with another set \(aux.mismatched)")
+                #expect(aux.worst <= 1e-4, "\(path)")
+                #expect(aux.mismatched == 0, "\(path)")
+            }
         }
     }
 
