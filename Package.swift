@@ -53,9 +53,10 @@ let package = Package(
         .target(name: "Corpus"),
         // Sparse-dictionary training: selection, sparse decode and backward, Adam (C, target_clones).
         .target(name: "CSparseKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
+        // Transformers only for eval's downstream fidelity (the reconstruction spliced into the model).
         .target(
             name: "Trainer",
-            dependencies: ["BLAS", "CSparseKernels", "Shards", "SafeTensors", "Platform", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["BLAS", "CSparseKernels", "Shards", "SafeTensors", "Platform", "Transformers", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "Collection",
             dependencies: ["Corpus", "Platform", "Shards", "Tokenizers", "Transformers", .product(name: "Logging", package: "swift-log")]),
@@ -118,7 +119,7 @@ let package = Package(
             dependencies: ["Coordinator", "Monitoring", "ClusterProtocol", "Corpus", "Shards", "ZeroMQ", "Platform", "Logfmt", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "TrainerTests",
-            dependencies: ["Trainer", "Shards", "SafeTensors", "Platform", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["Trainer", "Shards", "SafeTensors", "Platform", "Transformers", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "TrainerServiceTests",
             dependencies: ["TrainerService", "Trainer", "ClusterProtocol", "Shards", "ZeroMQ", "Platform", .product(name: "Logging", package: "swift-log")]),

@@ -198,9 +198,18 @@ private func runNullWorkers(names: [String], endpoint: String, saturatedShare: I
         var open = names.count
         var paced = false
 
+        /// A send can consume the ZMQ_FD signal of a message that arrived meanwhile: callers
+        /// outside `drain` drain the socket after sending.
         func send(_ index: Int, _ message: WorkerMessage) throws {
             try sockets[index].send(multipart: message.encode(), dontWait: true)
             lastSent[index] = clock.now
+        }
+        /// When each worker asked for its unit, and whether in the paced phase: an answer to a
+        /// request of the saturated phase that arrives after the switch is not a paced latency.
+        var askedPaced = [Bool](repeating: false, count: names.count)
+        func ask(_ index: Int) {
+            askedAt[index] = clock.now
+            askedPaced[index] = paced
         }
         func answer(_ index: Int, _ assignment: Assignment) throws {
             let hook = assignment.settings.hooks[0]
@@ -214,14 +223,14 @@ private func runNullWorkers(names: [String], endpoint: String, saturatedShare: I
                 statistics: [hook: HookStatistics(count: 1, mean: [0], variance: [0], meanNorm: 0)], documents: 1, windows: 1, rows: 1, tokens: 1,
                 ready: true)
             try send(index, .done(done))
-            askedAt[index] = clock.now
+            ask(index)
         }
         func drain(_ index: Int) throws {
             while let frames = try sockets[index].receiveFramesIfReady() {
                 switch try CoordinatorMessage.decode(frames: frames) {
                 case .assign(let assignment):
                     let latency = (clock.now - askedAt[index]).seconds
-                    if paced { result.pacedLatencies.append(latency) } else { result.saturatedLatencies.append(latency) }
+                    if askedPaced[index] { result.pacedLatencies.append(latency) } else { result.saturatedLatencies.append(latency) }
                     if paced {
                         // Uniform over [0, 2·hold]: the mean offered load is workers / hold.
                         let due = clock.now + hold * Double.random(in: 0..<2, using: &generator)
@@ -248,7 +257,7 @@ private func runNullWorkers(names: [String], endpoint: String, saturatedShare: I
                     }
                 case .disconnect:
                     try send(index, .ready(Ready(worker: names[index])))
-                    askedAt[index] = clock.now
+                    ask(index)
                 case .heartbeat, .cancel: break
                 }
             }
@@ -257,7 +266,8 @@ private func runNullWorkers(names: [String], endpoint: String, saturatedShare: I
         result.firstReady = clock.now
         for index in names.indices {
             try send(index, .ready(Ready(worker: names[index])))
-            askedAt[index] = clock.now
+            ask(index)
+            try drain(index)
         }
         var lastMessage = clock.now
         var lastSweep = clock.now
@@ -265,6 +275,7 @@ private func runNullWorkers(names: [String], endpoint: String, saturatedShare: I
             while let next = holding.min, next.due <= clock.now {
                 let report = holding.removeMin()!
                 try answer(report.index, report.assignment)
+                try drain(report.index)
             }
             let untilDue = holding.min.map { $0.due - clock.now } ?? .milliseconds(50)
             let ready = try events.wait(timeout: min(.milliseconds(50), untilDue))
@@ -277,8 +288,8 @@ private func runNullWorkers(names: [String], endpoint: String, saturatedShare: I
             // A signal missed between a receive and a send must not strand a worker; idle
             // workers must still be heard from, or the coordinator drops them.
             for index in names.indices where !finished[index] {
-                try drain(index)
                 if now - lastSent[index] >= .milliseconds(500) { try send(index, .heartbeat(WorkerHeartbeat(worker: names[index]))) }
+                try drain(index)
             }
         }
         for socket in sockets { socket.close() }

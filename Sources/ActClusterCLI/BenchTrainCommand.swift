@@ -16,7 +16,8 @@ struct BenchTrainCommand: ParsableCommand {
             are held out; both trainers see the same --tokens training rows in the same order \
             and report the explained variance on the held-out rows. With --reference PYTHON \
             the reference (Tests/Reference/bench_train_sparsify.py) runs in the same process \
-            run, after ours, and the ratio is printed. Only the training loop is timed.
+            run, after ours, and the ratio is printed; --rounds alternates the two and reports \
+            the median ratio. Only the training loop is timed.
             """
     )
 
@@ -50,6 +51,9 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Python with torch, to run the reference in the same run.", valueName: "python"))
     var reference: String?
 
+    @Option(help: "With --reference: train ours then the reference this many times and report the median ratio (shared machines are noisy).")
+    var rounds = 3
+
     @Option(help: ArgumentHelp("The reference script.", valueName: "path"))
     var referenceScript = "Tests/Reference/bench_train_sparsify.py"
 
@@ -57,8 +61,8 @@ struct BenchTrainCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard d > 0, latents > 0, k > 0, batchTokens > 0, threads > 0, heldout > 0 else {
-            throw ValidationError("--d, --latents, --k, --batch-tokens, --threads and --heldout must be positive")
+        guard d > 0, latents > 0, k > 0, batchTokens > 0, threads > 0, heldout > 0, rounds > 0 else {
+            throw ValidationError("--d, --latents, --k, --batch-tokens, --threads, --heldout and --rounds must be positive")
         }
         guard k <= latents else { throw ValidationError("--k (\(k)) cannot exceed --latents (\(latents))") }
         if let tokens, tokens < batchTokens { throw ValidationError("--tokens must be at least one batch") }
@@ -102,11 +106,72 @@ struct BenchTrainCommand: ParsableCommand {
             normSum += squares.squareRoot()
         }
         let scale = Float(Double(width).squareRoot() / (normSum / Double(sampleRows)))
+        let sample = train[0..<(sampleRows * width)].map { $0 * scale }
+        var ours: [Double] = [], theirs: [Double] = [], theirEV = 0.0
+        var model: SparseAutoencoder!
+        var seen = 0
+        for _ in 0..<(reference == nil ? 1 : rounds) {
+            let speed: Double
+            (model, seen, speed) = trainOurs(
+                train: train, trainRows: trainRows, width: width, scale: scale, sample: sample, sampleRows: sampleRows, budget: budget,
+                training: training)
+            ours.append(speed)
+            if let reference {
+                let (speed, ev) = try runReference(python: reference, train: train, held: held, width: width, tokens: seen, training: training)
+                theirs.append(speed)
+                theirEV = ev
+            }
+        }
+        if let profile = SAETrainer.profileReport { print("phases     \(profile)") }
+        let evaluator = Evaluator(model: model, threads: threads)
+        held.withUnsafeBufferPointer { rows in
+            var lo = 0
+            while lo < heldout {
+                let n = min(4096, heldout - lo)
+                evaluator.add(raw: UnsafeBufferPointer(rebasing: rows[(lo * width)..<((lo + n) * width)]), rows: n)
+                lo += n
+            }
+        }
+        let tokensPerSecond = median(ours)
+        let ev = evaluator.accumulator.explainedVariance
+        let peak = BenchForwardCommand.measureSgemmPeak(threads: threads)
+        let encoderFlops = 2.0 * Double(width * latents) * tokensPerSecond
+        let ofRounds = ours.count > 1 ? " (median of \(ours.count))" : ""
+        print("shape      d=\(width) m=\(latents) k=\(k), batch \(batchTokens), \(threads) threads, \(seen) tokens (\(input ?? "Gaussian rows"))")
+        print("actcluster \(Int(tokensPerSecond)) tok/s\(ofRounds); held-out EV \(String(format: "%.4f", ev)) on \(heldout) rows")
+        print("sgemm peak \(Int(peak / 1e9)) GFLOP/s measured; the encoder GEMM alone at this speed is \(String(format: "%.0f%%", encoderFlops / peak * 100)) of it")
+        var figures: [String: Any] = [
+            "tokens_per_second": tokensPerSecond.rounded(), "explained_variance": ev, "tokens": seen, "d": width, "latents": latents,
+            "k": k, "batch_tokens": batchTokens, "threads": threads, "sgemm_peak_gflops": (peak / 1e9).rounded(),
+            "encoder_fraction_of_sgemm_peak": (encoderFlops / peak * 1000).rounded() / 1000,
+        ]
+        if !theirs.isEmpty {
+            let ratios = zip(ours, theirs).map { $0 / $1 }
+            let ratio = median(ratios)
+            let perRound = ratios.count > 1 ? "; per round: \(ratios.map { String(format: "%.2f", $0) }.joined(separator: ", "))" : ""
+            print("reference  \(Int(median(theirs))) tok/s\(ofRounds); held-out EV \(String(format: "%.4f", theirEV)) (PyTorch, sparsify-style, same rows and hyperparameters)")
+            print("ratio      \(String(format: "%.2f", ratio))× tokens/s (median\(perRound)); EV difference \(String(format: "%+.4f", ev - theirEV))")
+            figures["reference_tokens_per_second"] = median(theirs).rounded()
+            figures["reference_explained_variance"] = theirEV
+            figures["ratio_to_reference"] = (ratio * 100).rounded() / 100
+            figures["ratios_per_round"] = ratios.map { ($0 * 100).rounded() / 100 }
+            figures["explained_variance_difference"] = ev - theirEV
+        }
+        if json {
+            print(String(decoding: try JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys]), as: UTF8.self))
+        }
+    }
+
+    /// Trains a fresh dictionary on the first `budget` training rows; returns it, the tokens
+    /// seen and tokens/s of the training loop.
+    private func trainOurs(
+        train: [Float], trainRows: Int, width: Int, scale: Float, sample: [Float], sampleRows: Int, budget: Int, training: TrainingConfig
+    ) -> (SparseAutoencoder, Int, Double) {
         var initRandom = SplitMix64(seed: seed)
         let model = SparseAutoencoder(
             config: DictionaryConfig(architecture: .topk, width: width, latents: latents, k: k, normalizationScale: scale), random: &initRandom)
         let trainer = SAETrainer(model: model, training: training, threads: threads)
-        trainer.initializeDecoderBias(sample: train[0..<(sampleRows * width)].map { $0 * scale }, rows: sampleRows)
+        trainer.initializeDecoderBias(sample: sample, rows: sampleRows)
         let clock = ContinuousClock()
         let start = clock.now
         var seen = 0
@@ -119,43 +184,7 @@ struct BenchTrainCommand: ParsableCommand {
                 seen += count
             }
         }
-        let seconds = (clock.now - start) / .seconds(1)
-        if let profile = SAETrainer.profileReport { print("phases     \(profile)") }
-        let evaluator = Evaluator(model: model, threads: threads)
-        held.withUnsafeBufferPointer { rows in
-            var lo = 0
-            while lo < heldout {
-                let n = min(4096, heldout - lo)
-                evaluator.add(raw: UnsafeBufferPointer(rebasing: rows[(lo * width)..<((lo + n) * width)]), rows: n)
-                lo += n
-            }
-        }
-        let tokensPerSecond = Double(seen) / seconds
-        let ev = evaluator.accumulator.explainedVariance
-        let peak = BenchForwardCommand.measureSgemmPeak(threads: threads)
-        let encoderFlops = 2.0 * Double(width * latents) * tokensPerSecond
-        print("shape      d=\(width) m=\(latents) k=\(k), batch \(batchTokens), \(threads) threads, \(seen) tokens (\(input ?? "Gaussian rows"))")
-        print("actcluster \(Int(tokensPerSecond)) tok/s; held-out EV \(String(format: "%.4f", ev)) on \(heldout) rows")
-        print("sgemm peak \(Int(peak / 1e9)) GFLOP/s measured; the encoder GEMM alone at this speed is \(String(format: "%.0f%%", encoderFlops / peak * 100)) of it")
-        var figures: [String: Any] = [
-            "tokens_per_second": tokensPerSecond.rounded(), "explained_variance": ev, "tokens": seen, "d": width, "latents": latents,
-            "k": k, "batch_tokens": batchTokens, "threads": threads, "sgemm_peak_gflops": (peak / 1e9).rounded(),
-            "encoder_fraction_of_sgemm_peak": (encoderFlops / peak * 1000).rounded() / 1000,
-        ]
-        if let reference {
-            let (theirSpeed, theirEV) = try runReference(
-                python: reference, train: train, held: held, width: width, tokens: seen, training: training)
-            let ratio = tokensPerSecond / theirSpeed
-            print("reference  \(Int(theirSpeed)) tok/s; held-out EV \(String(format: "%.4f", theirEV)) (PyTorch, sparsify-style, same rows and hyperparameters)")
-            print("ratio      \(String(format: "%.2f", ratio))× tokens/s; EV difference \(String(format: "%+.4f", ev - theirEV))")
-            figures["reference_tokens_per_second"] = theirSpeed.rounded()
-            figures["reference_explained_variance"] = theirEV
-            figures["ratio_to_reference"] = (ratio * 100).rounded() / 100
-            figures["explained_variance_difference"] = ev - theirEV
-        }
-        if json {
-            print(String(decoding: try JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys]), as: UTF8.self))
-        }
+        return (model, seen, Double(seen) / ((clock.now - start) / .seconds(1)))
     }
 
     private func runReference(

@@ -206,24 +206,7 @@ struct CoordinatorCommand: ParsableCommand {
             let secret =
                 try curvePublicKey.map { try readKeyPair(secretFile: curveSecretKey, publicFile: $0).secretKey }
                 ?? CurveKeyPair.parseKeyText(try readKeyFile(curveSecretKey), role: "secret")
-            var allowed: Set<String>?
-            if let curveAllow {
-                var keys = Set<String>()
-                for (index, line) in try readKeyFile(curveAllow).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-                    // Z85 keys may contain '#', so only a line that starts with it is a comment;
-                    // anything after the key (past whitespace) is ignored.
-                    let trimmed = line.trimmingCharacters(in: .whitespaces)
-                    guard !trimmed.isEmpty, !trimmed.hasPrefix("#") else { continue }
-                    let text = String(trimmed.split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "")
-                    do {
-                        keys.insert(try CurveKeyPair.parseKeyText(text, role: "public"))
-                    } catch {
-                        throw CommandFailure("\(curveAllow), line \(index + 1): \(error)")
-                    }
-                }
-                guard !keys.isEmpty else { throw CommandFailure("\(curveAllow) lists no public keys; add the workers' .pub keys, one per line") }
-                allowed = keys
-            }
+            let allowed = try curveAllow.map(readAllowList)
             return CoordinatorConfiguration.Curve(secretKey: secret, allowedClientKeys: allowed)
         } catch let error as CurveKeyError {
             throw CommandFailure("\(error)")

@@ -57,6 +57,25 @@ func readKeyFile(_ path: String) throws -> String {
     }
 }
 
+/// The public keys an allow-list file names (`--curve-allow`): one per line, as `keygen`
+/// writes them. Z85 keys may contain '#', so only a line that starts with it is a comment;
+/// anything after the key (past whitespace) is ignored.
+func readAllowList(_ path: String) throws -> Set<String> {
+    var keys = Set<String>()
+    for (index, line) in try readKeyFile(path).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        let trimmed = line.trimmingCharacters(in: .whitespaces)
+        guard !trimmed.isEmpty, !trimmed.hasPrefix("#") else { continue }
+        let text = String(trimmed.split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "")
+        do {
+            keys.insert(try CurveKeyPair.parseKeyText(text, role: "public"))
+        } catch {
+            throw CommandFailure("\(path), line \(index + 1): \(error)")
+        }
+    }
+    guard !keys.isEmpty else { throw CommandFailure("\(path) lists no public keys; add the workers' .pub keys, one per line") }
+    return keys
+}
+
 /// A key pair as `keygen` writes it, checked to belong together (a mismatched pair would
 /// fail every handshake without saying why).
 func readKeyPair(secretFile: String, publicFile: String) throws -> CurveKeyPair {

@@ -37,6 +37,12 @@ struct TrainerCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The trainer's CURVE secret key file (from `actcluster keygen`); workers need its public key.", valueName: "file"))
     var curveSecretKey: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "With --curve-secret-key: a file of the workers' public keys (one per line, # comments); only they may push batches.",
+            valueName: "file"))
+    var curveAllow: String?
+
     @Option(help: ArgumentHelp("Seconds without a new batch after which training drains the buffer and stops (0: never).", valueName: "seconds"))
     var idleTimeout: Double = 0
 
@@ -54,6 +60,7 @@ struct TrainerCommand: ParsableCommand {
         guard dictionary.hook != nil else { throw ValidationError("give --hook: the trainer keeps the batches of one hook, e.g. --hook blocks.3.hook_resid_post") }
         guard idleTimeout >= 0, idleTimeout.isFinite else { throw ValidationError("--idle-timeout cannot be negative") }
         if let queueTokens, queueTokens <= 0 { throw ValidationError("--queue-tokens must be positive") }
+        if curveAllow != nil, curveSecretKey == nil { throw ValidationError("--curve-allow needs --curve-secret-key") }
     }
 
     func run() throws {
@@ -71,7 +78,7 @@ struct TrainerCommand: ParsableCommand {
             }
         }
         let configuration = LiveSourceConfiguration(
-            bind: bind, hook: dictionary.hook!, curveSecretKey: secret,
+            bind: bind, hook: dictionary.hook!, curveSecretKey: secret, curveAllowedClientKeys: try curveAllow.map(readAllowList),
             queueRows: queueTokens ?? 4 * dictionary.batchTokens, idleTimeout: idleTimeout > 0 ? .milliseconds(Int64(idleTimeout * 1000)) : nil,
             modelName: modelName)
         installStopHandlers()

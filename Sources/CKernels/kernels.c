@@ -41,6 +41,22 @@ INLINE float lane_sum(const float *x, size_t n) {
     return total;
 }
 
+/* Largest of x, lane-wise first (the logits of a whole vocabulary). */
+INLINE float lane_max(const float *x, size_t n) {
+    size_t wide = n & ~(size_t)15, i;
+    if (wide == 0) {
+        float best = -INFINITY;
+        for (i = 0; i < n; i++) best = x[i] > best ? x[i] : best;
+        return best;
+    }
+    vec16 most = *(const vec16 *)x;
+    for (i = 16; i < wide; i += 16) most = VEC_MAX(*(const vec16 *)(x + i), most);
+    VEC_REDUCE(most, VEC_MAX);
+    float best = most[0];
+    for (; i < n; i++) best = x[i] > best ? x[i] : best;
+    return best;
+}
+
 /* Sum of (x - mean)^2, in lanes as lane_sum. */
 INLINE float lane_centered_squares(const float *x, size_t n, float mean) {
     vec16 acc = {0}, odd = {0};
@@ -115,6 +131,18 @@ static inline float fast_tanh(float x) {
 
 MULTI void ak_exp(const float *x, float *out, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = fast_exp(x[i]);
+}
+
+MULTI float ak_log_sum_exp(const float *x, size_t n) {
+    float maximum = lane_max(x, n);
+    float acc[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) acc[l] += fast_exp(x[i + l] - maximum);
+    float total = 0.0f;
+    for (int l = 0; l < 16; l++) total += acc[l];
+    for (; i < n; i++) total += fast_exp(x[i] - maximum);
+    return maximum + logf(total);
 }
 
 MULTI void ak_erf(const float *x, float *out, size_t n) {

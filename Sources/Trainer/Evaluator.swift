@@ -13,7 +13,7 @@ public final class Evaluator {
     let pre = Storage<Float>(count: 0, repeating: 0)
     let output = Storage<Float>(count: 0, repeating: 0)
     public let codes = SparseCodes()
-    let blocks = PreactivationBlocks()
+    let workspace = EncoderWorkspace()
 
     public init(model: SparseAutoencoder, threads: Int) {
         self.model = model
@@ -29,9 +29,10 @@ public final class Evaluator {
         let scale = model.config.normalizationScale
         input.resize(rows * d, fill: 0)
         for i in 0..<(rows * d) { input[i] = raw[i] * scale }
-        model.encode(normalized: input.pointer, rows: rows, threads: threads, centered: centered, pre: pre, blocks: blocks, into: codes)
+        model.encode(normalized: input.pointer, rows: rows, threads: threads, centered: centered, pre: pre, workspace: workspace, into: codes)
         output.resize(rows * d, fill: 0)
         model.decode(codes, threads: threads, into: output.pointer)
+        centered.resize(rows * d, fill: 0)  // scratch for the residual (topk encodes without it)
         let squaredError = sk_subtract(input.pointer, output.pointer, centered.pointer, rows * d)
         var sums = [Double](repeating: 0, count: d)
         sk_column_sums(input.pointer, rows, d, &sums)

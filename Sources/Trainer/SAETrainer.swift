@@ -55,20 +55,26 @@ public final class SAETrainer {
 
     // Workspaces, grown to the largest batch seen.
     let input = Storage<Float>(count: 0, repeating: 0)  // [n, d] normalised rows
-    let centered = Storage<Float>(count: 0, repeating: 0)  // [n, d] x − b_dec
+    let centered = Storage<Float>(count: 0, repeating: 0)  // [n, d] x − b_dec (batchtopk, relu)
     let pre = Storage<Float>(count: 0, repeating: 0)  // [n, m] (batchtopk, relu)
-    let preBlocks = PreactivationBlocks()  // per-worker [block, m] (topk)
-    let reconstruction = Storage<Float>(count: 0, repeating: 0)  // [n, d]
-    /// [2n, d]: ∂L/∂x̂ in the first n rows, ∂L/∂ê (AuxK) in the next n.
-    let outputGradients = Storage<Float>(count: 0, repeating: 0)
+    let encoderWorkspace = EncoderWorkspace()  // topk
+    /// Sources of the latent gradients, in column slices (sk_pack_slices): [2n, d] with
+    /// ∂L/∂x̂ in the first n rows and ∂L/∂ê (AuxK) in the next n, and x − b_dec [n, d].
+    let outputGradientSlices = Storage<Float>(count: 0, repeating: 0)
+    let centeredSlices = Storage<Float>(count: 0, repeating: 0)
     public let codes = SparseCodes()
     public let auxCodes = SparseCodes()
+    /// ∂L/∂pre of each entry of `codes` and `auxCodes`.
     let dots = Storage<Float>(count: 0, repeating: 0)
     let auxDots = Storage<Float>(count: 0, repeating: 0)
+    /// Per row: ‖x − x̂‖², and ‖ê − e‖² (AuxK).
+    let squaredErrors = Storage<Double>(count: 0, repeating: 0)
+    let auxSquaredErrors = Storage<Double>(count: 0, repeating: 0)
+    // By-latent index of the main and AuxK entries: row of ∂L/∂x̂, activation, ∂L/∂pre.
     let latentStart = Storage<Int64>(count: 0, repeating: 0)
     let latentRow = Storage<Int32>(count: 0, repeating: 0)
-    let latentDecoderCoefficient = Storage<Float>(count: 0, repeating: 0)
-    let latentEncoderCoefficient = Storage<Float>(count: 0, repeating: 0)
+    let latentValue = Storage<Float>(count: 0, repeating: 0)
+    let latentCoefficient = Storage<Float>(count: 0, repeating: 0)
 
     public init(model: SparseAutoencoder, training: TrainingConfig, threads: Int) {
         self.model = model
@@ -117,7 +123,10 @@ public final class SAETrainer {
         let d = model.width
         input.resize(rows * d, fill: 0)
         let scale = model.config.normalizationScale
-        for i in 0..<(rows * d) { input[i] = raw[i] * scale }
+        let source = raw.baseAddress!, destination = input.pointer
+        parallelFor(rows, threads: threads) { range, _ in
+            for i in (range.lowerBound * d)..<(range.upperBound * d) { destination[i] = source[i] * scale }
+        }
         var result = computeGradients(rows: rows)
         result.learningRate = applyGradients(rows: rows)
         return result
@@ -136,28 +145,23 @@ public final class SAETrainer {
         let x = input.pointer
 
         Profile.mark("start-compute")
-        // Encoder: pre = (x − b_dec) · W_encᵀ, one dense GEMM.            [n, m]
-        centered.resize(n * d, fill: 0)
-        let bDec = model.decoderBias.pointer, centeredPointer = centered.pointer
-        parallelFor(n, threads: threads) { range, _ in
-            for r in range { for c in 0..<d { centeredPointer[r * d + c] = x[r * d + c] - bDec[c] } }
-        }
-        let bEnc = model.encoderBias.pointer
+        let bDec = model.decoderBias.pointer, bEnc = model.encoderBias.pointer
         // AuxK's dead latents are fixed before the step, so TopK selects them in the same pass.
         let dead = arch == .relu ? [] : deadLatents
         let auxUsed = !dead.isEmpty && training.auxKCoefficient > 0
         let kAux = min(training.auxK, dead.count)
 
-        // Activation function: the active latents of each token, as sparse rows.
+        // Encoder, pre = (x − b_dec) · W_encᵀ + b_enc, and the activation function: the active
+        // latents of each token, as sparse rows.
         switch arch {
         case .topk:
             // GEMM and selection fused in row blocks that stay in cache; no [n, m] matrix.
             model.encodeTopK(
-                centered: centered.pointer, rows: n, k: model.config.k, threads: threads, blocks: preBlocks, into: codes,
+                normalized: x, rows: n, k: model.config.k, threads: threads, workspace: encoderWorkspace, into: codes,
                 auxSubset: auxUsed ? dead : nil, auxK: kAux, auxInto: auxCodes)
         case .batchtopk:
             pre.resize(n * m, fill: 0)
-            model.encoderProducts(centered.pointer, rows: n, threads: threads, into: pre.pointer)
+            model.encoderProducts(model.center(x, rows: n, threads: threads, into: centered), rows: n, threads: threads, into: pre.pointer)
             batchThreshold = Selection.batchTopK(
                 pre: pre.pointer, bias: bEnc, rows: n, latents: m, total: n * model.config.k, threads: threads, into: codes)
             if auxUsed {
@@ -165,74 +169,81 @@ public final class SAETrainer {
             }
         case .relu:
             pre.resize(n * m, fill: 0)
-            model.encoderProducts(centered.pointer, rows: n, threads: threads, into: pre.pointer)
+            model.encoderProducts(model.center(x, rows: n, threads: threads, into: centered), rows: n, threads: threads, into: pre.pointer)
             Selection.atLeast(pre: pre.pointer, bias: bEnc, rows: n, latents: m, threshold: .leastNonzeroMagnitude, threads: threads, into: codes)
         }
 
         Profile.mark("select")
-        // Sparse decode and the residual E = x − x̂.                        [n, d]
-        reconstruction.resize(n * d, fill: 0)
-        model.decode(codes, threads: threads, into: reconstruction.pointer)
-        outputGradients.resize(2 * n * d, fill: 0)
-        let residual = outputGradients.pointer, auxResidual = outputGradients.pointer + n * d
-        let squaredError = sk_subtract(x, reconstruction.pointer, residual, n * d)
+        // Statistics of x, for the loss scale.
         var columnSums = [Double](repeating: 0, count: d)
         sk_column_sums(x, n, d, &columnSums)
-        var squaredNorm = 0.0
-        for i in 0..<(n * d) { squaredNorm += Double(x[i]) * Double(x[i]) }
+        let squaredNorm = sk_sum_squares(x, n * d)
         let totalVariance = max(squaredNorm - columnSums.reduce(0) { $0 + $1 * $1 } / Double(n), .leastNormalMagnitude)
-
-        Profile.mark("decode")
-        // AuxK: the top k_aux dead latents reconstruct the residual.
-        var auxLoss = 0.0
-        if auxUsed {
-            let auxScale = min(Double(dead.count) / Double(training.auxK), 1)
-            let start = auxCodes.start.pointer, indices = auxCodes.indices.pointer, values = auxCodes.values.pointer
-            let weight = model.decoderWeight.pointer
-            parallelFor(n, threads: threads) { range, _ in
-                sk_decode(start + range.lowerBound, indices, values, range.count, weight, d, nil, auxResidual + range.lowerBound * d)
-            }
-            let auxSquared = sk_subtract(auxResidual, residual, auxResidual, n * d)  // Ê − E
-            auxLoss = auxScale * auxSquared / totalVariance
-            sk_scale(auxResidual, n * d, Float(2 * training.auxKCoefficient * auxScale / totalVariance))
-            auxDots.resize(auxCodes.entries, fill: 0)
-            entryDots(auxCodes, gradients: auxResidual, into: auxDots)
-        } else {
-            auxCodes.setUniform(rows: n, perRow: 0)
-        }
-
-        Profile.mark("auxk")
-        // ∂L/∂x̂ and ∂L/∂z of the active latents.
         let reconstructionScale = arch == .relu ? 1 / Double(n) : 1 / totalVariance
-        sk_scale(residual, n * d, Float(-2 * reconstructionScale))
-        dots.resize(codes.entries, fill: 0)
-        entryDots(codes, gradients: residual, into: dots)
+        let auxScale = auxUsed ? min(Double(dead.count) / Double(training.auxK), 1) : 0
+        if !auxUsed { auxCodes.setUniform(rows: n, perRow: 0) }
+
         var l1Loss = 0.0
         var decoderNorms: [Float] = []
+        var encoderExtra: [Float] = []
         if arch == .relu {
+            // λ‖W_dec,i‖ / n joins ∂L/∂z of every active entry of latent i.
             decoderNorms = [Float](repeating: 0, count: m)
             sk_row_norms(model.decoderWeight.pointer, m, d, &decoderNorms)
             let lambda = Float(training.l1Coefficient / Double(n))
+            encoderExtra = decoderNorms.map { lambda * $0 }
             for j in 0..<codes.entries {
-                let latent = Int(codes.indices[j])
-                l1Loss += Double(codes.values[j] * decoderNorms[latent])
-                dots[j] += lambda * decoderNorms[latent]
+                l1Loss += Double(codes.values[j] * decoderNorms[Int(codes.indices[j])])
             }
             l1Loss *= training.l1Coefficient / Double(n)
         }
-        for j in 0..<codes.entries where codes.values[j] <= 0 { dots[j] = 0 }  // ReLU and TopK pass no gradient
-        for j in 0..<auxCodes.entries where auxCodes.values[j] <= 0 { auxDots[j] = 0 }
 
-        Profile.mark("dots")
-        // Gradients of W_dec, W_enc and b_enc, latent by latent (no write conflicts).
+        // Decode, residual E = x − x̂, AuxK's Ê − E, ∂L/∂x̂ and ∂L/∂pre of every entry, row by
+        // row; ∂L/∂x̂ (rows t) and ∂L/∂ê (rows n + t) go straight to column slices for the
+        // latent gradients.
+        let sourceRows = auxUsed ? 2 * n : n
+        outputGradientSlices.resize(sourceRows * d, fill: 0)
+        dots.resize(codes.entries, fill: 0)
+        auxDots.resize(auxCodes.entries, fill: 0)
+        squaredErrors.resize(n, fill: 0)
+        auxSquaredErrors.resize(n, fill: 0)
+        let gradientSlices = outputGradientSlices.pointer
+        let decoderWeight = model.decoderWeight.pointer
+        let start = codes.start.pointer, indices = codes.indices.pointer, values = codes.values.pointer
+        let auxStart = auxCodes.start.pointer, auxIndices = auxCodes.indices.pointer, auxValues = auxCodes.values.pointer
+        let dotsPointer = dots.pointer, auxDotsPointer = auxDots.pointer
+        let errors = squaredErrors.pointer, auxErrors = auxSquaredErrors.pointer
+        let gradientScale = Float(-2 * reconstructionScale), auxGradientScale = Float(2 * training.auxKCoefficient * auxScale / totalVariance)
+        encoderExtra.withUnsafeBufferPointer { extra in
+            let extra = extra.isEmpty ? nil : extra.baseAddress  // an empty array's base address is not nil
+            parallelFor(n, threads: threads) { range, _ in
+                sk_decode_backward(
+                    x, n, range.lowerBound, range.upperBound, d, decoderWeight, bDec, start, indices, values, gradientScale, extra, dotsPointer,
+                    errors, auxUsed ? auxStart : nil, auxIndices, auxValues, auxGradientScale, auxDotsPointer, auxErrors, gradientSlices, sourceRows)
+            }
+        }
+        let squaredError = squaredErrors.readOnly.reduce(0, +)
+        let auxLoss = auxUsed ? auxScale * auxSquaredErrors.readOnly.reduce(0, +) / totalVariance : 0
+
+        Profile.mark("decode")
+        // Gradients of W_dec, W_enc and b_enc, latent by latent (no write conflicts), from
+        // column slices of ∂L/∂x̂ (and ∂L/∂ê) and of the centred inputs.
+        centeredSlices.resize(n * d, fill: 0)
+        let inputSlices = centeredSlices.pointer
+        parallelFor(n, threads: threads) { range, _ in
+            sk_pack_slices(x, bDec, n, d, range.lowerBound, range.upperBound, inputSlices)
+        }
+        Profile.mark("slices")
         buildLatentIndex(rows: n)
-        let lStart = latentStart.pointer, lRow = latentRow.pointer
-        let lDec = latentDecoderCoefficient.pointer, lEnc = latentEncoderCoefficient.pointer
+        Profile.mark("index")
+        let lStart = latentStart.pointer, lRow = latentRow.pointer, lValue = latentValue.pointer, lCoefficient = latentCoefficient.pointer
         let gDec = gradDecoderWeight.pointer, gEnc = gradEncoderWeight.pointer, gBEnc = gradEncoderBias.pointer
-        let sources = outputGradients.pointer, encoderSource = centered.pointer
-        parallelFor(m, threads: threads) { range, _ in
+        // One piece per worker: each piece runs every column slice through L2 once, so smaller
+        // pieces would load the slices more often than they use them.
+        parallelFor(m, threads: threads, pieces: threads) { range, _ in
             sk_latent_gradients(
-                lStart, lRow, lDec, lEnc, range.lowerBound, range.upperBound, sources, encoderSource, n, d, gDec, gEnc, gBEnc, 0)
+                lStart, lRow, lValue, lCoefficient, range.lowerBound, range.upperBound, gradientSlices, sourceRows, inputSlices, n, d, gDec, gEnc,
+                gBEnc)
         }
         Profile.mark("latentgrad")
         if arch == .relu {
@@ -240,16 +251,18 @@ public final class SAETrainer {
             let lambda = training.l1Coefficient / Double(n)
             for i in 0..<m where decoderNorms[i] > 0 {
                 var total = 0.0
-                for j in Int(lStart[i])..<Int(lStart[i + 1]) where Int(lRow[j]) < n { total += Double(lDec[j]) }
+                for j in Int(lStart[i])..<Int(lStart[i + 1]) where Int(lRow[j]) < n { total += Double(lValue[j]) }
                 let factor = Float(lambda * total) / decoderNorms[i]
-                if factor != 0 { for c in 0..<d { gDec[i * d + c] += factor * model.decoderWeight[i * d + c] } }
+                if factor != 0 { for c in 0..<d { gDec[i * d + c] += factor * decoderWeight[i * d + c] } }
             }
         }
         Profile.mark("relu")
         // b_dec: Σ_t ∂L/∂x̂_t through the decoder, −W_encᵀ ∂L/∂b_enc through the encoder.
         var decoderSums = [Double](repeating: 0, count: d)
-        sk_column_sums(residual, n, d, &decoderSums)
+        sk_slice_column_sums(gradientSlices, sourceRows, d, 0, n, &decoderSums)
         for c in 0..<d { gradDecoderBias[c] = Float(decoderSums[c]) }
+        // One OpenBLAS thread: its pool spins after each call and would take the cores from our workers.
+        if BLAS.threadCount != 1 { BLAS.threadCount = 1 }
         BLAS.sgemv(
             .transpose, rows: m, columns: d, alpha: -1, a: model.encoderWeight.readOnly, lda: d, x: gradEncoderBias.readOnly, beta: 1,
             y: gradDecoderBias.buffer)
@@ -257,14 +270,15 @@ public final class SAETrainer {
         Profile.mark("bdec")
         // Tokens since fired.
         var active = 0
-        for i in 0..<m { tokensSinceFired[i] += Int64(n) }
-        for j in 0..<codes.entries where codes.values[j] > 0 {
-            tokensSinceFired[Int(codes.indices[j])] = 0
+        let since = tokensSinceFired.pointer
+        for i in 0..<m { since[i] += Int64(n) }
+        for j in 0..<codes.entries where values[j] > 0 {
+            since[Int(indices[j])] = 0
             active += 1
         }
         let limit = Int64(training.deadTokens)
         var deadCount = 0
-        for i in 0..<m where tokensSinceFired[i] > limit { deadCount += 1 }
+        for i in 0..<m where since[i] > limit { deadCount += 1 }
 
         Profile.mark("fired")
         let fvu = squaredError / totalVariance
@@ -275,15 +289,6 @@ public final class SAETrainer {
             squaredError: squaredError, squaredNorm: squaredNorm, columnSums: columnSums)
     }
 
-    /// dots[j] = W_dec[latent j] · g[row of j].
-    private func entryDots(_ codes: SparseCodes, gradients: UnsafePointer<Float>, into dots: Storage<Float>) {
-        let d = model.width
-        let start = codes.start.pointer, indices = codes.indices.pointer, weight = model.decoderWeight.pointer, out = dots.pointer
-        parallelFor(codes.rows, threads: threads) { range, _ in
-            sk_entry_dots(start + range.lowerBound, indices, range.count, weight, d, gradients + range.lowerBound * d, out)
-        }
-    }
-
     /// Counting sort of the main and AuxK entries by latent. Main entries read row t of
     /// the output gradients, AuxK entries row n + t.
     private func buildLatentIndex(rows n: Int) {
@@ -291,31 +296,23 @@ public final class SAETrainer {
         let total = codes.entries + auxCodes.entries
         latentStart.resize(m + 1, fill: 0)
         latentRow.resize(total, fill: 0)
-        latentDecoderCoefficient.resize(total, fill: 0)
-        latentEncoderCoefficient.resize(total, fill: 0)
-        let start = latentStart.pointer
-        start.update(repeating: 0, count: m + 1)
-        for j in 0..<codes.entries { start[Int(codes.indices[j]) + 1] += 1 }
-        for j in 0..<auxCodes.entries { start[Int(auxCodes.indices[j]) + 1] += 1 }
-        for i in 0..<m { start[i + 1] += start[i] }
-        var next = [Int64](unsafeUninitializedCapacity: m) { buffer, count in
-            buffer.baseAddress!.update(from: start, count: m)
-            count = m
+        latentValue.resize(total, fill: 0)
+        latentCoefficient.resize(total, fill: 0)
+        let start = codes.start.pointer, indices = codes.indices.pointer, values = codes.values.pointer, dots = dots.pointer
+        let auxStart = auxCodes.start.pointer, auxIndices = auxCodes.indices.pointer, auxValues = auxCodes.values.pointer
+        let auxDots = auxDots.pointer
+        let lStart = latentStart.pointer, lRow = latentRow.pointer, lValue = latentValue.pointer, lCoefficient = latentCoefficient.pointer
+        // Each worker scans every entry and keeps its own latents: two passes, no merging.
+        lStart[0] = 0
+        parallelFor(m, threads: threads, pieces: threads) { range, _ in
+            sk_count_by_latent(range.lowerBound, range.upperBound, n, start, indices, auxStart, auxIndices, lStart)
         }
-        func place(_ codes: SparseCodes, _ dots: Storage<Float>, rowOffset: Int) {
-            for r in 0..<codes.rows {
-                for j in Int(codes.start[r])..<Int(codes.start[r + 1]) {
-                    let latent = Int(codes.indices[j])
-                    let at = Int(next[latent])
-                    next[latent] += 1
-                    latentRow[at] = Int32(r + rowOffset)
-                    latentDecoderCoefficient[at] = codes.values[j]
-                    latentEncoderCoefficient[at] = dots[j]
-                }
-            }
+        for i in 0..<m { lStart[i + 1] += lStart[i] }
+        parallelFor(m, threads: threads, pieces: threads) { range, _ in
+            sk_place_by_latent(
+                range.lowerBound, range.upperBound, n, start, indices, values, dots, auxStart, auxIndices, auxValues, auxDots, lStart, lRow,
+                lValue, lCoefficient)
         }
-        place(codes, dots, rowOffset: 0)
-        place(auxCodes, auxDots, rowOffset: n)
     }
 
     /// Adam step with the scheduled rate; decoder rows stay unit-norm (the gradient's
@@ -324,12 +321,6 @@ public final class SAETrainer {
     public func applyGradients(rows: Int) -> Double {
         let m = model.latents, d = model.width
         Profile.mark("start-apply")
-        if model.unitNormDecoder {
-            let weight = model.decoderWeight.pointer, gradient = gradDecoderWeight.pointer
-            parallelFor(m, threads: threads) { range, _ in
-                sk_remove_parallel(weight + range.lowerBound * d, gradient + range.lowerBound * d, range.count, d)
-            }
-        }
         let rate = training.learningRate(atStep: step)
         let t = Double(step + 1)
         let correction1 = 1 - pow(training.beta1, t), correction2 = 1 - pow(training.beta2, t)
@@ -339,16 +330,18 @@ public final class SAETrainer {
         for (index, (parameter, gradient)) in parameters.enumerated() {
             let p = parameter.pointer, g = gradient.pointer
             let first = moments[2 * index].pointer, second = moments[2 * index + 1].pointer
+            if parameter === model.decoderWeight && model.unitNormDecoder {
+                // Decoder rows: drop the gradient along each row, step, renormalise, in one pass.
+                parallelFor(m, threads: threads) { range, _ in
+                    let o = range.lowerBound * d
+                    sk_adam_unit_rows(p + o, g + o, first + o, second + o, range.count, d, beta1, beta2, stepSize, epsilonHat, Float.ulpOfOne)
+                }
+                continue
+            }
             let count = parameter.count
             parallelFor(count, threads: count >= 1 << 16 ? threads : 1) { range, _ in
                 let o = range.lowerBound
                 sk_adam(p + o, g + o, first + o, second + o, range.count, beta1, beta2, stepSize, epsilonHat)
-            }
-        }
-        if model.unitNormDecoder {
-            let weight = model.decoderWeight.pointer
-            parallelFor(m, threads: threads) { range, _ in
-                sk_normalize_rows(weight + range.lowerBound * d, range.count, d, Float.ulpOfOne)
             }
         }
         if model.config.architecture == .batchtopk {

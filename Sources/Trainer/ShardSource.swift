@@ -84,6 +84,35 @@ public final class ShardSource {
             meanNorm: statistics.map { $0.meanNorm })
     }
 
+    /// The token windows the rows came from, rebuilt from the token, window and position
+    /// columns (at most `limit`, in manifest order), for passes that need whole sequences.
+    /// Needs every position of a window: a collection with `--skip-special` left gaps.
+    public func tokenWindows(limit: Int) throws -> [[Int32]] {
+        var windows: [[Int32]] = []
+        for path in files where windows.count < limit {
+            let reader = try ShardReader(path: path)
+            var current: (id: Int64, tokens: [Int32])?
+            for first in stride(from: 0, to: reader.rowCount, by: reader.header.blockRows) {
+                let rows = try reader.readRows(first..<min(reader.rowCount, first + reader.header.blockRows))
+                for i in 0..<rows.count {
+                    if current?.id != rows.windows[i] {
+                        if let done = current { windows.append(done.tokens) }
+                        if windows.count == limit { return windows }
+                        current = (rows.windows[i], [])
+                    }
+                    guard Int(rows.positions[i]) == current!.tokens.count else {
+                        throw TrainerError(
+                            "\(path) row \(first + i): window \(rows.windows[i]) has position \(rows.positions[i]) where \(current!.tokens.count) "
+                                + "was expected, so its tokens cannot be rebuilt (collected with --skip-special?); give --text-file instead")
+                    }
+                    current!.tokens.append(rows.tokens[i])
+                }
+            }
+            if let done = current { windows.append(done.tokens) }
+        }
+        return Array(windows.prefix(limit))
+    }
+
     /// Rows over all files of the hook (one epoch).
     public func totalRows() throws -> Int { try files.reduce(0) { $0 + (try ShardReader(path: $1).rowCount) } }
 

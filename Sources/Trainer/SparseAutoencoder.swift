@@ -45,20 +45,16 @@ public final class SparseAutoencoder {
     /// Encodes rows of normalised activations `x [rows, d]`: inference semantics (batchtopk
     /// uses its threshold). `pre` is a workspace of `rows × m` floats.
     public func encode(
-        normalized x: UnsafePointer<Float>, rows: Int, threads: Int, centered: Storage<Float>, pre: Storage<Float>, blocks: PreactivationBlocks,
+        normalized x: UnsafePointer<Float>, rows: Int, threads: Int, centered: Storage<Float>, pre: Storage<Float>, workspace: EncoderWorkspace,
         into codes: SparseCodes
     ) {
-        let d = width, m = latents
-        centered.resize(rows * d, fill: 0)
-        for r in 0..<rows {
-            for c in 0..<d { centered[r * d + c] = x[r * d + c] - decoderBias[c] }
-        }
+        let m = latents
         if config.architecture == .topk {
-            encodeTopK(centered: centered.pointer, rows: rows, k: config.k, threads: threads, blocks: blocks, into: codes)
+            encodeTopK(normalized: x, rows: rows, k: config.k, threads: threads, workspace: workspace, into: codes)
             return
         }
         pre.resize(rows * m, fill: 0)
-        encoderProducts(centered.pointer, rows: rows, threads: threads, into: pre.pointer)
+        encoderProducts(center(x, rows: rows, threads: threads, into: centered), rows: rows, threads: threads, into: pre.pointer)
         switch config.architecture {
         case .topk:
             break
@@ -71,6 +67,17 @@ public final class SparseAutoencoder {
                 pre: pre.pointer, bias: encoderBias.pointer, rows: rows, latents: m, threshold: .leastNonzeroMagnitude, threads: threads,
                 into: codes)
         }
+    }
+
+    /// `x − b_dec` for rows of `x [rows, d]`, into `centered`; returns its pointer.
+    func center(_ x: UnsafePointer<Float>, rows: Int, threads: Int, into centered: Storage<Float>) -> UnsafePointer<Float> {
+        let d = width
+        centered.resize(rows * d, fill: 0)
+        let bias = decoderBias.pointer, out = centered.pointer
+        parallelFor(rows, threads: threads) { range, _ in
+            for r in range { for c in 0..<d { out[r * d + c] = x[r * d + c] - bias[c] } }
+        }
+        return UnsafePointer(out)
     }
 
     /// `pre = centered · W_encᵀ` `[rows, m]`: the rows split across `threads` workers, each
@@ -89,30 +96,88 @@ public final class SparseAutoencoder {
         }
     }
 
-    /// TopK codes of centred rows `[rows, d]` (and, with `auxSubset`, the top `auxK` among
-    /// those latents too), with the encoder GEMM and the selection fused: each worker runs a
-    /// single-threaded sgemm on a block of rows into its own cache-sized scratch and selects
-    /// from it at once, so the `[rows, m]` pre-activations never go to memory.
+    /// TopK codes of normalised rows `x [rows, d]` (and, with `auxSubset`, the top `auxK` among
+    /// those latents too), with the encoder GEMM and the selection fused so that the `[rows, m]`
+    /// pre-activations never go to memory. With AVX-512, W_enc is packed once and each worker
+    /// runs sk_encode_topk, which selects from register tiles as they are computed; otherwise
+    /// each worker runs a single-threaded sgemm on row blocks into a cache-sized scratch and
+    /// selects from that.
     public func encodeTopK(
-        centered: UnsafePointer<Float>, rows: Int, k: Int, threads: Int, blocks: PreactivationBlocks, into codes: SparseCodes,
+        normalized x: UnsafePointer<Float>, rows: Int, k: Int, threads: Int, workspace: EncoderWorkspace, into codes: SparseCodes,
         auxSubset: [Int32]? = nil, auxK: Int = 0, auxInto auxCodes: SparseCodes? = nil
     ) {
-        let d = width, m = latents
-        if BLAS.threadCount != 1 { BLAS.threadCount = 1 }
         codes.setUniform(rows: rows, perRow: k)
         let subset = auxSubset ?? []
         let auxUsed = auxSubset != nil && auxK > 0
         if let auxCodes { auxCodes.setUniform(rows: rows, perRow: auxUsed ? auxK : 0) }
+        if workspace.fused {
+            encodeTopKFused(normalized: x, rows: rows, k: k, threads: threads, workspace: workspace, into: codes,
+                auxSubset: auxUsed ? subset : [], auxK: auxUsed ? auxK : 0, auxInto: auxCodes)
+        } else {
+            encodeTopKBlocked(centered: center(x, rows: rows, threads: threads, into: workspace.centered), rows: rows, k: k, threads: threads, workspace: workspace, into: codes,
+                auxSubset: auxUsed ? subset : [], auxK: auxUsed ? auxK : 0, auxInto: auxCodes)
+        }
+    }
+
+    /// Packs W_enc and b_enc with the AuxK latents in the first slots, then runs
+    /// sk_encode_topk on each worker's rows (which subtracts b_dec as it packs them).
+    private func encodeTopKFused(
+        normalized x: UnsafePointer<Float>, rows: Int, k: Int, threads: Int, workspace: EncoderWorkspace, into codes: SparseCodes,
+        auxSubset: [Int32], auxK: Int, auxInto auxCodes: SparseCodes?
+    ) {
+        let d = width, m = latents
+        let panels = sk_encoder_panels(m)
+        workspace.order.resize(m, fill: 0)
+        let order = workspace.order.pointer
+        if auxSubset.isEmpty {
+            for i in 0..<m { order[i] = Int32(i) }
+        } else {
+            var inSubset = [Bool](repeating: false, count: m)
+            for (slot, latent) in auxSubset.enumerated() {
+                order[slot] = latent
+                inSubset[Int(latent)] = true
+            }
+            var slot = auxSubset.count
+            for i in 0..<m where !inSubset[i] {
+                order[slot] = Int32(i)
+                slot += 1
+            }
+        }
+        workspace.packed.resize(panels * (d + 1) * Int(SK_PANEL), fill: 0)
+        let packed = workspace.packed.pointer, weight = encoderWeight.pointer, bias = encoderBias.pointer
+        let decoderBias = self.decoderBias.pointer
+        parallelFor(panels, threads: threads) { range, _ in
+            sk_pack_encoder(weight, bias, order, m, d, range.lowerBound, range.upperBound, packed)
+        }
+        Profile.mark("pack")
+        let indices = codes.indices.pointer, values = codes.values.pointer
+        let auxIndices = auxCodes?.indices.pointer, auxValues = auxCodes?.values.pointer
+        // Whole tiles per piece, so that no tile is split.
+        parallelFor(rows, threads: threads, granule: Int(SK_TILE_ROWS)) { range, _ in
+            let first = range.lowerBound, count = range.count
+            sk_encode_topk(
+                x + first * d, decoderBias, count, d, packed, order, m, k, indices + first * k, values + first * k, auxSubset.count, auxK,
+                auxIndices.map { $0 + first * auxK }, auxValues.map { $0 + first * auxK })
+        }
+    }
+
+    /// The portable path: per worker, sgemm on row blocks into a scratch, then selection.
+    private func encodeTopKBlocked(
+        centered: UnsafePointer<Float>, rows: Int, k: Int, threads: Int, workspace: EncoderWorkspace, into codes: SparseCodes,
+        auxSubset: [Int32], auxK: Int, auxInto auxCodes: SparseCodes?
+    ) {
+        let d = width, m = latents
+        if BLAS.threadCount != 1 { BLAS.threadCount = 1 }
         let workers = max(1, min(threads, rows))
-        let blockRows = PreactivationBlocks.rows
-        blocks.prepare(workers: workers, count: blockRows * m)
+        let blockRows = EncoderWorkspace.rows
+        workspace.prepare(workers: workers, count: blockRows * m)
         let weight = UnsafeBufferPointer(start: encoderWeight.pointer, count: m * d)
         let bias = encoderBias.pointer
         let indices = codes.indices.pointer, values = codes.values.pointer
         let auxIndices = auxCodes?.indices.pointer, auxValues = auxCodes?.values.pointer
-        subset.withUnsafeBufferPointer { subset in
+        auxSubset.withUnsafeBufferPointer { subset in
             parallelFor(rows, threads: workers) { range, worker in
-                let scratch = blocks.storage[worker].pointer
+                let scratch = workspace.blocks[worker].pointer
                 var first = range.lowerBound
                 while first < range.upperBound {
                     let count = min(blockRows, range.upperBound - first)
@@ -120,7 +185,7 @@ public final class SparseAutoencoder {
                         .none, .transpose, m: count, n: m, k: d, a: UnsafeBufferPointer(start: centered + first * d, count: count * d), lda: d,
                         b: weight, ldb: d, c: UnsafeMutableBufferPointer(start: scratch, count: count * m), ldc: m)
                     sk_topk_rows(scratch, m, bias, count, m, k, indices + first * k, values + first * k)
-                    if auxUsed, let auxIndices, let auxValues {
+                    if auxK > 0, let auxIndices, let auxValues {
                         sk_topk_rows_subset(
                             scratch, m, bias, count, subset.baseAddress, subset.count, auxK, auxIndices + first * auxK, auxValues + first * auxK)
                     }
@@ -176,16 +241,23 @@ public struct VarianceAccumulator: Sendable {
     public var l0: Double { count > 0 ? active / Double(count) : 0 }
 }
 
-/// Per-worker scratch of `rows × m` pre-activations for the fused encoder.
-public final class PreactivationBlocks {
+/// Scratch of the TopK encoder: the packed W_enc and its latent order (AVX-512 path), or
+/// per-worker `rows × m` pre-activation blocks (portable path).
+public final class EncoderWorkspace {
+    /// Whether the fused AVX-512 kernel runs (where the machine has it; tests turn it off to
+    /// check the portable path).
+    var fused = sk_fused_encoder_available() != 0
     /// Rows per block: enough that packing W_enc once per block is amortised (measured best of 128, 512, 1024).
     public static let rows = 512
-    public private(set) var storage: [Storage<Float>] = []
+    public private(set) var blocks: [Storage<Float>] = []
+    let packed = Storage<Float>(count: 0, repeating: 0)
+    let order = Storage<Int32>(count: 0, repeating: 0)
+    let centered = Storage<Float>(count: 0, repeating: 0)
 
     public init() {}
 
     func prepare(workers: Int, count: Int) {
-        while storage.count < workers { storage.append(Storage(count: count, repeating: 0)) }
-        for block in storage where block.count < count { block.resize(count, fill: 0) }
+        while blocks.count < workers { blocks.append(Storage(count: count, repeating: 0)) }
+        for block in blocks where block.count < count { block.resize(count, fill: 0) }
     }
 }

@@ -1,8 +1,10 @@
 import Dispatch
 import Foundation
+import Platform
 
 /// A heap allocation at a stable address, for weights and workspaces that C kernels and BLAS
-/// read and write. Contents are zero after `init` and after growing.
+/// read and write (64-byte aligned; large ones on huge pages, see `LargeAllocation`).
+/// Contents are zero after `init` and after growing.
 public final class Storage<Element: BitwiseCopyable> {
     public private(set) var pointer: UnsafeMutablePointer<Element>
     public private(set) var count: Int
@@ -11,7 +13,7 @@ public final class Storage<Element: BitwiseCopyable> {
     public init(count: Int, repeating value: Element) {
         self.count = count
         capacity = max(1, count)
-        pointer = .allocate(capacity: capacity)
+        pointer = Self.allocate(capacity)
         pointer.initialize(repeating: value, count: capacity)
     }
 
@@ -23,10 +25,14 @@ public final class Storage<Element: BitwiseCopyable> {
 
     deinit { pointer.deallocate() }
 
+    private static func allocate(_ capacity: Int) -> UnsafeMutablePointer<Element> {
+        LargeAllocation.allocate(byteCount: capacity * MemoryLayout<Element>.stride).bindMemory(to: Element.self, capacity: capacity)
+    }
+
     /// Makes room for `count` elements; old contents are kept only when `keep` is set.
     public func resize(_ newCount: Int, keep: Bool = false, fill value: Element) {
         if newCount > capacity {
-            let grown = UnsafeMutablePointer<Element>.allocate(capacity: newCount)
+            let grown = Self.allocate(newCount)
             grown.initialize(repeating: value, count: newCount)
             if keep { grown.update(from: pointer, count: count) }
             pointer.deallocate()
@@ -51,19 +57,43 @@ public final class Storage<Element: BitwiseCopyable> {
     }
 }
 
-/// Splits `0..<count` into `threads` contiguous pieces run concurrently; `body(range, worker)`.
-func parallelFor(_ count: Int, threads: Int, _ body: (Range<Int>, Int) -> Void) {
-    let workers = max(1, min(threads, count))
+/// Runs `body(range, worker)` over `0..<count` on up to `threads` workers. The range is cut
+/// into `pieces` contiguous pieces (default: four per worker) that the workers take in turn,
+/// so a worker whose core is busy with another process holds up the others for one piece, not
+/// half the work. Pieces are whole multiples of `granule`. Every body here works row by row,
+/// so results do not depend on which worker runs which piece.
+func parallelFor(_ count: Int, threads: Int, granule: Int = 1, pieces: Int? = nil, _ body: (Range<Int>, Int) -> Void) {
+    let units = (count + granule - 1) / granule
+    let workers = max(1, min(threads, units))
     if workers == 1 {
         body(0..<count, 0)
         return
     }
+    let total = max(workers, min(units, pieces ?? 4 * workers))
+    let next = PieceCounter()
     withoutActuallyEscaping(body) { body in
         nonisolated(unsafe) let body = body
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            let start = count * worker / workers, end = count * (worker + 1) / workers
-            body(start..<end, worker)
+            while true {
+                let piece = next.take()
+                guard piece < total else { return }
+                let start = min(count, units * piece / total * granule), end = min(count, units * (piece + 1) / total * granule)
+                if start < end { body(start..<end, worker) }
+            }
         }
+    }
+}
+
+/// The next piece of a parallelFor, handed out under a lock.
+private final class PieceCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var next = 0
+
+    func take() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        next += 1
+        return next - 1
     }
 }
 

@@ -13,6 +13,9 @@ public struct LiveSourceConfiguration: Sendable {
     public var hook: String
     /// CURVE secret key (Z85) of the trainer: workers must know its public key.
     public var curveSecretKey: String?
+    /// With a secret key: the only client public keys (Z85) admitted. Nil admits any client
+    /// that knows the trainer's public key.
+    public var curveAllowedClientKeys: Set<String>?
     /// Rows the hand-off queue between the receiving thread and the training loop holds
     /// before the receiver stops receiving (backpressure: workers then wait at their PUSH
     /// high-water mark, or drop with `--stream-policy drop`). A batch larger than this is
@@ -28,12 +31,13 @@ public struct LiveSourceConfiguration: Sendable {
     public var receiveHighWaterMark: Int32
 
     public init(
-        bind: String, hook: String, curveSecretKey: String? = nil, queueRows: Int, idleTimeout: Duration? = nil, modelName: String = "",
+        bind: String, hook: String, curveSecretKey: String? = nil, curveAllowedClientKeys: Set<String>? = nil, queueRows: Int, idleTimeout: Duration? = nil, modelName: String = "",
         modelConfigSHA256: String = "", receiveHighWaterMark: Int32 = 4
     ) {
         self.bind = bind
         self.hook = hook
         self.curveSecretKey = curveSecretKey
+        self.curveAllowedClientKeys = curveAllowedClientKeys
         self.queueRows = queueRows
         self.idleTimeout = idleTimeout
         self.modelName = modelName
@@ -86,6 +90,7 @@ public final class LiveBatchSource: RowSource, @unchecked Sendable {
     /// The endpoint actually bound (the port filled in for `:0`).
     public let endpoint: String
     private let socket: ZeroMQSocket
+    private let authenticator: CurveAuthenticator?
     private let logger: Logger
     private let shouldStop: @Sendable () -> Bool
 
@@ -116,6 +121,11 @@ public final class LiveBatchSource: RowSource, @unchecked Sendable {
         self.logger = logger
         self.shouldStop = shouldStop
         let context = try ZeroMQContext()
+        if let allowed = configuration.curveAllowedClientKeys, configuration.curveSecretKey != nil {
+            authenticator = try CurveAuthenticator(context: context, allowedClientKeys: allowed)
+        } else {
+            authenticator = nil
+        }
         socket = try context.socket(.pull)
         try socket.configure(
             linger: .zero, receiveHighWaterMark: configuration.receiveHighWaterMark, maxMessageSize: ClusterWire.Limits.trainerMaxMessageBytes)
@@ -128,7 +138,7 @@ public final class LiveBatchSource: RowSource, @unchecked Sendable {
         logger.info(
             "trainer_listening",
             metadata: [
-                "endpoint": "\(endpoint)", "hook": "\(configuration.hook)", "curve": "\(configuration.curveSecretKey == nil ? "off" : "server_key")",
+                "endpoint": "\(endpoint)", "hook": "\(configuration.hook)", "curve": "\(configuration.curveSecretKey == nil ? "off" : authenticator == nil ? "server_key" : "allow_list")",
                 "queue_rows": "\(configuration.queueRows)",
             ])
     }
@@ -237,7 +247,13 @@ public final class LiveBatchSource: RowSource, @unchecked Sendable {
     // MARK: Receiving thread
 
     private func receiveLoop() {
-        defer { socket.close() }
+        defer {
+            socket.close()
+            authenticator?.socket.close()
+        }
+        var poller = ZeroMQPoller()
+        poller.add(socket)
+        if let authenticator { poller.add(authenticator.socket) }
         var idleSince = ContinuousClock.now
         var anyAccepted = false
         while true {
@@ -245,29 +261,48 @@ public final class LiveBatchSource: RowSource, @unchecked Sendable {
             condition.lock()
             var waited = false
             while queuedRows >= configuration.queueRows && !stopping && !shouldStop() {
+                condition.unlock()
+                // Handshakes wait for the allow-list's answer; keep giving it while full.
+                answerAuthentication()
+                condition.lock()
                 _ = condition.wait(until: Date().addingTimeInterval(0.1))
                 waited = true
             }
             let stop = stopping || shouldStop()
             condition.unlock()
             if stop { return }
+            answerAuthentication()
             if waited { idleSince = .now }
             if anyAccepted, let idle = configuration.idleTimeout, ContinuousClock.now - idleSince >= idle {
                 logger.info("idle_timeout", metadata: ["seconds": "\(idle / .seconds(1))"])
                 return
             }
-            let frames: [ZeroMQMessage]?
+            let frames: [[UInt8]]?
             do {
-                frames = try socket.receiveMultipart(timeout: .milliseconds(100))
+                _ = try poller.poll(timeout: .milliseconds(100))
+                frames = try socket.receiveFramesIfReady()
             } catch {
                 logger.error("receive_failed", metadata: ["error": "\(error)"])
                 return
             }
             guard let frames else { continue }
-            if handle(frames.map(\.bytes)) {
+            if handle(frames) {
                 anyAccepted = true
                 idleSince = .now
             }
+        }
+    }
+
+    private func answerAuthentication() {
+        guard let authenticator else { return }
+        do {
+            for decision in try authenticator.answerPending() where !decision.admitted {
+                logger.warning(
+                    "peer_refused",
+                    metadata: ["address": "\(decision.address)", "client_key": "\(decision.clientKey)", "reason": "client key not allowed"])
+            }
+        } catch {
+            logger.error("authentication_failed", metadata: ["error": "\(error)"])
         }
     }
 

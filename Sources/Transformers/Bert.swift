@@ -8,6 +8,7 @@ import CKernels
 ///   h = GELU(x Wᵢ + bᵢ)                       → mlp.hook_post [rows, m] (GELU fused into the GEMM)
 ///   f = h Wₒ₂ + bₒ₂                           → hook_mlp_out
 ///   x = LayerNorm(f + x)                      → hook_resid_post
+/// The last block's x is the final hidden state (transformers' `last_hidden_state`).
 final class BertModel: ForwardModel {
     private struct Block {
         let qkv: Linear, attentionOutput: Linear, attentionNorm: LayerNorm
@@ -19,6 +20,11 @@ final class BertModel: ForwardModel {
     private let embeddingNorm: LayerNorm
     private let blocks: [Block]
     private let attention: Attention
+    /// An encoder: no language-model head.
+    let head: Linear? = nil
+    /// hook_attn_out and hook_mlp_out are read after the fused bias, residual and LayerNorm
+    /// kernel has already consumed them, so a splice there could not reach the residual.
+    let spliceableSites: Set<HookPoint.Site> = [.residPre, .mlpPost, .residPost]
 
     init(config: BertConfig, weights: WeightStore) throws {
         self.config = config
@@ -64,7 +70,7 @@ final class BertModel: ForwardModel {
 
         for (layer, block) in blocks.enumerated() {
             func hook(_ site: HookPoint.Site, _ source: UnsafeMutablePointer<Float>, _ width: Int) -> Bool {
-                capture.record(HookPoint(layer: layer, site: site), source, width: width, ld: width)
+                capture.record(HookPoint(layer: layer, site: site), source, width: width)
             }
             if hook(.residPre, x, d) { return }
 
@@ -81,5 +87,6 @@ final class BertModel: ForwardModel {
             if hook(.mlpOut, sublayer, d) { return }
             if hook(.residPost, x, d) { return }
         }
+        capture.recordFinal(x, width: d)
     }
 }

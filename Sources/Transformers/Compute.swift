@@ -37,29 +37,54 @@ final class Workspace {
     }
 }
 
-/// Collects the requested hooks of one pass as `[rows, width]` arrays.
+/// What one pass does at its hook points: copies out the requested hooks, rewrites the
+/// spliced one in place, says when the pass may stop and keeps the final hidden state.
 struct Capture {
-    let hooks: HookSet
+    let hooks: HookSet?
+    let splice: Splice?
     let rows: Int
+    /// The pass stops after this hook; nil runs every block and the final norm.
+    let stop: HookPoint?
     private(set) var outputs: [HookPoint: [Float]] = [:]
+    /// `[rows, d]` after the last block and the final norm, once a pass has run to the end.
+    private(set) var finalHidden: [Float] = []
 
-    init(hooks: HookSet, rows: Int) {
+    /// Captures `hooks` and stops after the deepest one, unless `toEnd` asks for the final
+    /// hidden state.
+    init(hooks: HookSet?, splice: Splice? = nil, rows: Int, toEnd: Bool = false) {
+        precondition(toEnd || hooks != nil, "a pass that captures nothing must run to the end")
         self.hooks = hooks
+        self.splice = splice
         self.rows = rows
+        stop = toEnd ? nil : hooks?.last
     }
 
-    /// Copies the activation if requested; returns true when the pass can stop here.
-    mutating func record(_ point: HookPoint, _ source: UnsafePointer<Float>, width: Int, ld: Int) -> Bool {
-        if hooks.contains(point) {
-            // Filled row by row straight from the workspace: no zeroing pass first.
-            outputs[point] = [Float](unsafeUninitializedCapacity: rows * width) { destination, count in
-                for row in 0..<rows {
-                    (destination.baseAddress! + row * width).initialize(from: source + row * ld, count: width)
-                }
-                count = rows * width
+    /// Splices and copies as requested; returns true when the pass can stop here. `residual`
+    /// is the stream a fused kernel has already added `source` to (GPT-2's bias-residual), so
+    /// a splice moves it by the change the splice made.
+    mutating func record(
+        _ point: HookPoint, _ source: UnsafeMutablePointer<Float>, width: Int, addedTo residual: UnsafeMutablePointer<Float>? = nil
+    ) -> Bool {
+        if let splice, splice.point == point {
+            let activation = UnsafeMutableBufferPointer(start: source, count: rows * width)
+            if let residual {
+                let before = [Float](activation)
+                splice.body(activation, rows)
+                for i in 0..<activation.count { residual[i] += activation[i] - before[i] }
+            } else {
+                splice.body(activation, rows)
             }
         }
-        return hooks.isDone(after: point)
+        if let hooks, hooks.contains(point) {
+            outputs[point] = [Float](UnsafeBufferPointer(start: source, count: rows * width))
+        }
+        guard let stop else { return false }
+        return point >= stop
+    }
+
+    /// Keeps the hidden state the pass ends with (after the final norm).
+    mutating func recordFinal(_ source: UnsafePointer<Float>, width: Int) {
+        finalHidden = [Float](UnsafeBufferPointer(start: source, count: rows * width))
     }
 }
 

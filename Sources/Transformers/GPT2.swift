@@ -9,6 +9,7 @@ import CKernels
 ///   h = GELU(LN₂(x) W_fc + b_fc)               → mlp.hook_post [rows, 4d]
 ///   f = h W_proj2 + b                          → hook_mlp_out
 ///   x = x + f                                  → hook_resid_post
+/// and after the last block, the final hidden state LN_f(x) and logits LN_f(x) W_teᵀ.
 final class GPT2Model: ForwardModel {
     private struct Block {
         let norm1: LayerNorm, qkv: Linear, projection: Linear
@@ -18,7 +19,13 @@ final class GPT2Model: ForwardModel {
     let config: GPT2Config
     private let tokenEmbeddings, positionEmbeddings: FloatBuffer
     private let blocks: [Block]
+    private let finalNorm: LayerNorm
     private let attention: Attention
+    /// The LM head: the token embeddings, tied.
+    let head: Linear?
+    /// hook_attn_out and hook_mlp_out are spliced after the fused residual add, which
+    /// ``Capture`` corrects by the change.
+    let spliceableSites = Set(HookPoint.Site.allCases)
 
     init(config: GPT2Config, weights: WeightStore) throws {
         self.config = config
@@ -37,8 +44,8 @@ final class GPT2Model: ForwardModel {
                 up: try weights.conv1D(b + "mlp.c_fc", inputs: d, outputs: m),
                 down: try weights.conv1D(b + "mlp.c_proj", inputs: m, outputs: d))
         }
-        // The final LayerNorm follows the last block: no hook reads it yet.
-        _ = try weights.layerNorm(p + "ln_f", width: d, epsilon: eps)
+        finalNorm = try weights.layerNorm(p + "ln_f", width: d, epsilon: eps)
+        head = Linear(weight: tokenEmbeddings, bias: nil, inputs: d, outputs: config.vocabularySize, inputMajor: false)
         attention = Attention(heads: config.heads, kvHeads: config.heads, headDim: d / config.heads, causal: true)
         // Causal-mask buffers of old checkpoints and the tied LM head.
         weights.ignore { name in name.hasSuffix(".attn.bias") || name.hasSuffix(".attn.masked_bias") || name == "lm_head.weight" }
@@ -59,7 +66,10 @@ final class GPT2Model: ForwardModel {
 
         for (layer, block) in blocks.enumerated() {
             func hook(_ site: HookPoint.Site, _ source: UnsafeMutablePointer<Float>, _ width: Int) -> Bool {
-                capture.record(HookPoint(layer: layer, site: site), source, width: width, ld: width)
+                capture.record(HookPoint(layer: layer, site: site), source, width: width)
+            }
+            func hook(_ site: HookPoint.Site, _ sublayer: UnsafeMutablePointer<Float>, addedTo residual: UnsafeMutablePointer<Float>) -> Bool {
+                capture.record(HookPoint(layer: layer, site: site), sublayer, width: d, addedTo: residual)
             }
             if hook(.residPre, x, d) { return }
 
@@ -68,7 +78,7 @@ final class GPT2Model: ForwardModel {
             attention.apply(qkv: qkv, batch: batch, scratch: scratch, into: context, threads: threads)
             block.projection.apply(context, rows: rows, ldx: d, into: sublayer, ldy: d, threads: threads)
             Elementwise.add(x, sublayer, count: rows * d, threads: threads)
-            if hook(.attnOut, sublayer, d) { return }
+            if hook(.attnOut, sublayer, addedTo: x) { return }
 
             block.norm2.apply(x, into: normed, rows: rows, width: d, threads: threads)
             block.up.apply(
@@ -77,8 +87,10 @@ final class GPT2Model: ForwardModel {
             if hook(.mlpPost, hidden, m) { return }
             block.down.apply(hidden, rows: rows, ldx: m, into: sublayer, ldy: d, threads: threads)
             Elementwise.add(x, sublayer, count: rows * d, threads: threads)
-            if hook(.mlpOut, sublayer, d) { return }
+            if hook(.mlpOut, sublayer, addedTo: x) { return }
             if hook(.residPost, x, d) { return }
         }
+        finalNorm.apply(x, into: normed, rows: rows, width: d, threads: threads)
+        capture.recordFinal(normed, width: d)
     }
 }

@@ -64,7 +64,22 @@ public struct HookSet: Sendable {
     }
 
     public func contains(_ point: HookPoint) -> Bool { wanted.contains(point) }
+}
 
-    /// Whether the pass is complete once `point` has been produced.
-    func isDone(after point: HookPoint) -> Bool { point >= last }
+/// Replaces the activation at one hook during a forward pass: `body` gets the whole batch's
+/// `[rows, width]` row-major activation and rewrites it in place, and everything after the
+/// hook reads the new values. This is how a dictionary's reconstruction is spliced in.
+public struct Splice {
+    public let point: HookPoint
+    public let body: (_ activation: UnsafeMutableBufferPointer<Float>, _ rows: Int) -> Void
+
+    public init(at point: HookPoint, _ body: @escaping (_ activation: UnsafeMutableBufferPointer<Float>, _ rows: Int) -> Void) {
+        self.point = point
+        self.body = body
+    }
+
+    /// Sets the activation to zero: the baseline of CE loss recovered.
+    public static func zeroAblation(at point: HookPoint) -> Splice {
+        Splice(at: point) { activation, _ in activation.update(repeating: 0) }
+    }
 }

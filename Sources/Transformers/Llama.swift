@@ -11,6 +11,7 @@ import Foundation
 ///   h = SiLU(RMSNorm₂(x) W_gate) ⊙ (RMSNorm₂(x) W_up)   → mlp.hook_post [rows, m]
 ///   f = h W_down                               → hook_mlp_out
 ///   x = x + f                                  → hook_resid_post
+/// and after the last block, the final hidden state RMSNorm(x) and logits RMSNorm(x) W_lmᵀ.
 final class LlamaModel: ForwardModel {
     private struct Block {
         let norm1: RMSNorm, qkv: Linear, output: Linear
@@ -20,14 +21,19 @@ final class LlamaModel: ForwardModel {
     let config: LlamaConfig
     private let embeddings: FloatBuffer
     private let blocks: [Block]
+    private let finalNorm: RMSNorm
     private let attention: Attention
+    /// `lm_head` (or the embeddings, when tied); loaded only on request, being vocabulary × d.
+    let head: Linear?
+    /// Every sublayer output is hooked before its residual add.
+    let spliceableSites = Set(HookPoint.Site.allCases)
     /// Rotary frequencies per pair of dimensions, as transformers computes them in float32.
     let inverseFrequencies: [Float]
     private var cosTable: [Float] = []
     private var sinTable: [Float] = []
     private var tablePositions = 0
 
-    init(config: LlamaConfig, weights: WeightStore) throws {
+    init(config: LlamaConfig, weights: WeightStore, languageModelHead: Bool) throws {
         self.config = config
         let d = config.hidden, m = config.intermediate, eps = config.rmsNormEpsilon
         let qWidth = config.heads * config.headDim, kvWidth = config.kvHeads * config.headDim
@@ -46,8 +52,12 @@ final class LlamaModel: ForwardModel {
                 up: try weights.linear(b + "mlp.up_proj", inputs: d, outputs: m, bias: config.mlpBias),
                 down: try weights.linear(b + "mlp.down_proj", inputs: m, outputs: d, bias: config.mlpBias))
         }
-        // The final norm follows the last block: checked, not yet used by any hook.
-        _ = try weights.take(p + "norm.weight", [d])
+        finalNorm = RMSNorm(weight: try weights.take(p + "norm.weight", [d]), epsilon: eps)
+        switch (languageModelHead, config.tiedEmbeddings) {
+        case (false, _): head = nil
+        case (true, true): head = Linear(weight: embeddings, bias: nil, inputs: d, outputs: config.vocabularySize, inputMajor: false)
+        case (true, false): head = try weights.linear("lm_head", inputs: d, outputs: config.vocabularySize, bias: false)
+        }
         attention = Attention(heads: config.heads, kvHeads: config.kvHeads, headDim: config.headDim, causal: true)
         inverseFrequencies = LlamaModel.inverseFrequencies(config)
         weights.ignore { name in name == "lm_head.weight" || name.hasSuffix("rotary_emb.inv_freq") }
@@ -105,7 +115,7 @@ final class LlamaModel: ForwardModel {
 
         for (layer, block) in blocks.enumerated() {
             func hook(_ site: HookPoint.Site, _ source: UnsafeMutablePointer<Float>, _ width: Int) -> Bool {
-                capture.record(HookPoint(layer: layer, site: site), source, width: width, ld: width)
+                capture.record(HookPoint(layer: layer, site: site), source, width: width)
             }
             if hook(.residPre, x, d) { return }
 
@@ -130,5 +140,7 @@ final class LlamaModel: ForwardModel {
             Elementwise.add(x, sublayer, count: rows * d, threads: threads)
             if hook(.residPost, x, d) { return }
         }
+        finalNorm.apply(x, into: normed, rows: rows, width: d, threads: threads)
+        capture.recordFinal(normed, width: d)
     }
 }

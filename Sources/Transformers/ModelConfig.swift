@@ -14,6 +14,12 @@ public enum ModelConfig: Sendable, Equatable {
         }
     }
 
+    /// Whether it predicts the next token (GPT-2, Llama) rather than encoding (BERT).
+    public var isCausal: Bool {
+        if case .bert = self { return false }
+        return true
+    }
+
     public var layers: Int {
         switch self {
         case .bert(let c): c.layers

@@ -1,18 +1,22 @@
+import ArgumentParser
 import Foundation
 import Testing
 
 @testable import ActClusterCLI
 
 /// `train`, `eval` and `export-sae` reject impossible combinations with a sentence.
-@Suite struct TrainCommandTests {
-    func message(_ arguments: [String]) -> String? {
-        do {
-            _ = try TrainCommand.parse(arguments)
-            return nil
-        } catch {
-            return TrainCommand.message(for: error)
-        }
+/// The sentence a command's parse or `validate()` gives for `arguments`, or nil when they pass.
+func validationMessage<Command: ParsableCommand>(_ command: Command.Type, _ arguments: [String]) -> String? {
+    do {
+        _ = try command.parse(arguments)
+        return nil
+    } catch {
+        return command.message(for: error)
     }
+}
+
+@Suite struct TrainCommandTests {
+    func message(_ arguments: [String]) -> String? { validationMessage(TrainCommand.self, arguments) }
 
     @Test func validateRejectsImpossibleCombinations() {
         let base = ["--shards", "s", "--out", "o"]
@@ -26,14 +30,7 @@ import Testing
     }
 
     @Test func liveTrainerValidates() {
-        func message(_ arguments: [String]) -> String? {
-            do {
-                _ = try TrainerCommand.parse(arguments)
-                return nil
-            } catch {
-                return TrainerCommand.message(for: error)
-            }
-        }
+        func message(_ arguments: [String]) -> String? { validationMessage(TrainerCommand.self, arguments) }
         let base = ["--bind", "tcp://127.0.0.1:0", "--out", "o"]
         #expect(message(base + ["--hook", "blocks.0.hook_resid_post"]) == nil)
         #expect(message(base)?.contains("give --hook") == true)

@@ -257,3 +257,35 @@ func temporaryFolder() -> String {
     #expect(try source.read(maxRows: 100) == [Float](repeating: 0.5, count: 40))
     push.close()
 }
+
+/// With an allow-list, a client that knows the trainer's public key but is not listed gets
+/// nothing in; a listed one does.
+@Test func curveAllowListAdmitsOnlyListedClients() throws {
+    let server = try CurveKeyPair.generate(), listed = try CurveKeyPair.generate(), stranger = try CurveKeyPair.generate()
+    let source = try LiveBatchSource(
+        configuration: LiveSourceConfiguration(
+            bind: "tcp://127.0.0.1:0", hook: hook, curveSecretKey: server.secretKey, curveAllowedClientKeys: [listed.publicKey], queueRows: 1000),
+        logger: silentLogger)
+    source.start()
+    defer { source.stop() }
+    let context = try ZeroMQContext()
+    func pusher(_ keys: CurveKeyPair) throws -> ZeroMQSocket {
+        let push = try context.socket(.push)
+        try push.set(.linger, 0)
+        try push.makeCurveClient(serverPublicKey: server.publicKey, keyPair: keys)
+        try push.connect(source.endpoint)
+        return push
+    }
+    // The stranger's batch is queued on its side, but its handshake is refused.
+    let refused = try pusher(stranger)
+    try refused.send(multipart: try batchFrames([Float](repeating: 9, count: 10 * 4), width: 4, unit: 1, sequence: 0, dtype: .fp16), dontWait: true)
+    let admitted = try pusher(listed)
+    try admitted.send(multipart: try batchFrames([Float](repeating: 0.5, count: 10 * 4), width: 4, unit: 2, sequence: 0, dtype: .fp16))
+    #expect(source.waitForFirstBatch())
+    #expect(try source.read(maxRows: 100) == [Float](repeating: 0.5, count: 40))
+    // Give the stranger time to retry its handshake: still nothing arrives from it.
+    Thread.sleep(forTimeInterval: 0.5)
+    #expect(source.snapshot.messages == 1, "only the listed worker's batch was received")
+    refused.close()
+    admitted.close()
+}

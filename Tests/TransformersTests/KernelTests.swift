@@ -36,6 +36,19 @@ private func worst(_ a: [Float], _ b: [Double]) -> Double {
         }
     }
 
+    /// The normaliser of a row of logits: large values must not overflow, and rows longer
+    /// than a vocabulary of 50k still sum to float precision.
+    @Test(arguments: [64, 37, 50257])
+    func logSumExpMatchesDouble(_ count: Int) {
+        for (seed, scale, offset) in [(UInt64(21), Float(3), Float(0)), (22, 20, 500), (23, 0.01, -80)] {
+            let x = values(count, seed: seed, scale: scale).map { $0 + offset }
+            let top = Double(x.max()!)
+            let expected = top + log(x.reduce(0.0) { $0 + exp(Double($1) - top) })
+            let result = Double(ak_log_sum_exp(x, count))
+            #expect(abs(result - expected) <= 2e-6 * max(1, abs(expected)), "n \(count) scale \(scale) offset \(offset): \(result) vs \(expected)")
+        }
+    }
+
     @Test(arguments: [1024, 999])
     func siluMultiply(_ count: Int) {
         let x = values(count, seed: 3, scale: 6), up = values(count, seed: 4)

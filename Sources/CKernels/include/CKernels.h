@@ -66,6 +66,9 @@ void ak_add(float *x, const float *y, size_t n);
 void ak_rope(float *x, size_t tokens, size_t heads, size_t head_dim, size_t ld,
              const int *positions, const float *cos_table, const float *sin_table);
 
+/* log(sum(exp(x))) over n floats, the maximum taken out first so nothing overflows (the
+ * normaliser of a row of logits). */
+float ak_log_sum_exp(const float *x, size_t n);
 /* Vector-friendly exp, erf and tanh over arrays (for tests against libm). */
 void ak_exp(const float *x, float *out, size_t n);
 void ak_erf(const float *x, float *out, size_t n);

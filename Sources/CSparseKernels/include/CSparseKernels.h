@@ -5,8 +5,8 @@
 #include <stdint.h>
 
 /* Kernels of the sparse-dictionary trainer. Each hot loop is compiled for AVX-512, AVX2 and
- * baseline x86-64 (target_clones) and picked at load time. No allocation except where a
- * scratch argument is documented. Matrices are row-major and contiguous unless a stride
+ * baseline x86-64 (target_clones) and picked at load time; the fused encoder is AVX-512 only.
+ * Small per-call scratch is allocated where noted. Matrices are row-major and contiguous unless a stride
  * (`ld`) is given. Sparse codes are CSR: row r's entries are start[r] ..< start[r + 1] of
  * `indices` (latent ids) and `values`. */
 
@@ -35,26 +35,98 @@ void sk_count_at_least(const float *pre, size_t ld, const float *bias, size_t ro
 void sk_gather_at_least(const float *pre, size_t ld, const float *bias, size_t rows, size_t m,
                         float threshold, const int64_t *start, int32_t *indices, float *values);
 
+/* ---- Fused TopK encoder (encoder.c) ---------------------------------------------------- */
+
+/* Latents per packed panel of W_enc and tokens per register tile. */
+#define SK_PANEL 32
+#define SK_TILE_ROWS 12
+
+/* Whether sk_encode_topk can run here (AVX-512F). */
+int sk_fused_encoder_available(void);
+
+/* Panels of SK_PANEL latents for m latents; a packed encoder holds panels * (d + 1) * SK_PANEL
+ * floats. */
+size_t sk_encoder_panels(size_t m);
+
+/* Packs panels panel_lo ..< panel_hi of W_enc [m, d] and bias [m] (NULL: zero), with latent
+ * slot s holding latent order[s]: panel p is [d + 1][SK_PANEL], the last row the bias. */
+void sk_pack_encoder(const float *W, const float *bias, const int32_t *order, size_t m, size_t d,
+                     size_t panel_lo, size_t panel_hi, float *packed);
+
+/* For rows of x [rows, d]: the k largest of relu((x − center) · W_encᵀ + b_enc) per row into
+ * indices/values [rows, k] (unsorted; when a row has fewer than k positive values the rest
+ * are value 0 with latent order[0]), and, when aux_k > 0, the aux_k largest of relu among the
+ * latents in slots 0 ..< aux_count (as sk_topk_rows) into aux_indices/aux_values [rows, aux_k].
+ * `packed` holds every panel from sk_pack_encoder. Allocates its own scratch. */
+void sk_encode_topk(const float *x, const float *center, size_t rows, size_t d, const float *packed,
+                    const int32_t *order, size_t m, size_t k, int32_t *indices, float *values,
+                    size_t aux_count, size_t aux_k, int32_t *aux_indices, float *aux_values);
+
+/* ---- Decode and backward (kernels.c) ------------------------------------------------- */
+
 /* out[r] = (bias ? bias : 0) + sum_j values[j] * W[indices[j]] over row r's entries; W [m, d]. */
 void sk_decode(const int64_t *start, const int32_t *indices, const float *values, size_t rows,
                const float *W, size_t d, const float *bias, float *out);
 
-/* dots[j] = W[indices[j]] . g[r] for row r's entries; g [rows, d]. */
-void sk_entry_dots(const int64_t *start, const int32_t *indices, size_t rows, const float *W,
-                   size_t d, const float *g, float *dots);
+/* The decode and the first backward step, for rows lo ..< hi of x [rows, d] and their codes
+ * (CSR: start, indices, values; W the decoder [m, d]):
+ *   e = x − (bias + Σ values · W[indices]);  err[r] = Σ e²  (as sk_subtract)
+ *   with aux_start (AuxK codes, no bias): a = Σ aux_values · W[aux_indices] − e;
+ *     aux_err[r] = Σ a²;  ∂L/∂ê = aux_scale · a;  aux_dots[j] = W[i] · ∂L/∂ê
+ *   ∂L/∂x̂ = scale · e;  dots[j] = W[i] · ∂L/∂x̂ + (extra ? extra[i] : 0)
+ * dots and aux_dots are 0 for entries whose value is not positive (ReLU and TopK pass no
+ * gradient). ∂L/∂x̂ goes to row r and ∂L/∂ê to row rows + r of `out`, in column slices of
+ * out_rows rows (sk_pack_slices). The W rows a row gathers for its decode serve its dots from
+ * cache. */
+void sk_decode_backward(const float *x, size_t rows, size_t lo, size_t hi, size_t d, const float *W,
+                        const float *bias, const int64_t *start, const int32_t *indices,
+                        const float *values, float scale, const float *extra, float *dots, double *err,
+                        const int64_t *aux_start, const int32_t *aux_indices, const float *aux_values,
+                        float aux_scale, float *aux_dots, double *aux_err, float *out, size_t out_rows);
 
-/* For latents lo ..< hi of a by-latent CSR (lstart [m + 1], lrow, lcoef_dec, lcoef_enc):
- *   grad_dec[i] (+)= sum lcoef_dec * dec_src[lrow]
- *   grad_enc[i] (+)= sum lcoef_enc * enc_src[lrow % enc_rows]
- *   grad_benc[i] (+)= sum lcoef_enc
- * Written when accumulate is 0, added to otherwise. Any destination may be NULL. */
-void sk_latent_gradients(const int64_t *lstart, const int32_t *lrow, const float *lcoef_dec,
-                         const float *lcoef_enc, size_t lo, size_t hi, const float *dec_src,
-                         const float *enc_src, size_t enc_rows, size_t d, float *grad_dec,
-                         float *grad_enc, float *grad_benc, int accumulate);
+/* Counting sort of the entries of two sparse codes of `rows` rows by latent, for
+ * sk_latent_gradients, in two passes that each worker runs for its own latents lo ..< hi:
+ * sk_count_by_latent writes lstart[i + 1] = entries of latent i; once lstart is summed into
+ * offsets, sk_place_by_latent writes lrow (r for the main codes: start, indices, values, dots;
+ * rows + r for the AuxK codes), lvalue and lcoef at them, in entry order within a latent. */
+void sk_count_by_latent(size_t lo, size_t hi, size_t rows, const int64_t *start, const int32_t *indices,
+                        const int64_t *aux_start, const int32_t *aux_indices, int64_t *lstart);
+void sk_place_by_latent(size_t lo, size_t hi, size_t rows, const int64_t *start, const int32_t *indices,
+                        const float *values, const float *dots, const int64_t *aux_start,
+                        const int32_t *aux_indices, const float *aux_values, const float *aux_dots,
+                        const int64_t *lstart, int32_t *lrow, float *lvalue, float *lcoef);
+
+/* Columns per slice of sk_pack_slices. */
+#ifndef SK_SLICE
+#define SK_SLICE 32
+#endif
+
+/* Rows lo ..< hi of x [rows, d], minus bias (NULL: none), into column slices: slice s
+ * (columns s * SK_SLICE onwards, w of them: SK_SLICE or what is left of d) is [rows, w] at
+ * out + s * SK_SLICE * rows. */
+void sk_pack_slices(const float *x, const float *bias, size_t rows, size_t d, size_t lo, size_t hi,
+                    float *out);
+
+/* out[c] += sum over rows lo ..< hi of column c, for sliced [rows, d] (in double). */
+void sk_slice_column_sums(const float *slices, size_t rows, size_t d, size_t lo, size_t hi, double *out);
+
+/* For latents lo ..< hi of a by-latent CSR (lstart [m + 1], lrow, lvalue: the activation,
+ * lcoef: dL/dpre), with dec_src [dec_rows, d] and enc_src [enc_rows, d] in column slices
+ * (sk_pack_slices), rows lo ..< hi of the destinations are overwritten with
+ *   grad_dec[i]  = sum lvalue * dec_src[lrow]
+ *   grad_enc[i]  = sum lcoef * enc_src[lrow mod enc_rows]   (lrow < 2 enc_rows)
+ *   grad_benc[i] = sum lcoef
+ * The sums run in entry order, slice by slice. */
+void sk_latent_gradients(const int64_t *lstart, const int32_t *lrow, const float *lvalue,
+                         const float *lcoef, size_t lo, size_t hi, const float *dec_src,
+                         size_t dec_rows, const float *enc_src, size_t enc_rows, size_t d,
+                         float *grad_dec, float *grad_enc, float *grad_benc);
 
 /* out[r] = x[r] - a[r] (rows of d); returns sum of squares of out, in double. */
 double sk_subtract(const float *x, const float *a, float *out, size_t n);
+
+/* Sum of squares of x [n], in double. */
+double sk_sum_squares(const float *x, size_t n);
 
 /* x[i] *= s */
 void sk_scale(float *x, size_t n, float s);
@@ -63,8 +135,10 @@ void sk_scale(float *x, size_t n, float s);
 void sk_adam(float *p, const float *g, float *m, float *v, size_t n, float beta1, float beta2,
              float step, float eps_hat);
 
-/* Per row of W and G [rows, d]: G[r] -= (G[r] . W[r]) W[r] (W rows of unit norm). */
-void sk_remove_parallel(const float *W, float *G, size_t rows, size_t d);
+/* Adam on decoder rows kept at unit norm, one pass per row: G[r] -= (G[r] . W[r]) W[r], the
+ * Adam step of sk_adam, then W[r] /= (|W[r]| + eps). */
+void sk_adam_unit_rows(float *W, float *G, float *m, float *v, size_t rows, size_t d, float beta1,
+                       float beta2, float step, float eps_hat, float eps);
 
 /* Per row: W[r] /= (|W[r]| + eps). */
 void sk_normalize_rows(float *W, size_t rows, size_t d, float eps);
