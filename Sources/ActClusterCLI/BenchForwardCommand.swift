@@ -27,7 +27,7 @@ struct BenchForwardCommand: ParsableCommand {
     @Option(help: "Tokens per sequence.")
     var context = 128
 
-    @Option(help: "BLAS threads.")
+    @Option(help: "Threads of the forward pass (the model runs its own threads over single-threaded kernels).")
     var threads = 2
 
     @Option(help: ArgumentHelp("Hooks to capture (repeatable). Default: every layer's hook_resid_post.", valueName: "name"))
