@@ -81,10 +81,14 @@ struct BenchForwardCommand: ParsableCommand {
             return Double(batch * context * iterations) / (clock.now - start).seconds
         }
         // Alternate ours and the reference so that both see the same machine load.
-        var ours: [Double] = [], theirs: [Double] = []
+        var ours: [Double] = [], theirs: [Double] = [], referenceAttention = "default"
         for _ in 0..<(reference == nil ? 1 : rounds) {
             ours.append(try timeOurs())
-            if let reference { theirs.append(try runReference(python: reference)) }
+            if let reference {
+                let run = try runReference(python: reference)
+                theirs.append(run.tokensPerSecond)
+                referenceAttention = run.attention
+            }
         }
         let tokensPerSecond = median(ours)
 
@@ -110,7 +114,8 @@ struct BenchForwardCommand: ParsableCommand {
             figures["reference_tokens_per_second"] = median(theirs).rounded()
             figures["ratio_to_reference"] = (ratio * 100).rounded() / 100
             figures["ratios_per_round"] = ratios.map { ($0 * 100).rounded() / 100 }
-            print("reference  \(Int(median(theirs))) tok/s (transformers fp32, same shapes and threads; median of \(rounds))")
+            figures["reference_attention"] = referenceAttention
+            print("reference  \(Int(median(theirs))) tok/s (transformers fp32, \(referenceAttention) attention, same shapes and threads; median of \(rounds))")
             print("ratio      \(String(format: "%.2f", ratio))× (median; per round: \(ratios.map { String(format: "%.2f", $0) }.joined(separator: ", ")))")
         }
         if json {
@@ -142,7 +147,8 @@ struct BenchForwardCommand: ParsableCommand {
         return best
     }
 
-    private func runReference(python: String) throws -> Double {
+    /// Runs the reference script once: its tokens/s and the attention transformers chose.
+    private func runReference(python: String) throws -> (tokensPerSecond: Double, attention: String) {
         guard FileManager.default.fileExists(atPath: referenceScript) else {
             throw CommandFailure("reference script \(referenceScript) not found; run from the repository root or pass --reference-script")
         }
@@ -165,7 +171,7 @@ struct BenchForwardCommand: ParsableCommand {
         else {
             throw CommandFailure("the reference run (\(python) \(referenceScript)) failed or printed no JSON; check that its Python has torch and transformers")
         }
-        return speed
+        return (speed, object["attn"] as? String ?? "default")
     }
 }
 

@@ -10,7 +10,7 @@ Usage (from the repository root, venv from Tests/Reference/requirements.txt):
 
     .build/venv-ref/bin/python Tests/Reference/bench_forward_transformers.py \
         --model /path/to/all-MiniLM-L6-v2 --batch 32 --context 128 --threads 2 \
-        [--hidden-states] [--autocast-bf16] [--attn eager|sdpa] [--warmup 2] [--iters 5] [--json]
+        [--hidden-states] [--autocast-bf16] [--attn default|eager|sdpa] [--warmup 2] [--iters 5] [--json]
 
 --hidden-states   output_hidden_states=True (every layer's residual is kept,
                   like an activation-collection run)
@@ -44,7 +44,12 @@ def main():
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     ap.add_argument("--hidden-states", action="store_true", help="request output_hidden_states=True")
     ap.add_argument("--autocast-bf16", action="store_true", help='torch.autocast("cpu", dtype=torch.bfloat16)')
-    ap.add_argument("--attn", default="eager", choices=["eager", "sdpa"], help="attn_implementation (default eager)")
+    ap.add_argument(
+        "--attn",
+        default="default",
+        choices=["default", "eager", "sdpa"],
+        help="attn_implementation (default: whatever transformers picks, SDPA for BERT in current releases)",
+    )
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
@@ -56,7 +61,9 @@ def main():
     transformers.utils.logging.disable_progress_bar()
     torch.set_num_threads(args.threads)
     config = AutoConfig.from_pretrained(args.model)
-    model = AutoModel.from_pretrained(args.model, attn_implementation=args.attn, dtype=torch.float32)
+    options = {} if args.attn == "default" else {"attn_implementation": args.attn}
+    model = AutoModel.from_pretrained(args.model, dtype=torch.float32, **options)
+    attn = getattr(model.config, "_attn_implementation", args.attn)
     model.eval()
 
     g = torch.Generator().manual_seed(args.seed)
@@ -89,7 +96,7 @@ def main():
     tps = tokens / sum(times)
     print(
         f"model={args.model} type={config.model_type} batch={args.batch} context={args.context} threads={args.threads} "
-        f"attn={args.attn} hidden_states={args.hidden_states} autocast_bf16={args.autocast_bf16} "
+        f"attn={attn} hidden_states={args.hidden_states} autocast_bf16={args.autocast_bf16} "
         f"median_iter_ms={statistics.median(times) * 1000:.1f} torch={torch.__version__} "
         f"transformers={transformers.__version__}"
     )
@@ -104,7 +111,7 @@ def main():
                     "threads": args.threads,
                     "torch": torch.__version__,
                     "transformers": transformers.__version__,
-                    "attn": args.attn,
+                    "attn": attn,
                     "hidden_states": args.hidden_states,
                     "autocast_bf16": args.autocast_bf16,
                     "iters": args.iters,
