@@ -184,7 +184,10 @@ struct BenchTrainCommand: ParsableCommand {
                 seen += count
             }
         }
-        return (model, seen, Double(seen) / ((clock.now - start) / .seconds(1)))
+        let elapsed = (clock.now - start) / .seconds(1)
+        let stats = trainer.prescreenStats
+        print("encoder    \(trainer.encoderPath.rawValue): \(String(format: "%.1f", Double(stats.recomputed) / Double(seen))) values recomputed per token, \(stats.fullRows) of \(seen) rows in full")
+        return (model, seen, Double(seen) / elapsed)
     }
 
     private func runReference(

@@ -31,6 +31,8 @@
  * still sits in L2. */
 #define BLOCK_PANELS 32
 #define CHUNK_ROWS (43 * MR)
+/* Rows computed over every latent together (those whose candidates overflowed). */
+#define FULL_ROWS 16
 
 #define META_SCALE 0
 #define META_CORR 1
@@ -349,15 +351,15 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void sk_encode_topk_int8(
     size_t d4 = (d + 3) / 4, panels = (m + NR - 1) / NR;
     size_t aux_panels = aux_k ? (aux_count + NR - 1) / NR : 0;
     float slack = rounding_slack(d);
-    bounds main = {.k = k, .capacity = 6 * k + 2 * NR};
-    bounds aux = {.k = aux_k, .capacity = aux_k ? 3 * aux_k + 2 * NR : 0};
+    bounds main = {.k = k, .capacity = 12 * k + 2 * NR};
+    bounds aux = {.k = aux_k, .capacity = aux_k ? 4 * aux_k + 2 * NR : 0};
     size_t per_row = main.capacity + aux.capacity;
     /* Scratch: centred rows (for the recompute), packed u8 rows, row scales, candidates, and
      * the by-latent order of the candidates. */
     size_t groups_max = (CHUNK_ROWS + MR - 1) / MR;
     size_t bytes = CHUNK_ROWS * d * sizeof(float) + groups_max * d4 * MR * sizeof(int32_t) + 3 * CHUNK_ROWS * sizeof(float) +
                    CHUNK_ROWS * per_row * (2 * sizeof(float) + sizeof(int32_t)) + 2 * CHUNK_ROWS * (sizeof(uint32_t) + sizeof(float) + 1) +
-                   (panels * NR + 1) * sizeof(uint32_t) + CHUNK_ROWS * per_row * 2 * sizeof(uint32_t) + m * sizeof(float) + 64 * 16;
+                   (panels * NR + 1) * sizeof(uint32_t) + CHUNK_ROWS * per_row * 2 * sizeof(uint32_t) + FULL_ROWS * m * sizeof(float) + 64 * 16;
     char *base = aligned_alloc(64, (bytes + 63) / 64 * 64), *at = base;
 #define TAKE(type, name, n) type *name = (type *)at; at += ((n) * sizeof(type) + 63) / 64 * 64
     TAKE(float, xc, CHUNK_ROWS * d);
@@ -374,7 +376,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void sk_encode_topk_int8(
     TAKE(uint32_t, by_slot, panels * NR + 1);
     TAKE(uint32_t, pair_row, CHUNK_ROWS * per_row);
     TAKE(uint32_t, pair_entry, CHUNK_ROWS * per_row);
-    TAKE(float, full, m);
+    TAKE(float, full, FULL_ROWS * m);
 #undef TAKE
     main.upper = upper; main.lower = lower; main.slot = slot;
     main.count = count; main.threshold = threshold; main.overflow = overflow;
@@ -452,20 +454,34 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void sk_encode_topk_int8(
             for (; p < by_slot[s]; p++) lower[pair_entry[p]] = dot(xc + pair_row[p] * d, w, d) + b;
         }
         recomputed += pairs;
-        for (size_t r = 0; r < n; r++) {
-            size_t out = first + r;
-            if (main.overflow[r] || (aux_panels && aux.overflow[r])) {
-                /* Too many near-ties for the buffers: every latent exactly. */
-                fallback++;
-                for (size_t s = 0; s < m; s++) full[s] = dot(xc + r * d, W + (size_t)order[s] * d, d) + meta[(s / NR) * 6 * NR + META_BIAS * NR + s % NR];
-                sk_topk_rows(full, m, NULL, 1, m, k, indices + out * k, values + out * k);
-                for (size_t j = 0; j < k; j++) indices[out * k + j] = order[indices[out * k + j]];
-                if (aux_panels) {
-                    sk_topk_rows(full, m, NULL, 1, aux_count, aux_k, aux_indices + out * aux_k, aux_values + out * aux_k);
-                    for (size_t j = 0; j < aux_k; j++) aux_indices[out * aux_k + j] = order[aux_indices[out * aux_k + j]];
+        /* Rows that overflowed: every latent exactly, a few rows at a time so that each W_enc
+         * row is read once per batch of them. */
+        size_t batch = 0;
+        for (size_t r = 0; r <= n; r++) {
+            int over = r < n && (main.overflow[r] || (aux_panels && aux.overflow[r]));
+            if (over) pair_row[batch++] = (uint32_t)r;
+            if (batch == FULL_ROWS || (r == n && batch > 0)) {
+                for (size_t s = 0; s < m; s++) {
+                    const float *w = W + (size_t)order[s] * d;
+                    float b = meta[(s / NR) * 6 * NR + META_BIAS * NR + s % NR];
+                    for (size_t j = 0; j < batch; j++) full[j * m + s] = dot(xc + pair_row[j] * d, w, d) + b;
                 }
-                continue;
+                for (size_t j = 0; j < batch; j++) {
+                    size_t out = first + pair_row[j];
+                    sk_topk_rows(full + j * m, m, NULL, 1, m, k, indices + out * k, values + out * k);
+                    for (size_t i = 0; i < k; i++) indices[out * k + i] = order[indices[out * k + i]];
+                    if (aux_panels) {
+                        sk_topk_rows(full + j * m, m, NULL, 1, aux_count, aux_k, aux_indices + out * aux_k, aux_values + out * aux_k);
+                        for (size_t i = 0; i < aux_k; i++) aux_indices[out * aux_k + i] = order[aux_indices[out * aux_k + i]];
+                    }
+                }
+                fallback += batch;
+                batch = 0;
             }
+        }
+        for (size_t r = 0; r < n; r++) {
+            if (main.overflow[r] || (aux_panels && aux.overflow[r])) continue;
+            size_t out = first + r;
             emit(&main, r, order, indices + out * k, values + out * k);
             if (aux_panels) emit(&aux, r, order, aux_indices + out * aux_k, aux_values + out * aux_k);
         }
