@@ -58,6 +58,10 @@ public final class SAETrainer {
     let centered = Storage<Float>(count: 0, repeating: 0)  // [n, d] x − b_dec (batchtopk, relu)
     let pre = Storage<Float>(count: 0, repeating: 0)  // [n, m] (batchtopk, relu)
     let encoderWorkspace = EncoderWorkspace()  // topk
+    /// Which TopK encoder runs, and (int8 prescreen) the values it recomputed in fp32 and the
+    /// rows it did over every latent so far.
+    public var encoderPath: EncoderPath { encoderWorkspace.path }
+    public var prescreenStats: (recomputed: UInt64, fullRows: UInt64) { encoderWorkspace.prescreenStats }
     /// Sources of the latent gradients, in column slices (sk_pack_slices): [2n, d] with
     /// ∂L/∂x̂ in the first n rows and ∂L/∂ê (AuxK) in the next n, and x − b_dec [n, d].
     let outputGradientSlices = Storage<Float>(count: 0, repeating: 0)

@@ -1,5 +1,6 @@
 import BLAS
 import CSparseKernels
+import Foundation
 
 /// A sparse dictionary's weights, in normalised units (inputs multiplied by
 /// `config.normalizationScale`):
@@ -110,23 +111,22 @@ public final class SparseAutoencoder {
         let subset = auxSubset ?? []
         let auxUsed = auxSubset != nil && auxK > 0
         if let auxCodes { auxCodes.setUniform(rows: rows, perRow: auxUsed ? auxK : 0) }
-        if workspace.fused {
+        switch workspace.path {
+        case .int8Prescreen:
+            encodeTopKInt8(normalized: x, rows: rows, k: k, threads: threads, workspace: workspace, into: codes,
+                auxSubset: auxUsed ? subset : [], auxK: auxUsed ? auxK : 0, auxInto: auxCodes)
+        case .fused:
             encodeTopKFused(normalized: x, rows: rows, k: k, threads: threads, workspace: workspace, into: codes,
                 auxSubset: auxUsed ? subset : [], auxK: auxUsed ? auxK : 0, auxInto: auxCodes)
-        } else {
+        case .portable:
             encodeTopKBlocked(centered: center(x, rows: rows, threads: threads, into: workspace.centered), rows: rows, k: k, threads: threads, workspace: workspace, into: codes,
                 auxSubset: auxUsed ? subset : [], auxK: auxUsed ? auxK : 0, auxInto: auxCodes)
         }
     }
 
-    /// Packs W_enc and b_enc with the AuxK latents in the first slots, then runs
-    /// sk_encode_topk on each worker's rows (which subtracts b_dec as it packs them).
-    private func encodeTopKFused(
-        normalized x: UnsafePointer<Float>, rows: Int, k: Int, threads: Int, workspace: EncoderWorkspace, into codes: SparseCodes,
-        auxSubset: [Int32], auxK: Int, auxInto auxCodes: SparseCodes?
-    ) {
-        let d = width, m = latents
-        let panels = sk_encoder_panels(m)
+    /// Slot order of the packed encoders: the AuxK latents first, then the rest.
+    private func fillOrder(_ workspace: EncoderWorkspace, auxSubset: [Int32]) -> UnsafeMutablePointer<Int32> {
+        let m = latents
         workspace.order.resize(m, fill: 0)
         let order = workspace.order.pointer
         if auxSubset.isEmpty {
@@ -143,6 +143,48 @@ public final class SparseAutoencoder {
                 slot += 1
             }
         }
+        return order
+    }
+
+    /// Quantises W_enc to int8 (AuxK latents in the first slots), then runs sk_encode_topk_int8
+    /// on each worker's rows: an int8 GEMM picks candidates by error bounds, and only those are
+    /// recomputed in fp32, so the codes are the fp32 encoder's.
+    private func encodeTopKInt8(
+        normalized x: UnsafePointer<Float>, rows: Int, k: Int, threads: Int, workspace: EncoderWorkspace, into codes: SparseCodes,
+        auxSubset: [Int32], auxK: Int, auxInto auxCodes: SparseCodes?
+    ) {
+        let d = width, m = latents
+        let panels = sk_encoder_panels(m)
+        let order = fillOrder(workspace, auxSubset: auxSubset)
+        workspace.packedInt8.resize(panels * sk_int8_panel_bytes(d), fill: 0)
+        workspace.meta.resize(panels * 6 * Int(SK_PANEL), fill: 0)
+        let packed = workspace.packedInt8.pointer, meta = workspace.meta.pointer
+        let weight = encoderWeight.pointer, bias = encoderBias.pointer, decoderBias = self.decoderBias.pointer
+        parallelFor(panels, threads: threads) { range, _ in
+            sk_quantize_encoder(weight, bias, order, m, d, range.lowerBound, range.upperBound, packed, meta)
+        }
+        Profile.mark("pack")
+        workspace.stats.resize(2 * max(1, threads), fill: 0)
+        let stats = workspace.stats.pointer
+        let indices = codes.indices.pointer, values = codes.values.pointer
+        let auxIndices = auxCodes?.indices.pointer, auxValues = auxCodes?.values.pointer
+        parallelFor(rows, threads: threads, granule: Int(SK_TILE_ROWS)) { range, worker in
+            let first = range.lowerBound, count = range.count
+            sk_encode_topk_int8(
+                x + first * d, decoderBias, count, d, packed, meta, weight, order, m, k, indices + first * k, values + first * k,
+                auxSubset.count, auxK, auxIndices.map { $0 + first * auxK }, auxValues.map { $0 + first * auxK }, stats + 2 * worker)
+        }
+    }
+
+    /// Packs W_enc and b_enc with the AuxK latents in the first slots, then runs
+    /// sk_encode_topk on each worker's rows (which subtracts b_dec as it packs them).
+    private func encodeTopKFused(
+        normalized x: UnsafePointer<Float>, rows: Int, k: Int, threads: Int, workspace: EncoderWorkspace, into codes: SparseCodes,
+        auxSubset: [Int32], auxK: Int, auxInto auxCodes: SparseCodes?
+    ) {
+        let d = width, m = latents
+        let panels = sk_encoder_panels(m)
+        let order = fillOrder(workspace, auxSubset: auxSubset)
         workspace.packed.resize(panels * (d + 1) * Int(SK_PANEL), fill: 0)
         let packed = workspace.packed.pointer, weight = encoderWeight.pointer, bias = encoderBias.pointer
         let decoderBias = self.decoderBias.pointer
@@ -241,20 +283,55 @@ public struct VarianceAccumulator: Sendable {
     public var l0: Double { count > 0 ? active / Double(count) : 0 }
 }
 
-/// Scratch of the TopK encoder: the packed W_enc and its latent order (AVX-512 path), or
+/// The ways the TopK encoder can run; all give the same codes (up to ties within float
+/// rounding).
+public enum EncoderPath: String, Sendable, CaseIterable {
+    /// An int8 GEMM (AVX-512 VNNI) picks candidates by rigorous error bounds; only those are
+    /// recomputed in fp32 and the top k is chosen from the exact values.
+    case int8Prescreen = "int8"
+    /// The fp32 GEMM fused with the selection (AVX-512).
+    case fused = "fp32"
+    /// sgemm into row blocks, then a selection (any CPU).
+    case portable
+
+    /// The fastest path this CPU has; without the int8 prescreen when `exactOnly`.
+    public static func best(exactOnly: Bool) -> EncoderPath {
+        if !exactOnly, sk_int8_encoder_available() != 0 { return .int8Prescreen }
+        return sk_fused_encoder_available() != 0 ? .fused : .portable
+    }
+
+    /// Set ACTCLUSTER_EXACT_ENCODER=1 (or `bench train --exact-encoder`) to compute every
+    /// pre-activation in fp32 instead of prescreening in int8.
+    public nonisolated(unsafe) static var exactOnly = ProcessInfo.processInfo.environment["ACTCLUSTER_EXACT_ENCODER"].map { $0 != "" && $0 != "0" } ?? false
+}
+
+/// Scratch of the TopK encoder: the packed W_enc (fp32 or int8) and its latent order, or
 /// per-worker `rows × m` pre-activation blocks (portable path).
 public final class EncoderWorkspace {
-    /// Whether the fused AVX-512 kernel runs (where the machine has it; tests turn it off to
-    /// check the portable path).
-    var fused = sk_fused_encoder_available() != 0
+    /// Which encoder runs (tests pick each one to check it against a plain reference).
+    public var path = EncoderPath.best(exactOnly: EncoderPath.exactOnly)
     /// Rows per block: enough that packing W_enc once per block is amortised (measured best of 128, 512, 1024).
     public static let rows = 512
     public private(set) var blocks: [Storage<Float>] = []
     let packed = Storage<Float>(count: 0, repeating: 0)
     let order = Storage<Int32>(count: 0, repeating: 0)
     let centered = Storage<Float>(count: 0, repeating: 0)
+    let packedInt8 = Storage<Int8>(count: 0, repeating: 0)
+    let meta = Storage<Float>(count: 0, repeating: 0)
+    /// Per worker: values recomputed in fp32 and rows computed over every latent (int8 path).
+    let stats = Storage<UInt64>(count: 0, repeating: 0)
 
     public init() {}
+
+    /// Values recomputed in fp32, and rows done over every latent, by the int8 path so far.
+    public var prescreenStats: (recomputed: UInt64, fullRows: UInt64) {
+        var recomputed: UInt64 = 0, full: UInt64 = 0
+        for w in stride(from: 0, to: stats.count, by: 2) {
+            recomputed += stats[w]
+            full += stats[w + 1]
+        }
+        return (recomputed, full)
+    }
 
     func prepare(workers: Int, count: Int) {
         while blocks.count < workers { blocks.append(Storage(count: count, repeating: 0)) }

@@ -62,14 +62,23 @@ import Testing
         let dead = (0..<test.dead).map { Int32(($0 * 7 + 3) % test.m) }
         // One worker takes all rows in one call (several row chunks); two split them. The
         // portable path (sgemm into row blocks, then a selection) runs too.
+        // The int8 prescreen (where the CPU has VNNI) runs alike on one and two workers.
         let codes = SparseCodes(), auxCodes = SparseCodes(), split = SparseCodes(), splitAux = SparseCodes()
         let portable = SparseCodes(), portableAux = SparseCodes()
-        let portableWorkspace = EncoderWorkspace()
-        portableWorkspace.fused = false
+        let int8 = SparseCodes(), int8Aux = SparseCodes(), int8Split = SparseCodes(), int8SplitAux = SparseCodes()
+        func workspace(_ path: EncoderPath) -> EncoderWorkspace {
+            let workspace = EncoderWorkspace()
+            workspace.path = path
+            return workspace
+        }
+        let hasInt8 = EncoderPath.best(exactOnly: false) == .int8Prescreen
+        let exact = EncoderPath.best(exactOnly: true)
         x.withUnsafeBufferPointer { x in
-            for (threads, workspace, codes, auxCodes) in [
-                (1, EncoderWorkspace(), codes, auxCodes), (2, EncoderWorkspace(), split, splitAux), (2, portableWorkspace, portable, portableAux),
-            ] {
+            var runs = [
+                (1, workspace(exact), codes, auxCodes), (2, workspace(exact), split, splitAux), (2, workspace(.portable), portable, portableAux),
+            ]
+            if hasInt8 { runs += [(1, workspace(.int8Prescreen), int8, int8Aux), (2, workspace(.int8Prescreen), int8Split, int8SplitAux)] }
+            for (threads, workspace, codes, auxCodes) in runs {
                 model.encodeTopK(
                     normalized: x.baseAddress!, rows: test.n, k: test.k, threads: threads, workspace: workspace, into: codes,
                     auxSubset: dead.isEmpty ? nil : dead, auxK: test.auxK, auxInto: auxCodes)
@@ -77,6 +86,10 @@ import Testing
         }
         #expect(codes.indices.array == split.indices.array && codes.values.array == split.values.array)
         #expect(auxCodes.indices.array == splitAux.indices.array && auxCodes.values.array == splitAux.values.array)
+        if hasInt8 {
+            #expect(int8.indices.array == int8Split.indices.array && int8.values.array == int8Split.values.array)
+            #expect(int8Aux.indices.array == int8SplitAux.indices.array && int8Aux.values.array == int8SplitAux.values.array)
+        }
         // Plain: (x − b_dec) · W_encᵀ + b_enc by sgemm, then a sort per row.
         var pre = [Float](repeating: 0, count: test.n * test.m)
         let centered = Storage<Float>(count: 0, repeating: 0)
@@ -86,7 +99,9 @@ import Testing
             }
         }
         for r in 0..<test.n { for i in 0..<test.m { pre[r * test.m + i] += model.encoderBias[i] } }
-        for (path, codes, auxCodes) in [("fused", codes, auxCodes), ("portable", portable, portableAux)] {
+        var paths = [("\(exact)", codes, auxCodes), ("portable", portable, portableAux)]
+        if hasInt8 { paths.append(("int8", int8, int8Aux)) }
+        for (path, codes, auxCodes) in paths {
             let main = Self.compare("topk", codes: codes, pre: pre, test: test, latents: Array(0..<test.m), k: test.k)
             print("\(test) \(path): top k max |Δ| = \(main.worst), rows with another set \(main.mismatched)")
             #expect(main.worst <= 1e-4, "\(path)")

@@ -62,6 +62,30 @@ void sk_encode_topk(const float *x, const float *center, size_t rows, size_t d, 
                     const int32_t *order, size_t m, size_t k, int32_t *indices, float *values,
                     size_t aux_count, size_t aux_k, int32_t *aux_indices, float *aux_values);
 
+/* ---- TopK encoder with an int8 prescreen (encoder_int8.c) ------------------------------ */
+
+/* Whether sk_encode_topk_int8 can run here (AVX-512F, BW and VNNI). */
+int sk_int8_encoder_available(void);
+
+/* Bytes of one int8 panel (SK_PANEL latents, d rounded up to a multiple of 4). */
+size_t sk_int8_panel_bytes(size_t d);
+
+/* Quantises panels panel_lo ..< panel_hi of W_enc [m, d] (latent order[s] in slot s) to int8,
+ * one scale per latent, into packed (sk_int8_panel_bytes(d) per panel) and meta (6 * SK_PANEL
+ * floats per panel: the scale, the int32 offset correction, b_enc (NULL: zero), and the terms
+ * of the error bound). */
+void sk_quantize_encoder(const float *W, const float *bias, const int32_t *order, size_t m, size_t d, size_t panel_lo,
+                         size_t panel_hi, int8_t *packed, float *meta);
+
+/* As sk_encode_topk, with the int8 GEMM choosing candidates by rigorous bounds and their values
+ * (and the selection among them) recomputed in fp32 from W [m, d] (rows by latent id). packed
+ * and meta hold every panel from sk_quantize_encoder. stats (NULL: none) gets += the number of
+ * values recomputed ([0]) and of rows computed exactly over every latent ([1]). */
+void sk_encode_topk_int8(const float *x, const float *center, size_t rows, size_t d, const int8_t *packed,
+                         const float *meta, const float *W, const int32_t *order, size_t m, size_t k, int32_t *indices,
+                         float *values, size_t aux_count, size_t aux_k, int32_t *aux_indices, float *aux_values,
+                         uint64_t *stats);
+
 /* ---- Decode and backward (kernels.c) ------------------------------------------------- */
 
 /* out[r] = (bias ? bias : 0) + sum_j values[j] * W[indices[j]] over row r's entries; W [m, d]. */
