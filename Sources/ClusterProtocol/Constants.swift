@@ -469,6 +469,7 @@ public enum JournalFormat {
         case released = 7
         case done = 8
         case completed = 9
+        case leasesReserved = 10
 
         public var description: String {
             switch self {
@@ -481,6 +482,7 @@ public enum JournalFormat {
             case .released: "released"
             case .done: "done"
             case .completed: "completed"
+            case .leasesReserved: "leases_reserved"
             }
         }
     }
