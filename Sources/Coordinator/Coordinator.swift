@@ -136,6 +136,14 @@ public final class Coordinator {
             statusSocket = nil
         }
 
+        if !state.completed {
+            // A new block of lease ids at once: the ids the last one left unjournaled (their
+            // ASSIGN may have left before a crash) are skipped before any report is handled.
+            try reserveLeases()
+            try journalOperation { try journal.sync() }
+            durableReservation = reservedHere
+        }
+
         // Leases from before a restart: no worker has spoken for them yet.
         let deadline = clock.now + configuration.livenessPeriod
         for (lease, live) in state.leases {
@@ -190,6 +198,8 @@ public final class Coordinator {
                 try assign()
             }
             try startCommit()
+            // Nothing in flight: everything appended is durable, so nothing may wait.
+            if !journal.commitInFlight && (!deletions.isEmpty || outboxHead < outbox.count) { releaseOutbox() }
 
             if state.allUnitsFinished {
                 try complete()
@@ -291,7 +301,9 @@ public final class Coordinator {
 
     private func send(_ frames: [[UInt8]], to routingID: [UInt8], assigned: LeaseID? = nil) {
         do {
-            try workerSocket.send(multipart: [routingID] + frames, dontWait: true)
+            // Only the routing frame may fail (ROUTER_MANDATORY); the rest then goes with it.
+            try workerSocket.send(routingID, more: true, dontWait: true)
+            for index in frames.indices { try workerSocket.send(frames[index], more: index < frames.count - 1) }
             sessions[routingID]?.lastSent = clock.now
         } catch {
             // The peer is gone (ROUTER_MANDATORY) or its queue is full.
@@ -321,11 +333,11 @@ public final class Coordinator {
 
     /// Applies an event and journals it if it changed the state.
     @discardableResult
-    private func apply(_ event: CoordinatorEvent) -> Transition {
+    private func apply(_ event: CoordinatorEvent, decodedFrom body: [UInt8]? = nil) -> Transition {
         let transition = state.apply(event)
         if transition.changed {
             do {
-                try journal.append(event)
+                try journal.append(event, decodedFrom: body)
             } catch {
                 // An event that cannot be journaled must not stay applied in memory only;
                 // the state would diverge from what a restart rebuilds. Stop.
@@ -353,7 +365,7 @@ public final class Coordinator {
         switch message {
         case .ready(let ready): handleReady(ready, from: routingID, now: now)
         case .heartbeat(let heartbeat): handleHeartbeat(heartbeat, from: routingID, session: session, now: now)
-        case .done(let done): handleDone(done, from: routingID, now: now)
+        case .done(let done): handleDone(done, body: frames[3], from: routingID, now: now)
         case .failed(let failed): handleFailed(failed, from: routingID)
         }
     }
@@ -451,7 +463,7 @@ public final class Coordinator {
         return session
     }
 
-    private func handleDone(_ done: UnitDone, from routingID: [UInt8], now: ContinuousClock.Instant) {
+    private func handleDone(_ done: UnitDone, body: [UInt8], from routingID: [UInt8], now: ContinuousClock.Instant) {
         if var tracker = trackers[done.lease], tracker.unit == done.unit {
             tracker.deadline = now + configuration.livenessPeriod
             trackers[done.lease] = tracker
@@ -465,7 +477,7 @@ public final class Coordinator {
         }
         defer { if done.ready { readyAfterReport(from: routingID, lease: done.lease) } }
         let plan = state.active[done.unit]?.plan
-        let transition = apply(.done(done))
+        let transition = apply(.done(done), decodedFrom: body)
         let outcome = transition.acknowledgement ?? .rejected
         queue(.ack(Acknowledgement(unit: done.unit, lease: done.lease, outcome: outcome, reason: transition.reason)), to: routingID)
         let after = journal.appendedEvents
@@ -647,16 +659,7 @@ public final class Coordinator {
             guard let session = sessions[routingID], session.idle, session.lease == nil, !session.shutdownSent else { continue }
             session.idle = false
             let unit = state.pending.first!
-            if reservedHere == 0 || state.nextLease > state.reservedThrough {
-                // A new block of ids, durable before any ASSIGN with one of them leaves: ids
-                // stay unique across restarts even though LEASED is not waited for.
-                let first = max(state.nextLease.rawValue, state.reservedThrough.rawValue + 1)
-                let through = LeaseID(first + Self.leaseBlock - 1)
-                guard apply(.leasesReserved(through: through)).changed else {
-                    throw CoordinatorError("internal error: lease ids up to \(through) could not be reserved")
-                }
-                reservedHere = through
-            }
+            if state.nextLease > reservedHere { try reserveLeases() }
             let lease = state.nextLease
             let transition = apply(.leased(unit: unit, lease: lease, worker: session.name))
             guard transition.changed, let record = state.active[unit] else {
@@ -687,6 +690,17 @@ public final class Coordinator {
             logger.debug("unit_leased", metadata: ["unit": "\(unit)", "lease": "\(lease)", "worker": "\(session.name)", "attempt": "\(record.leases.count)"])
         }
         if idleQueue.count > 4 * max(sessions.count, 1) { idleQueue.removeAll { sessions[$0]?.idle != true } }
+    }
+
+    /// Journals a new block of lease ids. It is durable before any ASSIGN with one of its ids
+    /// leaves, so ids stay unique across restarts although LEASED is not waited for.
+    private func reserveLeases() throws {
+        let first = max(state.nextLease.rawValue, state.reservedThrough.rawValue + 1)
+        let through = LeaseID(first + Self.leaseBlock - 1)
+        guard apply(.leasesReserved(through: through)).changed else {
+            throw CoordinatorError("internal error: lease ids up to \(through) could not be reserved")
+        }
+        reservedHere = through
     }
 
     // MARK: Draining and completion

@@ -240,10 +240,25 @@ public final class Journal {
     /// Buffers an event; it is durable after the next ``sync()``. Throws, and buffers
     /// nothing, if the event is too large or would not decode again on replay (a value out of
     /// the protocol's ranges): a journal that cannot be replayed would stop the next start.
-    public func append(_ event: CoordinatorEvent) throws {
+    ///
+    /// `body` is the control body a DONE was decoded from: it is journaled as it came, which is
+    /// what encoding the event again would give (replay decodes it with the same codec) at a
+    /// fraction of the cost.
+    public func append(_ event: CoordinatorEvent, decodedFrom body: [UInt8]? = nil) throws {
+        if let body {
+            guard case .done = event else { preconditionFailure("only a DONE is journaled from the body it was decoded from") }
+            try appendEntry(kind: event.kind, body: body, event: event)
+            return
+        }
         let entry = event.encoded()
-        guard entry.count <= JournalFormat.maxEventBytes else {
-            throw fail(size, "a \(event.kind) event of \(entry.count) bytes is over the limit of \(JournalFormat.maxEventBytes)")
+        try appendEntry(kind: nil, body: entry, event: event)
+    }
+
+    /// Buffers `kind · body` (or `body`, which starts with its kind, when `kind` is nil).
+    private func appendEntry(kind: JournalFormat.RecordKind?, body entry: [UInt8], event: CoordinatorEvent) throws {
+        let count = entry.count + (kind == nil ? 0 : 1)
+        guard count <= JournalFormat.maxEventBytes else {
+            throw fail(size, "a \(event.kind) event of \(count) bytes is over the limit of \(JournalFormat.maxEventBytes)")
         }
         // DONE and LEASED, the events of every unit, carry only what the same codec decoded
         // from a worker's message (a LEASED names a worker from its READY), so they replay;
@@ -253,12 +268,13 @@ public final class Journal {
         case .done, .leased: break
         default: try verifyReplay(entry, event)
         }
-        if buffered.count + 4 + entry.count > JournalFormat.maxRecordBytes {
+        if buffered.count + 4 + count > JournalFormat.maxRecordBytes {
             // Very rare (a commit of several huge DONE records): split the commit.
             pendingRecords.append(buffered)
             buffered = []
         }
-        withUnsafeBytes(of: UInt32(entry.count).littleEndian) { buffered.append(contentsOf: $0) }
+        withUnsafeBytes(of: UInt32(count).littleEndian) { buffered.append(contentsOf: $0) }
+        if let kind { buffered.append(kind.rawValue) }
         buffered += entry
         bufferedEvents += 1
         appendedEvents += 1

@@ -127,6 +127,16 @@ public struct Assignment: Equatable, Hashable, Sendable {
         return [writer.bytes, table, text]
     }
 
+    /// The unit and lease of an ASSIGN (frames as ``CoordinatorMessage/decode(frames:)`` takes
+    /// them), nil for another command, without decoding its settings and lines: for simulated
+    /// workers that compute nothing (`bench dispatch`), which must not cost the coordinator
+    /// they share the machine with more than the protocol needs.
+    public static func unitAndLease(frames: [[UInt8]]) throws(ProtocolError) -> (unit: UnitID, lease: LeaseID)? {
+        guard try FrameCheck.command(frames, channel: .worker) == .assign else { return nil }
+        let fields = try FrameCheck.body(frames, .assign, frameCount: 5)
+        return (try fields.unit(), try fields.lease())
+    }
+
     init(frames: [[UInt8]]) throws(ProtocolError) {
         let command = ClusterWire.Command.assign
         let fields = try FrameCheck.body(frames, command, frameCount: 5)
