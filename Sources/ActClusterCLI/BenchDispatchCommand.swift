@@ -260,7 +260,7 @@ private func runNullWorkers(names: [String], endpoint: String, saturatedShare: I
                         open -= 1
                     }
                 case .disconnect:
-                    try send(index, .ready(Ready(worker: names[index])))
+                    try send(index, .ready(Ready(worker: names[index], assignBeforeAck: true)))
                     ask(index)
                 case .heartbeat, .cancel: break
                 }
@@ -269,7 +269,7 @@ private func runNullWorkers(names: [String], endpoint: String, saturatedShare: I
 
         result.firstReady = clock.now
         for index in names.indices {
-            try send(index, .ready(Ready(worker: names[index])))
+            try send(index, .ready(Ready(worker: names[index], assignBeforeAck: true)))
             ask(index)
             try drain(index)
         }

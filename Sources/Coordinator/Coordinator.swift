@@ -401,6 +401,7 @@ public final class Coordinator {
         }
         sessionsByName[ready.worker] = session
         session.threads = ready.threads
+        session.assignBeforeAck = ready.assignBeforeAck
         if session.lease == nil { session.lease = previousLease }
         becomeIdle(session, asking: "sent READY")
     }
@@ -686,7 +687,12 @@ public final class Coordinator {
             // pending again, and reports for the lease are ignored. So the ASSIGN waits only for
             // its unit's PLANNED and its id's reservation, not for the commit in flight.
             let durable = unit.rawValue < durablePlanned && lease <= durableReservation
-            queue(.assign(assignment), to: routingID, assigned: lease, after: durable ? 0 : journal.appendedEvents)
+            if durable && session.assignBeforeAck {
+                // Ahead of the ACK of the report that asked for it, which waits for the sync.
+                send(CoordinatorMessage.assign(assignment).encode(), to: routingID, assigned: lease)
+            } else {
+                queue(.assign(assignment), to: routingID, assigned: lease, after: durable ? 0 : journal.appendedEvents)
+            }
             logger.debug("unit_leased", metadata: ["unit": "\(unit)", "lease": "\(lease)", "worker": "\(session.name)", "attempt": "\(record.leases.count)"])
         }
         if idleQueue.count > 4 * max(sessions.count, 1) { idleQueue.removeAll { sessions[$0]?.idle != true } }

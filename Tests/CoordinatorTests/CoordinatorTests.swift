@@ -265,6 +265,35 @@ import ZeroMQ
         #expect(state.done[held.unit]?.lease != lost.lease && state.invariantViolation() == nil)
     }
 
+    /// A worker whose READY says it takes ASSIGN before ACK gets its next unit without waiting
+    /// for the journal sync that the ACK of its DONE waits for; any other worker gets the ACK
+    /// first, then the ASSIGN.
+    @Test func assignAheadOfTheAckOnlyForWorkersThatTakeIt() throws {
+        let directory = try scratchDirectory("assign-before-ack")
+        let corpus = directory + "/corpus.txt"
+        try writeCorpus(corpus, documents: 6)
+        let coordinator = try RunningCoordinator(run: Fixture.run(corpus: [corpus], out: directory, unitTokens: 8))
+        let context = try ZeroMQContext()
+        for takesIt in [true, false] {
+            let worker = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "early-\(takesIt)", directory: directory)
+            try worker.send(.ready(Ready(worker: worker.name, assignBeforeAck: takesIt)))
+            let first = try worker.assignment()
+            var done = try worker.finish(first)
+            done.ready = true
+            try worker.send(.done(done))
+            let messages = [try worker.next(), try worker.next()].compactMap { $0 }
+            #expect(messages.map(\.command) == (takesIt ? [.assign, .ack] : [.ack, .assign]), "worker that takes it: \(takesIt)")
+            guard case .assign(let second) = messages.first(where: { $0.command == .assign }) else { Issue.record("no ASSIGN"); return }
+            #expect(second.lease > first.lease && second.unit != first.unit)
+            try worker.send(.done(try worker.finish(second)))
+            #expect(try worker.acknowledgement().outcome == .accepted)
+        }
+        let last = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "last", directory: directory)
+        while try last.work() != nil {}
+        guard case .completed(let summary) = try coordinator.outcome() else { Issue.record("not completed"); return }
+        #expect(summary.unitsDone == 6 && summary.unitsFailed == 0)
+    }
+
     /// A STATUS request gets counts that add up.
     @Test func statusReportsProgress() throws {
         let directory = try scratchDirectory("status")
