@@ -633,6 +633,8 @@ public final class Coordinator {
     // MARK: Planning and assignment
 
     private var pendingTarget: Int { max(configuration.lookahead, 2 * sessions.count) }
+    /// The settings every ASSIGN carries, encoded once.
+    private var encodedSettings: [UInt8]?
     /// Lease ids reserved per LEASES_RESERVED record (one sync per this many leases).
     static let leaseBlock: UInt64 = 65_536
 
@@ -652,11 +654,17 @@ public final class Coordinator {
     }
 
     private func assign() throws {
-        // The journal's settings, but the trainer where it listens now.
+        // The journal's settings, but the trainer where it listens now; encoded once.
         var settings = state.run.settings
         settings.trainerEndpoint = configuration.run.settings.trainerEndpoint
-        while !state.pending.isEmpty, !idleQueue.isEmpty {
-            let routingID = idleQueue.removeFirst()
+        if encodedSettings == nil { encodedSettings = Assignment.encodedSettings(settings) }
+        let settingsBytes = encodedSettings!
+        // Taken from the front by index and cut once: removeFirst per unit would move the rest.
+        var taken = 0
+        defer { idleQueue.removeFirst(taken) }
+        while !state.pending.isEmpty, taken < idleQueue.count {
+            let routingID = idleQueue[taken]
+            taken += 1
             guard let session = sessions[routingID], session.idle, session.lease == nil, !session.shutdownSent else { continue }
             session.idle = false
             let unit = state.pending.first!
@@ -689,12 +697,16 @@ public final class Coordinator {
             let durable = unit.rawValue < durablePlanned && lease <= durableReservation
             if durable && session.assignBeforeAck {
                 // Ahead of the ACK of the report that asked for it, which waits for the sync.
-                send(CoordinatorMessage.assign(assignment).encode(), to: routingID, assigned: lease)
+                send(CoordinatorMessage.assign(assignment, encodedSettings: settingsBytes), to: routingID, assigned: lease)
             } else {
-                queue(.assign(assignment), to: routingID, assigned: lease, after: durable ? 0 : journal.appendedEvents)
+                queue(
+                    frames: CoordinatorMessage.assign(assignment, encodedSettings: settingsBytes), to: routingID, assigned: lease,
+                    after: durable ? 0 : journal.appendedEvents)
             }
             logger.debug("unit_leased", metadata: ["unit": "\(unit)", "lease": "\(lease)", "worker": "\(session.name)", "attempt": "\(record.leases.count)"])
         }
+        idleQueue.removeFirst(taken)
+        taken = 0
         if idleQueue.count > 4 * max(sessions.count, 1) { idleQueue.removeAll { sessions[$0]?.idle != true } }
     }
 

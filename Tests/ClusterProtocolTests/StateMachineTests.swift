@@ -119,6 +119,12 @@ private func planned(_ count: Int, maxAttempts: Int = 3) -> CoordinatorState {
             Samples.done(unit: 0, lease: 9),  // lease never issued
             Samples.done(unit: 1, lease: 1),  // lease of another unit
             Samples.done(unit: 0, lease: 1, hooks: ["blocks.9.hook_resid_post"]),  // other hooks
+            { () -> UnitDone in  // a hook twice, one missing
+                var twice = Samples.done(unit: 0, lease: 1)
+                twice.shards[1] = twice.shards[0]
+                return twice
+            }(),
+            Samples.done(unit: 0, lease: 1, hooks: [Samples.hooks[1]]),  // a hook missing
         ] {
             let transition = state.apply(.done(report))
             #expect(transition.acknowledgement == .rejected && !transition.changed && transition.deleteFiles.isEmpty)

@@ -401,9 +401,14 @@ public struct CoordinatorState: Equatable, Sendable {
 
     /// Why a DONE cannot belong to this run, if it cannot.
     private func mismatch(_ report: UnitDone) -> String? {
-        let hooks = Set(run.settings.hooks)
-        let reported = Set(report.shards.map(\.hook))
-        guard reported == hooks, report.shards.count == hooks.count else {
+        // One shard per hook of the run, each hook once (no sets: this runs for every unit).
+        let hooks = run.settings.hooks
+        let matches =
+            report.shards.count == hooks.count
+            && report.shards.indices.allSatisfy { index in
+                hooks.contains(report.shards[index].hook) && !report.shards[..<index].contains { $0.hook == report.shards[index].hook }
+            }
+        guard matches else {
             return "DONE of unit \(report.unit) has shards for \(report.shards.map(\.hook).sorted()), the run's hooks are \(run.settings.hooks)"
         }
         for (hook, value) in report.statistics {
