@@ -89,7 +89,6 @@ public final class Coordinator {
         self.state = state
         self.journal = journal
         durablePlanned = state.nextUnit.rawValue
-        syncer = try JournalSyncer()
         planner = UnitPlanner(resuming: state)
         unitReader = UnitReader(corpus: run.corpus)
         corpusFileBytes = run.corpus.paths.map { path in (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64) ?? nil ?? 0 }
@@ -136,6 +135,8 @@ public final class Coordinator {
             statusSocket = nil
         }
 
+        // Last: once its thread runs, only deinit (of a fully initialised coordinator) stops it.
+        syncer = try JournalSyncer()
         if !state.completed {
             // A new block of lease ids at once: the ids the last one left unjournaled (their
             // ASSIGN may have left before a crash) are skipped before any report is handled.
