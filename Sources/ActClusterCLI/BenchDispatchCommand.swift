@@ -77,7 +77,7 @@ struct BenchDispatchCommand: ParsableCommand {
         coordinator.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         coordinator.arguments = [
             "coordinator", "--corpus", directory + "/corpus.txt", "--format", "txt", "--model", directory + "/model", "--hook",
-            "blocks.0.hook_resid_post", "--out", directory + "/out", "--bind", endpoint, "--unit-tokens", "8", "--context", "8",
+            nullWorkerHook, "--out", directory + "/out", "--bind", endpoint, "--unit-tokens", "8", "--context", "8",
             "--log-level", "warning", "--skip-file-checks", "--log-file", directory + "/coordinator.log",
         ]
         coordinator.standardError = FileHandle(forWritingAtPath: "/dev/null")
@@ -168,12 +168,17 @@ struct DispatchClientResult: Sendable {
     var error: String?
 }
 
+private func format(_ milliseconds: Double) -> String { String(format: "%.3f", milliseconds) }
+
+/// The one hook of the bench's run.
+private let nullWorkerHook = "blocks.0.hook_resid_post"
+
 /// Plays `names.count` null workers on one thread until the coordinator sends SHUTDOWN to
 /// all. Each worker asks for its next unit with its DONE (`ready`), as real workers do. One
 /// epoll over the sockets' ZMQ_FDs finds those with messages, so a pass costs what arrived,
 /// not the number of sockets (zmq_poll over a thousand sockets would cost more than the
-/// coordinator's work).
-private func format(_ milliseconds: Double) -> String { String(format: "%.3f", milliseconds) }
+/// coordinator's work). The null workers share the cores with the coordinator, so they do no
+/// more than the protocol needs: of an ASSIGN they read the unit and lease only.
 
 private func runNullWorkers(names: [String], endpoint: String, saturatedShare: Int, hold: Duration) -> DispatchClientResult {
     var result = DispatchClientResult()
@@ -211,33 +216,32 @@ private func runNullWorkers(names: [String], endpoint: String, saturatedShare: I
             askedAt[index] = clock.now
             askedPaced[index] = paced
         }
-        func answer(_ index: Int, _ assignment: Assignment) throws {
-            let hook = assignment.settings.hooks[0]
+        let hook = nullWorkerHook
+        let statistics = [hook: HookStatistics(count: 1, mean: [0], variance: [0], meanNorm: 0)]
+        func answer(_ index: Int, _ unit: UnitID, _ lease: LeaseID) throws {
             let done = UnitDone(
-                unit: assignment.unit, lease: assignment.lease,
-                shards: [
-                    ShardReport(
-                        hook: hook, file: ClusterWire.shardFileName(unit: assignment.unit.rawValue, lease: assignment.lease.rawValue, hook: hook),
-                        rows: 1, bytes: 1, crc32c: 0)
-                ],
-                statistics: [hook: HookStatistics(count: 1, mean: [0], variance: [0], meanNorm: 0)], documents: 1, windows: 1, rows: 1, tokens: 1,
-                ready: true)
+                unit: unit, lease: lease,
+                shards: [ShardReport(hook: hook, file: ClusterWire.shardFileName(unit: unit.rawValue, lease: lease.rawValue, hook: hook), rows: 1, bytes: 1, crc32c: 0)],
+                statistics: statistics, documents: 1, windows: 1, rows: 1, tokens: 1, ready: true)
             try send(index, .done(done))
             ask(index)
         }
         func drain(_ index: Int) throws {
             while let frames = try sockets[index].receiveFramesIfReady() {
-                switch try CoordinatorMessage.decode(frames: frames) {
-                case .assign(let assignment):
+                if let (unit, lease) = try Assignment.unitAndLease(frames: frames) {
                     let latency = (clock.now - askedAt[index]).seconds
                     if askedPaced[index] { result.pacedLatencies.append(latency) } else { result.saturatedLatencies.append(latency) }
                     if paced {
                         // Uniform over [0, 2·hold]: the mean offered load is workers / hold.
                         let due = clock.now + hold * Double.random(in: 0..<2, using: &generator)
-                        holding.insert(HeldReport(due: due, index: index, assignment: assignment))
+                        holding.insert(HeldReport(due: due, index: index, unit: unit, lease: lease))
                     } else {
-                        try answer(index, assignment)
+                        try answer(index, unit, lease)
                     }
+                    continue
+                }
+                switch try CoordinatorMessage.decode(frames: frames) {
+                case .assign: break
                 case .ack:
                     if paced {
                         result.pacedUnits += 1
@@ -256,7 +260,7 @@ private func runNullWorkers(names: [String], endpoint: String, saturatedShare: I
                         open -= 1
                     }
                 case .disconnect:
-                    try send(index, .ready(Ready(worker: names[index])))
+                    try send(index, .ready(Ready(worker: names[index], assignBeforeAck: true)))
                     ask(index)
                 case .heartbeat, .cancel: break
                 }
@@ -265,7 +269,7 @@ private func runNullWorkers(names: [String], endpoint: String, saturatedShare: I
 
         result.firstReady = clock.now
         for index in names.indices {
-            try send(index, .ready(Ready(worker: names[index])))
+            try send(index, .ready(Ready(worker: names[index], assignBeforeAck: true)))
             ask(index)
             try drain(index)
         }
@@ -274,7 +278,7 @@ private func runNullWorkers(names: [String], endpoint: String, saturatedShare: I
         while open > 0 {
             while let next = holding.min, next.due <= clock.now {
                 let report = holding.removeMin()!
-                try answer(report.index, report.assignment)
+                try answer(report.index, report.unit, report.lease)
                 try drain(report.index)
             }
             let untilDue = holding.min.map { $0.due - clock.now } ?? .milliseconds(50)
@@ -302,7 +306,8 @@ private func runNullWorkers(names: [String], endpoint: String, saturatedShare: I
 private struct HeldReport: Comparable {
     var due: ContinuousClock.Instant
     var index: Int
-    var assignment: Assignment
+    var unit: UnitID
+    var lease: LeaseID
     static func < (a: HeldReport, b: HeldReport) -> Bool { a.due < b.due }
     static func == (a: HeldReport, b: HeldReport) -> Bool { a.due == b.due && a.index == b.index }
 }

@@ -204,6 +204,7 @@ public enum ClusterWire {
         case linesBefore = 0x4C
         case byteOffset = 0x4D
         case ready = 0x4E
+        case assignBeforeAck = 0x4F
 
         /// The one type this tag's values have.
         public var type: FieldType {
@@ -212,7 +213,7 @@ public enum ClusterWire {
                 .trainerEndpoint, .file, .format, .textField:
                 .string
             case .modelSHA256: .bytes
-            case .skipSpecial, .final, .planningComplete, .includeWorkers, .ready: .bool
+            case .skipSpecial, .final, .planningComplete, .includeWorkers, .ready, .assignBeforeAck: .bool
             case .meanNorm, .tokenizeSeconds, .forwardSeconds, .encodeSeconds, .wallSeconds, .uptimeSeconds,
                 .tokensPerSecond, .etaSeconds, .lastSeenSeconds:
                 .double
@@ -305,6 +306,7 @@ public enum ClusterWire {
             case .linesBefore: "lines_before"
             case .byteOffset: "byte_offset"
             case .ready: "ready"
+            case .assignBeforeAck: "assign_before_ack"
             }
         }
     }
@@ -469,6 +471,7 @@ public enum JournalFormat {
         case released = 7
         case done = 8
         case completed = 9
+        case leasesReserved = 10
 
         public var description: String {
             switch self {
@@ -481,6 +484,7 @@ public enum JournalFormat {
             case .released: "released"
             case .done: "done"
             case .completed: "completed"
+            case .leasesReserved: "leases_reserved"
             }
         }
     }

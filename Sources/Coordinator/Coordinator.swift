@@ -11,10 +11,13 @@ import ZeroMQ
 /// ROUTER socket, tracks liveness, journals every change before acting on it, and writes the
 /// manifest when every unit is done or failed. One thread owns every socket and the state.
 ///
-/// Each pass of the loop: wait for messages (or the next timer), handle a batch of them
-/// against ``CoordinatorState`` (appending the events that changed it to the journal), expire
-/// leases, plan and assign units, commit the journal once (group commit), and only then send
-/// the replies and delete files that follow from the committed events (write-ahead).
+/// Each pass of the loop: wait for messages (or the next timer, or the end of a journal
+/// commit), handle a batch of them against ``CoordinatorState`` (appending the events that
+/// changed it to the journal), expire leases, plan and assign units, and hand the events to the
+/// journal thread as one record (group commit) unless a commit is still in flight. Replies and
+/// file deletions that follow from events wait in the outbox until the commit that holds those
+/// events is durable (write-ahead); the loop meanwhile goes on. ASSIGN is the exception: a
+/// lease is soft state, so it waits only for its unit's PLANNED and its id's reservation.
 public final class Coordinator {
     public let configuration: CoordinatorConfiguration
     /// The worker endpoint actually bound (a port of 0 is resolved).
@@ -40,9 +43,21 @@ public final class Coordinator {
     private var trackers: [LeaseID: LeaseTracker] = [:]
     /// Lines of planned units not yet leased, so a first ASSIGN needs no second read.
     private var plannedLines: [UnitID: [CorpusLine]] = [:]
-    /// Replies and file deletions waiting for the next journal commit.
-    private var outbox: [(routingID: [UInt8], frames: [[UInt8]], assigned: LeaseID?)] = []
-    private var deletions: [String] = []
+    /// Replies and file deletions waiting for the journal to hold the events they follow from
+    /// (``Journal/durableEvents`` reaching `after`), in the order queued.
+    private var outbox: [(routingID: [UInt8], frames: [[UInt8]], assigned: LeaseID?, after: Int)] = []
+    private var outboxHead = 0
+    /// Messages in the outbox per peer: a message that could go at once still waits behind them.
+    private var queuedPerPeer: [[UInt8]: Int] = [:]
+    private var deletions: [(name: String, after: Int)] = []
+    private let syncer: JournalSyncer
+    /// Units below this have a durable PLANNED; lease ids up to this are durably reserved by
+    /// this process. As of the commit in flight, and as of the last finished one.
+    private var durablePlanned: UInt64 = 0
+    private var durableReservation: LeaseID = 0
+    private var inFlightMarks: (planned: UInt64, reservation: LeaseID) = (0, 0)
+    /// The reservation this process made (0: none yet; ids left from before a restart are skipped).
+    private var reservedHere: LeaseID = 0
     private var throughput = ThroughputMeter()
     private var rejectedMessages = 0
     private var expiredLeases = 0
@@ -73,6 +88,7 @@ public final class Coordinator {
         let (state, journal, replay) = try CoordinatorState.recover(journalAt: configuration.journalPath, run: run)
         self.state = state
         self.journal = journal
+        durablePlanned = state.nextUnit.rawValue
         planner = UnitPlanner(resuming: state)
         unitReader = UnitReader(corpus: run.corpus)
         corpusFileBytes = run.corpus.paths.map { path in (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64) ?? nil ?? 0 }
@@ -119,6 +135,16 @@ public final class Coordinator {
             statusSocket = nil
         }
 
+        // Last: once its thread runs, only deinit (of a fully initialised coordinator) stops it.
+        syncer = try JournalSyncer()
+        if !state.completed {
+            // A new block of lease ids at once: the ids the last one left unjournaled (their
+            // ASSIGN may have left before a crash) are skipped before any report is handled.
+            try reserveLeases()
+            try journalOperation { try journal.sync() }
+            durableReservation = reservedHere
+        }
+
         // Leases from before a restart: no worker has spoken for them yet.
         let deadline = clock.now + configuration.livenessPeriod
         for (lease, live) in state.leases {
@@ -134,6 +160,7 @@ public final class Coordinator {
     }
 
     deinit {
+        syncer.stop()
         statusSocket?.close()
         workerSocket.close()
         authenticator?.socket.close()
@@ -157,7 +184,8 @@ public final class Coordinator {
             if requests >= 1 && !draining { beginDrain() }
             if draining && (requests >= 2 || clock.now >= drainDeadline!) { releaseAll(reason: requests >= 2 ? "the coordinator was stopped" : "the coordinator's drain timed out") }
 
-            _ = try poller.poll(timeout: outbox.isEmpty ? .milliseconds(50) : .zero)
+            _ = try poller.poll(timeout: .milliseconds(50))
+            try finishCommit()
             try answerAuthentication()
             try answerStatusRequests()
             var handled = 0
@@ -170,7 +198,9 @@ public final class Coordinator {
                 try planAhead()
                 try assign()
             }
-            try commit()
+            try startCommit()
+            // Nothing in flight: everything appended is durable, so nothing may wait.
+            if !journal.commitInFlight && (!deletions.isEmpty || outboxHead < outbox.count) { releaseOutbox() }
 
             if state.allUnitsFinished {
                 try complete()
@@ -190,31 +220,91 @@ public final class Coordinator {
         poller.add(workerSocket)
         if let statusSocket { poller.add(statusSocket) }
         if let authenticator { poller.add(authenticator.socket) }
+        poller.add(descriptor: syncer.wakeDescriptor)
         return poller
     }
 
-    /// Makes the journal hold every event so far, then sends what waited for it.
+    /// Hands the buffered events to the journal thread, unless a commit is in flight (the
+    /// events then go with the next one).
+    private func startCommit() throws {
+        guard !journal.commitInFlight, journal.bufferedEvents > 0 else { return }
+        guard let commit = try journalOperation({ try journal.prepareCommit() }) else { return }
+        inFlightMarks = (state.nextUnit.rawValue, reservedHere)
+        syncer.submit(commit)
+    }
+
+    /// Takes a commit the journal thread finished, and sends what waited for it.
+    private func finishCommit() throws {
+        guard let (commit, error) = syncer.takeFinished() else { return }
+        try finished(commit, error: error)
+    }
+
+    private func finished(_ commit: JournalCommit, error: (any Error)?) throws {
+        try journalOperation { try journal.finishCommit(commit, error: error) }
+        (durablePlanned, durableReservation) = inFlightMarks
+        releaseOutbox()
+    }
+
+    /// Makes the journal hold every event so far, then sends everything that waited for it.
     private func commit() throws {
+        if journal.commitInFlight {
+            let (commit, error) = syncer.waitFinished()
+            try finished(commit, error: error)
+        }
         if journal.bufferedEvents > 0 {
-            do {
-                try journal.sync()
-            } catch {
-                throw CoordinatorError("cannot write the journal \(journal.path): \(error); fix the disk and restart with the same arguments")
+            let marks = (state.nextUnit.rawValue, reservedHere)
+            try journalOperation { try journal.sync() }
+            (durablePlanned, durableReservation) = marks
+        }
+        releaseOutbox()
+    }
+
+    private func journalOperation<T>(_ operation: () throws -> T) throws -> T {
+        do {
+            return try operation()
+        } catch {
+            throw CoordinatorError("cannot write the journal \(journal.path): \(error); fix the disk and restart with the same arguments")
+        }
+    }
+
+    /// Sends the queued messages and deletes the files whose events are durable, in order.
+    private func releaseOutbox() {
+        let durable = journal.durableEvents
+        while outboxHead < outbox.count, outbox[outboxHead].after <= durable {
+            let message = outbox[outboxHead]
+            outboxHead += 1
+            if let count = queuedPerPeer[message.routingID], count > 1 {
+                queuedPerPeer[message.routingID] = count - 1
+            } else {
+                queuedPerPeer[message.routingID] = nil
             }
+            send(message.frames, to: message.routingID, assigned: message.assigned)
         }
-        let messages = outbox
-        outbox.removeAll(keepingCapacity: true)
-        for message in messages { send(message.frames, to: message.routingID, assigned: message.assigned) }
-        for name in deletions {
-            let path = configuration.outputDirectory + "/" + name
-            if unlink(path) == 0 { logger.debug("stray_deleted", metadata: ["file": "\(name)"]) }
+        if outboxHead == outbox.count {
+            outbox.removeAll(keepingCapacity: true)
+            outboxHead = 0
+        } else if outboxHead > 4096 && outboxHead * 2 > outbox.count {
+            outbox.removeFirst(outboxHead)
+            outboxHead = 0
         }
-        deletions.removeAll()
+        var kept = 0
+        for deletion in deletions {
+            guard deletion.after <= durable else {
+                deletions[kept] = deletion
+                kept += 1
+                continue
+            }
+            let path = configuration.outputDirectory + "/" + deletion.name
+            if unlink(path) == 0 { logger.debug("stray_deleted", metadata: ["file": "\(deletion.name)"]) }
+        }
+        deletions.removeLast(deletions.count - kept)
     }
 
     private func send(_ frames: [[UInt8]], to routingID: [UInt8], assigned: LeaseID? = nil) {
         do {
-            try workerSocket.send(multipart: [routingID] + frames, dontWait: true)
+            // Only the routing frame may fail (ROUTER_MANDATORY); the rest then goes with it.
+            try workerSocket.send(routingID, more: true, dontWait: true)
+            for index in frames.indices { try workerSocket.send(frames[index], more: index < frames.count - 1) }
             sessions[routingID]?.lastSent = clock.now
         } catch {
             // The peer is gone (ROUTER_MANDATORY) or its queue is full.
@@ -227,17 +317,28 @@ public final class Coordinator {
         }
     }
 
-    private func queue(_ message: CoordinatorMessage, to routingID: [UInt8], assigned: LeaseID? = nil) {
-        outbox.append((routingID, message.encode(), assigned))
+    /// Sends `message` once the journal holds every event appended so far (or the first
+    /// `after` events), and after the messages queued for the same peer before it.
+    private func queue(_ message: CoordinatorMessage, to routingID: [UInt8], assigned: LeaseID? = nil, after: Int? = nil) {
+        queue(frames: message.encode(), to: routingID, assigned: assigned, after: after ?? journal.appendedEvents)
+    }
+
+    private func queue(frames: [[UInt8]], to routingID: [UInt8], assigned: LeaseID? = nil, after: Int) {
+        if after <= journal.durableEvents && queuedPerPeer[routingID] == nil {
+            send(frames, to: routingID, assigned: assigned)
+            return
+        }
+        outbox.append((routingID, frames, assigned, after))
+        queuedPerPeer[routingID, default: 0] += 1
     }
 
     /// Applies an event and journals it if it changed the state.
     @discardableResult
-    private func apply(_ event: CoordinatorEvent) -> Transition {
+    private func apply(_ event: CoordinatorEvent, decodedFrom body: [UInt8]? = nil) -> Transition {
         let transition = state.apply(event)
         if transition.changed {
             do {
-                try journal.append(event)
+                try journal.append(event, decodedFrom: body)
             } catch {
                 // An event that cannot be journaled must not stay applied in memory only;
                 // the state would diverge from what a restart rebuilds. Stop.
@@ -265,7 +366,7 @@ public final class Coordinator {
         switch message {
         case .ready(let ready): handleReady(ready, from: routingID, now: now)
         case .heartbeat(let heartbeat): handleHeartbeat(heartbeat, from: routingID, session: session, now: now)
-        case .done(let done): handleDone(done, from: routingID, now: now)
+        case .done(let done): handleDone(done, body: frames[3], from: routingID, now: now)
         case .failed(let failed): handleFailed(failed, from: routingID)
         }
     }
@@ -301,6 +402,7 @@ public final class Coordinator {
         }
         sessionsByName[ready.worker] = session
         session.threads = ready.threads
+        session.assignBeforeAck = ready.assignBeforeAck
         if session.lease == nil { session.lease = previousLease }
         becomeIdle(session, asking: "sent READY")
     }
@@ -363,7 +465,7 @@ public final class Coordinator {
         return session
     }
 
-    private func handleDone(_ done: UnitDone, from routingID: [UInt8], now: ContinuousClock.Instant) {
+    private func handleDone(_ done: UnitDone, body: [UInt8], from routingID: [UInt8], now: ContinuousClock.Instant) {
         if var tracker = trackers[done.lease], tracker.unit == done.unit {
             tracker.deadline = now + configuration.livenessPeriod
             trackers[done.lease] = tracker
@@ -377,10 +479,11 @@ public final class Coordinator {
         }
         defer { if done.ready { readyAfterReport(from: routingID, lease: done.lease) } }
         let plan = state.active[done.unit]?.plan
-        let transition = apply(.done(done))
+        let transition = apply(.done(done), decodedFrom: body)
         let outcome = transition.acknowledgement ?? .rejected
         queue(.ack(Acknowledgement(unit: done.unit, lease: done.lease, outcome: outcome, reason: transition.reason)), to: routingID)
-        deletions += transition.deleteFiles
+        let after = journal.appendedEvents
+        deletions += transition.deleteFiles.map { ($0, after) }
         switch transition.verdict {
         case .applied:
             trackers[done.lease] = nil
@@ -497,7 +600,8 @@ public final class Coordinator {
             if now - session.lastSeen > configuration.livenessPeriod {
                 dropSession(session, reason: "no message for \(configuration.liveness) heartbeat intervals")
             } else if now - session.lastSent >= configuration.heartbeatInterval {
-                outbox.append((session.routingID, heartbeat, nil))
+                // Follows from no event: it waits only behind the peer's other messages.
+                queue(frames: heartbeat, to: session.routingID, after: 0)
             }
         }
         let progress = progressTokens
@@ -530,6 +634,10 @@ public final class Coordinator {
     // MARK: Planning and assignment
 
     private var pendingTarget: Int { max(configuration.lookahead, 2 * sessions.count) }
+    /// The settings every ASSIGN carries, encoded once.
+    private var encodedSettings: [UInt8]?
+    /// Lease ids reserved per LEASES_RESERVED record (one sync per this many leases).
+    static let leaseBlock: UInt64 = 65_536
 
     private func planAhead() throws {
         while !state.planningComplete && state.pending.count < pendingTarget {
@@ -547,14 +655,21 @@ public final class Coordinator {
     }
 
     private func assign() throws {
-        // The journal's settings, but the trainer where it listens now.
+        // The journal's settings, but the trainer where it listens now; encoded once.
         var settings = state.run.settings
         settings.trainerEndpoint = configuration.run.settings.trainerEndpoint
-        while !state.pending.isEmpty, !idleQueue.isEmpty {
-            let routingID = idleQueue.removeFirst()
+        if encodedSettings == nil { encodedSettings = Assignment.encodedSettings(settings) }
+        let settingsBytes = encodedSettings!
+        // Taken from the front by index and cut once: removeFirst per unit would move the rest.
+        var taken = 0
+        defer { idleQueue.removeFirst(taken) }
+        while !state.pending.isEmpty, taken < idleQueue.count {
+            let routingID = idleQueue[taken]
+            taken += 1
             guard let session = sessions[routingID], session.idle, session.lease == nil, !session.shutdownSent else { continue }
             session.idle = false
             let unit = state.pending.first!
+            if state.nextLease > reservedHere { try reserveLeases() }
             let lease = state.nextLease
             let transition = apply(.leased(unit: unit, lease: lease, worker: session.name))
             guard transition.changed, let record = state.active[unit] else {
@@ -577,10 +692,34 @@ public final class Coordinator {
                 run: state.run.run, lease: lease, attempt: record.leases.count, heartbeatInterval: configuration.heartbeatInterval,
                 liveness: configuration.liveness, settings: settings, file: state.run.corpus.paths[record.plan.fileIndex], plan: record.plan,
                 corpusLines: lines)
-            queue(.assign(assignment), to: routingID, assigned: lease)
+            // A lease is soft state: after a crash before its LEASED is durable the unit is simply
+            // pending again, and reports for the lease are ignored. So the ASSIGN waits only for
+            // its unit's PLANNED and its id's reservation, not for the commit in flight.
+            let durable = unit.rawValue < durablePlanned && lease <= durableReservation
+            if durable && session.assignBeforeAck {
+                // Ahead of the ACK of the report that asked for it, which waits for the sync.
+                send(CoordinatorMessage.assign(assignment, encodedSettings: settingsBytes), to: routingID, assigned: lease)
+            } else {
+                queue(
+                    frames: CoordinatorMessage.assign(assignment, encodedSettings: settingsBytes), to: routingID, assigned: lease,
+                    after: durable ? 0 : journal.appendedEvents)
+            }
             logger.debug("unit_leased", metadata: ["unit": "\(unit)", "lease": "\(lease)", "worker": "\(session.name)", "attempt": "\(record.leases.count)"])
         }
+        idleQueue.removeFirst(taken)
+        taken = 0
         if idleQueue.count > 4 * max(sessions.count, 1) { idleQueue.removeAll { sessions[$0]?.idle != true } }
+    }
+
+    /// Journals a new block of lease ids. It is durable before any ASSIGN with one of its ids
+    /// leaves, so ids stay unique across restarts although LEASED is not waited for.
+    private func reserveLeases() throws {
+        let first = max(state.nextLease.rawValue, state.reservedThrough.rawValue + 1)
+        let through = LeaseID(first + Self.leaseBlock - 1)
+        guard apply(.leasesReserved(through: through)).changed else {
+            throw CoordinatorError("internal error: lease ids up to \(through) could not be reserved")
+        }
+        reservedHere = through
     }
 
     // MARK: Draining and completion

@@ -18,6 +18,9 @@ final class WorkerSession {
     var idle = false
     /// Told SHUTDOWN; gets no more work.
     var shutdownSent = false
+    /// Its READY said it takes the ASSIGN that answers a report's `ready` before the report's
+    /// ACK: that ASSIGN need not wait behind the ACK (and so for the report to be durable).
+    var assignBeforeAck = false
     var unitsDone = 0
     /// Tokens per second of its last finished unit.
     var lastRate = 0.0

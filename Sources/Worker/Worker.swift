@@ -93,6 +93,9 @@ private final class WorkerSession {
 
     private var socket: ZeroMQSocket?
     private var phase = Phase.idle
+    /// Reports with `ready` whose next ASSIGN came before their ACK (READY says the worker
+    /// takes it): kept and resent, as in `reporting`, until the ACK comes.
+    private var unacknowledged: [Report] = []
     private var interval: Duration
     private var liveness: Int
     private var lastHeard: ContinuousClock.Instant
@@ -136,7 +139,7 @@ private final class WorkerSession {
             sendReady()
             while true {
                 try handleStopRequests(stopRequests())
-                if case .idle = phase, draining, !mayStillBeAssigned() { break }
+                if case .idle = phase, draining, unacknowledged.isEmpty, !mayStillBeAssigned() { break }
                 try step()
                 try reconnectIfSilent(stopRequests: stopRequests)
             }
@@ -204,6 +207,10 @@ private final class WorkerSession {
             phase = .reporting(report)
         case .computing, .cancelling, .releasing: sendHeartbeat()
         }
+        for index in unacknowledged.indices {
+            send(unacknowledged[index].message)
+            unacknowledged[index].lastSent = clock.now
+        }
     }
 
     // MARK: Loop
@@ -256,6 +263,11 @@ private final class WorkerSession {
 
     private func assign(_ assignment: Assignment) {
         awaitingAssignment = false
+        if case .reporting(let report) = phase, report.asksForNext, !draining {
+            // The answer to the report's `ready`, ahead of its ACK: take it, keep the report.
+            unacknowledged.append(report)
+            phase = .idle
+        }
         guard case .idle = phase, !draining else {
             // One lease at a time: give the new one back untouched (nothing was written).
             let reason = "the worker is busy with another lease or shutting down and cannot take lease \(assignment.lease)"
@@ -279,6 +291,14 @@ private final class WorkerSession {
     }
 
     private func acknowledge(_ ack: Acknowledgement) {
+        if let index = unacknowledged.firstIndex(where: { $0.lease == ack.lease && $0.unit == ack.unit }) {
+            // Its next ASSIGN came already.
+            unacknowledged.remove(at: index)
+            var metadata: Logger.Metadata = ["unit.id": "\(ack.unit)", "lease.id": "\(ack.lease)", "outcome": "\(ack.outcome)"]
+            if let reason = ack.reason { metadata["reason"] = "\(reason)" }
+            logger.info("report_acknowledged", metadata: metadata)
+            return
+        }
         guard case .reporting(let report) = phase, report.lease == ack.lease, report.unit == ack.unit else {
             logger.debug("ack_ignored", metadata: ["unit.id": "\(ack.unit)", "lease.id": "\(ack.lease)", "outcome": "\(ack.outcome)"])
             return
@@ -429,8 +449,14 @@ private final class WorkerSession {
     /// Resends an unacknowledged report every liveness period; a report that ends the worker
     /// is given up on after two periods.
     private func checkReport() throws {
-        guard case .reporting(var report) = phase else { return }
         let now = clock.now
+        for index in unacknowledged.indices where now - unacknowledged[index].lastSent >= livenessPeriod {
+            let report = unacknowledged[index]
+            logger.info("report_resent", metadata: ["unit.id": "\(report.unit)", "lease.id": "\(report.lease)", "command": "\(report.message.command)"])
+            send(report.message)
+            unacknowledged[index].lastSent = now
+        }
+        guard case .reporting(var report) = phase else { return }
         if report.exitAfterwards, now - report.firstSent >= livenessPeriod * 2 {
             logger.warning("report_unacknowledged", metadata: ["unit.id": "\(report.unit)", "lease.id": "\(report.lease)"])
             throw Exit(error: report.error)
@@ -464,7 +490,7 @@ private final class WorkerSession {
             .ready(
                 Ready(
                     worker: configuration.name, host: configuration.host, processID: configuration.processID, threads: configuration.threads,
-                    software: configuration.software, loadedModelSHA256: engine.loadedModelSHA256)))
+                    software: configuration.software, loadedModelSHA256: engine.loadedModelSHA256, assignBeforeAck: true)))
     }
 
     private func sendHeartbeat() {

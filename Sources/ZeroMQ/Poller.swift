@@ -8,9 +8,10 @@ public struct PollEvents: OptionSet, Sendable {
     public static let writable = PollEvents(rawValue: Int16(ZMQ_POLLOUT))
 }
 
-/// Waits on several sockets at once (`zmq_poll`).
+/// Waits on several sockets (and plain file descriptors) at once (`zmq_poll`).
 public struct ZeroMQPoller {
-    private var sockets: [ZeroMQSocket] = []
+    /// nil for a plain descriptor.
+    private var sockets: [ZeroMQSocket?] = []
     private var items: [zmq_pollitem_t] = []
 
     public init() {}
@@ -21,14 +22,21 @@ public struct ZeroMQPoller {
         items.append(zmq_pollitem_t(socket: socket.handle, fd: 0, events: events.rawValue, revents: 0))
     }
 
+    /// Adds a plain file descriptor (an eventfd, a pipe), which the caller keeps open.
+    public mutating func add(descriptor: Int32, events: PollEvents = .readable) {
+        sockets.append(nil)
+        items.append(zmq_pollitem_t(socket: nil, fd: descriptor, events: events.rawValue, revents: 0))
+    }
+
     /// Indices of the sockets that are ready. Empty on timeout or when a signal
     /// interrupted the wait. A nil timeout waits forever.
     public mutating func poll(timeout: Duration?) throws(ZeroMQError) -> [Int] {
         for index in items.indices {
-            items[index].socket = sockets[index].handle
             items[index].revents = 0
-            if sockets[index].handle == nil {
-                throw ZeroMQError(operation: "zmq_poll(closed \(sockets[index].kind) socket)", code: ENOTSOCK)
+            guard let socket = sockets[index] else { continue }
+            items[index].socket = socket.handle
+            if socket.handle == nil {
+                throw ZeroMQError(operation: "zmq_poll(closed \(socket.kind) socket)", code: ENOTSOCK)
             }
         }
         let milliseconds = timeout.map { Int($0.milliseconds) } ?? -1

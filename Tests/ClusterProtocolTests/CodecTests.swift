@@ -92,6 +92,13 @@ private func patchUInt(_ body: [UInt8], tag: ClusterWire.Tag, _ value: UInt64) -
         #expect(decoded.header.statistics == nil)
     }
 
+    @Test func assignWithSettingsEncodedOnceIsTheSameMessage() throws {
+        let assignment = Samples.assignment
+        let frames = CoordinatorMessage.assign(assignment, encodedSettings: Assignment.encodedSettings(assignment.settings))
+        #expect(frames == CoordinatorMessage.assign(assignment).encode())
+        #expect(try CoordinatorMessage.decode(frames: frames) == .assign(assignment))
+    }
+
     @Test func everyJournalEvent() throws {
         for event in Samples.events {
             #expect(try CoordinatorEvent.decode(event.encoded()) == event)

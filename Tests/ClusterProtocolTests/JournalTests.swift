@@ -200,6 +200,48 @@ private func overwrite(_ path: String, _ bytes: [UInt8]) throws {
         journal.close()
     }
 
+    /// A DONE journaled from the body it was decoded from replays as the decoded event; a
+    /// commit prepared for another thread is durable once finished, and events appended
+    /// meanwhile go with the next commit.
+    @Test func rawDoneBodiesAndCommitsInFlight() throws {
+        let path = try scratchDirectory("raw") + "/j"
+        let run = Samples.run()
+        let (fresh, journal, _) = try CoordinatorState.recover(journalAt: path, run: run)
+        var state = fresh
+        let plan = UnitPlan(unit: 0, fileIndex: 0, byteRange: 0..<70, firstDocumentID: 0, firstLine: 1, lineCount: 3, textBytes: 40)
+        let frames = WorkerMessage.done(Samples.done(unit: 0, lease: 1)).encode()
+        guard case .done(let done) = try WorkerMessage.decode(frames: frames) else { Issue.record("not a DONE"); return }
+        for event in [CoordinatorEvent.planned(plan), .leasesReserved(through: 10), .leased(unit: 0, lease: 1, worker: "w")] {
+            #expect(state.apply(event).changed)
+            try journal.append(event)
+        }
+        let first = try #require(try journal.prepareCommit())
+        #expect(journal.commitInFlight && first.events == 4 && journal.durableEvents == 1)
+        #expect(state.apply(.done(done)).changed)
+        try journal.append(.done(done), decodedFrom: frames[2])
+        try first.perform()
+        try journal.finishCommit(first, error: nil)
+        #expect(!journal.commitInFlight && journal.durableEvents == 4 && journal.bufferedEvents == 1)
+        try journal.sync()
+        #expect(journal.durableEvents == 5)
+        journal.close()
+        let (rebuilt, again, replay) = try CoordinatorState.recover(journalAt: path, run: run)
+        again.close()
+        #expect(replay.records == 3 && rebuilt == state && rebuilt.done[0]?.lease == 1)
+    }
+
+    /// A commit whose write failed leaves the journal refusing further use.
+    @Test func aFailedCommitBreaksTheJournal() throws {
+        let path = try scratchDirectory("broken") + "/j"
+        let (_, journal, _) = try CoordinatorState.recover(journalAt: path, run: Samples.run())
+        try journal.append(.planningFinished)
+        let commit = try #require(try journal.prepareCommit())
+        struct DiskFull: Error {}
+        #expect(throws: DiskFull.self) { try journal.finishCommit(commit, error: DiskFull()) }
+        #expect(throws: JournalError.self) { try journal.write(.completed) }
+        journal.close()
+    }
+
     @Test func firstEventMustStartTheRun() throws {
         let path = try scratchDirectory("first") + "/j"
         let (journal, _) = try Journal.open(path: path) { _ in }

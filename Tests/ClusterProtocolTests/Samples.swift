@@ -141,6 +141,7 @@ enum Samples {
     static var events: [CoordinatorEvent] {
         [
             .started(run()),
+            .leasesReserved(through: 65_536),
             .planned(UnitPlan(unit: 0, fileIndex: 0, byteRange: 0..<70, firstDocumentID: 0, firstLine: 1, lineCount: 3, textBytes: 40)),
             .planningFinished,
             .leased(unit: 0, lease: 1, worker: "w1"),

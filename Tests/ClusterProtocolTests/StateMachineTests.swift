@@ -54,6 +54,40 @@ private func planned(_ count: Int, maxAttempts: Int = 3) -> CoordinatorState {
         #expect(state.invariantViolation() == nil)
     }
 
+    /// Lease ids come from reserved blocks. A block reserved after a restart skips the ids the
+    /// previous block never journaled (an ASSIGN may have carried one before the crash): they
+    /// are never issued again, and a DONE or FAILED for one is acknowledged, ignored, and its
+    /// files deleted.
+    @Test func reservedLeaseIdsAreSkippedAfterARestart() {
+        var state = planned(3)
+        #expect(state.apply(.leasesReserved(through: 4)).changed && state.reservedThrough == 4 && state.nextLease == 1)
+        #expect(state.apply(.leased(unit: 0, lease: 1, worker: "w1")).changed)
+        // Beyond the block: refused until the next reservation.
+        #expect(state.apply(.leased(unit: 1, lease: 5, worker: "w2")).reason?.contains("beyond the reserved ids") == true)
+        #expect(state.apply(.leased(unit: 1, lease: 2, worker: "w2")).changed)
+        // A restart: ids 3 and 4 may have gone out unjournaled; the new block starts at 5.
+        #expect(state.apply(.leasesReserved(through: 2)).verdict == .rejected("lease ids up to 2 cannot be reserved; the next free id is 5"))
+        #expect(state.apply(.leasesReserved(through: 8)).changed)
+        #expect(state.nextLease == 5 && state.skippedLeases == [3...4] && state.wasSkipped(3) && !state.wasSkipped(2) && !state.wasSkipped(5))
+        #expect(state.apply(.leased(unit: 2, lease: 4, worker: "w3")).reason?.contains("below the next lease id") == true)
+
+        let before = state
+        let done = state.apply(.done(Samples.done(unit: 2, lease: 3)))
+        #expect(done.acknowledgement == .ignored && !done.changed && done.reason?.contains("never journaled") == true)
+        #expect(done.deleteFiles == Samples.hooks.map { ClusterWire.shardFileName(unit: 2, lease: 3, hook: $0) })
+        let failed = state.apply(.failed(UnitFailed(unit: 2, lease: 4, reason: "oom")))
+        #expect(failed.acknowledgement == .ignored && !failed.changed && failed.deleteFiles.isEmpty)
+        // A lease that was never reserved at all is still a contradiction.
+        #expect(state.apply(.done(Samples.done(unit: 2, lease: 7))).acknowledgement == .rejected)
+        #expect(state == before)
+
+        #expect(state.apply(.leased(unit: 2, lease: 5, worker: "w3")).changed)
+        #expect(state.apply(.done(Samples.done(unit: 2, lease: 5))).acknowledgement == .accepted)
+        // A new block always starts after the previous one, whose unused ids are skipped too.
+        #expect(state.apply(.leasesReserved(through: 20)).changed && state.nextLease == 9 && state.skippedLeases == [3...4, 6...8])
+        #expect(state.invariantViolation() == nil)
+    }
+
     @Test func failuresRequeueAtTheFrontThenPoison() {
         var state = planned(3, maxAttempts: 2)
         _ = state.apply(.leased(unit: 0, lease: 1, worker: "w"))
@@ -85,6 +119,12 @@ private func planned(_ count: Int, maxAttempts: Int = 3) -> CoordinatorState {
             Samples.done(unit: 0, lease: 9),  // lease never issued
             Samples.done(unit: 1, lease: 1),  // lease of another unit
             Samples.done(unit: 0, lease: 1, hooks: ["blocks.9.hook_resid_post"]),  // other hooks
+            { () -> UnitDone in  // a hook twice, one missing
+                var twice = Samples.done(unit: 0, lease: 1)
+                twice.shards[1] = twice.shards[0]
+                return twice
+            }(),
+            Samples.done(unit: 0, lease: 1, hooks: [Samples.hooks[1]]),  // a hook missing
         ] {
             let transition = state.apply(.done(report))
             #expect(transition.acknowledgement == .rejected && !transition.changed && transition.deleteFiles.isEmpty)

@@ -213,6 +213,87 @@ import ZeroMQ
         #expect(try ShardManifest.read(directory).rows == 2 * 30)
     }
 
+    /// An ASSIGN leaves before its LEASED is durable. After a crash in between, the journal
+    /// holds the reservation of the lease id but no LEASED: the restarted coordinator skips the
+    /// rest of the old block, acknowledges a DONE for such a lease as ignored and deletes its
+    /// files, and collects the unit again under a new lease id.
+    @Test func doneForALeaseNeverJournaledIsIgnoredAfterARestart() throws {
+        let directory = try scratchDirectory("unjournaled")
+        let corpus = directory + "/corpus.txt"
+        try writeCorpus(corpus, documents: 2)
+        let run = Fixture.run(corpus: [corpus], out: directory, unitTokens: 8)
+        let context = try ZeroMQContext()
+
+        let first = try RunningCoordinator(run: run)
+        let worker = try ScriptedWorker(context, endpoint: first.endpoint, name: "w", directory: directory)
+        try worker.ready()
+        let held = try worker.assignment()
+        // Two stop requests: the coordinator releases the lease and stops at once.
+        first.stop.press()
+        first.stop.press()
+        guard case .drained(let drained) = try first.outcome() else { Issue.record("not drained"); return }
+        #expect(drained.unitsDone == 0)
+
+        // The lease after `held`: reserved, never journaled, as if its ASSIGN had left just
+        // before a crash. Its worker finished the unit.
+        var lost = held
+        lost.lease = LeaseID(held.lease.rawValue + 1)
+        let lostDone = try worker.finish(lost)
+
+        let second = try RunningCoordinator(run: run)
+        let again = try ScriptedWorker(context, endpoint: second.endpoint, name: "w", directory: directory)
+        try again.send(.done(lostDone))
+        let ack = try again.acknowledgement()
+        #expect(ack.outcome == .ignored && ack.lease == lost.lease && ack.reason?.contains("never journaled") == true)
+        let deadline = ContinuousClock.now + .seconds(5)
+        while lostDone.shards.contains(where: { FileManager.default.fileExists(atPath: directory + "/" + $0.file) }), ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        for shard in lostDone.shards { #expect(!FileManager.default.fileExists(atPath: directory + "/" + shard.file), "stray \(shard.file) kept") }
+
+        // A fresh worker: `again` has DISCONNECTs queued for its session-less heartbeats.
+        let next = try ScriptedWorker(context, endpoint: second.endpoint, name: "w2", directory: directory)
+        var leases: [LeaseID] = []
+        while let assignment = try next.work() { leases.append(assignment.lease) }
+        guard case .completed(let summary) = try second.outcome() else { Issue.record("not completed"); return }
+        #expect(summary.unitsDone == 2 && leases.count == 2)
+        let (state, journal, _) = try CoordinatorState.recover(journalAt: directory + "/" + JournalFormat.defaultFileName, run: run)
+        journal.close()
+        let skipped = try #require(state.skippedLeases.first)
+        #expect(state.skippedLeases.count == 1 && skipped.contains(lost.lease.rawValue) && !skipped.contains(held.lease.rawValue))
+        #expect(leases.allSatisfy { $0.rawValue > skipped.upperBound }, "a lease id of the old block was issued again: \(leases)")
+        #expect(state.done[held.unit]?.lease != lost.lease && state.invariantViolation() == nil)
+    }
+
+    /// A worker whose READY says it takes ASSIGN before ACK gets its next unit without waiting
+    /// for the journal sync that the ACK of its DONE waits for; any other worker gets the ACK
+    /// first, then the ASSIGN.
+    @Test func assignAheadOfTheAckOnlyForWorkersThatTakeIt() throws {
+        let directory = try scratchDirectory("assign-before-ack")
+        let corpus = directory + "/corpus.txt"
+        try writeCorpus(corpus, documents: 6)
+        let coordinator = try RunningCoordinator(run: Fixture.run(corpus: [corpus], out: directory, unitTokens: 8))
+        let context = try ZeroMQContext()
+        for takesIt in [true, false] {
+            let worker = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "early-\(takesIt)", directory: directory)
+            try worker.send(.ready(Ready(worker: worker.name, assignBeforeAck: takesIt)))
+            let first = try worker.assignment()
+            var done = try worker.finish(first)
+            done.ready = true
+            try worker.send(.done(done))
+            let messages = [try worker.next(), try worker.next()].compactMap { $0 }
+            #expect(messages.map(\.command) == (takesIt ? [.assign, .ack] : [.ack, .assign]), "worker that takes it: \(takesIt)")
+            guard case .assign(let second) = messages.first(where: { $0.command == .assign }) else { Issue.record("no ASSIGN"); return }
+            #expect(second.lease > first.lease && second.unit != first.unit)
+            try worker.send(.done(try worker.finish(second)))
+            #expect(try worker.acknowledgement().outcome == .accepted)
+        }
+        let last = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "last", directory: directory)
+        while try last.work() != nil {}
+        guard case .completed(let summary) = try coordinator.outcome() else { Issue.record("not completed"); return }
+        #expect(summary.unitsDone == 6 && summary.unitsFailed == 0)
+    }
+
     /// A STATUS request gets counts that add up.
     @Test func statusReportsProgress() throws {
         let directory = try scratchDirectory("status")

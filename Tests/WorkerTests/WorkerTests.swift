@@ -235,6 +235,54 @@ extension WorkerConversationTests {
     }
 }
 
+extension WorkerConversationTests {
+    /// The ASSIGN that answers a DONE's `ready` may come before that DONE's ACK (READY says the
+    /// worker takes it): the worker computes the new unit and keeps sending the old DONE until
+    /// its ACK arrives.
+    @Test func anAssignAheadOfTheAckIsTakenAndTheReportKeptUntilItsAck() throws {
+        let model = try #require(testModel)
+        let sha = try configSHA256(model)
+        let output = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let coordinator = try FakeCoordinator()
+        let worker = try RunningWorker(workerConfiguration(coordinator.endpoint))
+        guard case (_, .ready(let ready)) = try coordinator.receive() else { Issue.record("expected READY"); return }
+        #expect(ready.assignBeforeAck)
+        try coordinator.send(.assign(assignment(unit: 2, lease: 4, lines: unitLines(count: 5), model: model, sha: sha, output: output)))
+        let (message, _) = try coordinator.receiveSkippingHeartbeats()
+        guard case .done(let first) = message, first.ready else { Issue.record("expected DONE with ready, got \(message.command)"); return }
+
+        try coordinator.send(.assign(assignment(unit: 3, lease: 5, lines: unitLines(count: 5), model: model, sha: sha, output: output)))
+        var second: UnitDone?
+        var heartbeatsOfTheNewLease = 0
+        while second == nil {
+            let (next, heartbeats) = try coordinator.receiveSkippingHeartbeats()
+            heartbeatsOfTheNewLease += heartbeats.filter { $0.lease == 5 && $0.unit == 3 }.count
+            guard case .done(let done) = next else { Issue.record("expected DONE, got \(next.command)"); return }
+            if done.lease == 5 { second = done } else { #expect(done == first, "only the first DONE may come again") }
+        }
+        #expect(second?.unit == 3 && second?.ready == true && heartbeatsOfTheNewLease > 0)
+        #expect(worker.log.events("message_rejected").isEmpty, "the early ASSIGN was refused")
+        // Neither DONE is acknowledged: both come again.
+        var resent: Set<LeaseID> = []
+        while resent != [4, 5] {
+            let (next, _) = try coordinator.receiveSkippingHeartbeats(timeout: .seconds(5))
+            guard case .done(let done) = next else { Issue.record("expected DONE, got \(next.command)"); return }
+            resent.insert(done.lease)
+        }
+        try coordinator.send(.ack(Acknowledgement(unit: 2, lease: 4, outcome: .accepted)))
+        try coordinator.send(.ack(Acknowledgement(unit: 3, lease: 5, outcome: .accepted)))
+        // Resends already on their way may still come; then nothing (no READY: both asked with `ready`).
+        _ = try coordinator.messagesBesidesHeartbeats(within: .milliseconds(400))
+        let later = try coordinator.messagesBesidesHeartbeats(within: .seconds(1))
+        #expect(later.isEmpty, "after both ACKs the worker sent \(later.map(\.command))")
+        #expect(worker.log.events("report_acknowledged").count == 2)
+        try coordinator.send(.shutdown(reason: "all units are done"))
+        let exit = try #require(worker.waitForExit(), "the worker did not exit after SHUTDOWN")
+        #expect(throws: Never.self) { try exit.get() }
+    }
+}
+
 /// Leaving mid-unit, reconnecting with a report, and streaming to a trainer that is not there.
 @Suite(.serialized, .enabled(if: hasTestModel, skipMessage))
 struct WorkerRecoveryTests {

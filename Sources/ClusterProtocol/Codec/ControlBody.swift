@@ -71,6 +71,13 @@ struct FieldWriter {
         header(tag, length: nested.bytes.count)
         bytes += nested.bytes
     }
+
+    /// Nested fields encoded before (the `bytes` of another writer).
+    mutating func fields(_ tag: Tag, encoded: [UInt8]) {
+        precondition(tag.type == .fields, "field \(tag) is not nested fields")
+        header(tag, length: encoded.count)
+        bytes += encoded
+    }
 }
 
 /// A parsed control body: field boundaries, types and fixed sizes are checked once at parse

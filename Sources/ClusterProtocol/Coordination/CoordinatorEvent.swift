@@ -121,6 +121,9 @@ public enum CoordinatorEvent: Equatable, Hashable, Sendable {
     case done(UnitDone)
     /// Every unit is done or failed and the manifest is written.
     case completed
+    /// Lease ids up to `through` may be used; ids the previous reservation left unjournaled
+    /// are skipped for good (they may have gone out in ASSIGN before a crash).
+    case leasesReserved(through: LeaseID)
 
     public var kind: JournalFormat.RecordKind {
         switch self {
@@ -132,6 +135,7 @@ public enum CoordinatorEvent: Equatable, Hashable, Sendable {
         case .failed(let failure): failure.disposition == .released ? .released : .failed
         case .done: .done
         case .completed: .completed
+        case .leasesReserved: .leasesReserved
         }
     }
 
@@ -153,6 +157,7 @@ public enum CoordinatorEvent: Equatable, Hashable, Sendable {
             writer.uint(.lease, lease.rawValue)
         case .failed(let failure): failure.write(to: &writer)
         case .done(let done): done.write(to: &writer)
+        case .leasesReserved(let through): writer.uint(.lease, through.rawValue)
         }
         return [kind.rawValue] + writer.bytes
     }
@@ -179,6 +184,7 @@ public enum CoordinatorEvent: Equatable, Hashable, Sendable {
             return .failed(failure)
         case .done: return .done(try UnitDone(fields))
         case .completed: return .completed
+        case .leasesReserved: return .leasesReserved(through: try fields.lease())
         }
     }
 }

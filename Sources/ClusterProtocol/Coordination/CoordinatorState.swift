@@ -115,7 +115,11 @@ public struct Transition: Equatable, Sendable {
 /// applies ``CoordinatorEvent/expired(unit:lease:)``.
 ///
 /// Rules:
-/// - Leases: a pending unit gets one live lease at a time; lease ids only grow.
+/// - Leases: a pending unit gets one live lease at a time; lease ids only grow, and come from
+///   blocks the journal reserved (``CoordinatorEvent/leasesReserved(through:)``). An ASSIGN may
+///   leave before its LEASED is durable, so a new block skips the ids its predecessor left
+///   unjournaled; a DONE or FAILED for a skipped id is acknowledged, ignored, and its files
+///   deleted.
 /// - Expiry and FAILED requeue the unit (at the front) and count an attempt; at
 ///   ``RunDefinition/maxAttempts`` counted attempts the unit is poisoned, which is final.
 ///   A release (FAILED with disposition `released`) requeues without counting.
@@ -158,6 +162,12 @@ public struct CoordinatorState: Equatable, Sendable {
     public private(set) var planPosition = CorpusPosition.start
     public private(set) var planningComplete = false
     public private(set) var nextLease: LeaseID = 1
+    /// The last lease id the journal reserved (0: none, a journal from before reservations,
+    /// whose leases were all durable before their ASSIGN).
+    public private(set) var reservedThrough: LeaseID = 0
+    /// Reserved ids never journaled as leased, skipped by a later reservation: the coordinator
+    /// may have sent them in ASSIGN before it crashed, so they are never issued again.
+    public private(set) var skippedLeases: [ClosedRange<UInt64>] = []
     public private(set) var pending = UnitQueue()
     public private(set) var active: [UnitID: ActiveUnit] = [:]
     public private(set) var leases: [LeaseID: Lease] = [:]
@@ -216,6 +226,7 @@ public struct CoordinatorState: Equatable, Sendable {
             return endLease(lease, counted: true, reason: "lease \(lease) expired: worker \(live.worker) stopped sending heartbeats")
         case .failed(let failure): return fail(failure)
         case .done(let report): return finish(report)
+        case .leasesReserved(let through): return reserve(through)
         case .completed:
             if completed { return Transition(.ignored("the run is complete already")) }
             guard allUnitsFinished else {
@@ -250,8 +261,29 @@ public struct CoordinatorState: Equatable, Sendable {
         return Transition(.applied)
     }
 
+    /// Starts a new block of lease ids. Ids of the previous block not journaled yet are skipped:
+    /// a coordinator reserves when its block runs out, so that happens only after a restart.
+    private mutating func reserve(_ through: LeaseID) -> Transition {
+        let first = max(nextLease.rawValue, reservedThrough.rawValue + 1)
+        guard through.rawValue >= first else {
+            return Transition(.rejected("lease ids up to \(through) cannot be reserved; the next free id is \(first)"))
+        }
+        if nextLease.rawValue < first { skippedLeases.append(nextLease.rawValue...(first - 1)) }
+        nextLease = LeaseID(first)
+        reservedThrough = through
+        return Transition(.applied)
+    }
+
+    /// A lease id that was reserved, may have gone out in an ASSIGN, and was never journaled.
+    public func wasSkipped(_ lease: LeaseID) -> Bool {
+        skippedLeases.contains { $0.contains(lease.rawValue) }
+    }
+
     private mutating func grant(_ unit: UnitID, _ lease: LeaseID, _ worker: String) -> Transition {
         guard lease >= nextLease else { return Transition(.rejected("lease \(lease) is below the next lease id \(nextLease)")) }
+        if reservedThrough.rawValue > 0 && lease > reservedThrough {
+            return Transition(.rejected("lease \(lease) is beyond the reserved ids (up to \(reservedThrough))"))
+        }
         guard var record = active[unit], record.lease == nil else {
             return Transition(.rejected("unit \(unit) is not pending"))
         }
@@ -291,7 +323,17 @@ public struct CoordinatorState: Equatable, Sendable {
         return poisoned[unit]?.leases ?? []
     }
 
+    /// A report for a lease sent just before a restart and never journaled: acknowledged and
+    /// ignored; its files (named by unit and lease, never issued again) are strays.
+    private func skippedReport(unit: UnitID, lease: LeaseID, files: Bool) -> Transition {
+        var transition = Transition(
+            .ignored("lease \(lease) of unit \(unit) was handed out just before a coordinator restart and never journaled"), acknowledgement: .ignored)
+        if files { transition.deleteFiles = shardFiles(unit: unit, lease: lease) }
+        return transition
+    }
+
     private mutating func fail(_ failure: UnitFailed) -> Transition {
+        if wasSkipped(failure.lease) { return skippedReport(unit: failure.unit, lease: failure.lease, files: false) }
         if let live = leases[failure.lease] {
             guard live.unit == failure.unit else {
                 return Transition(.rejected("lease \(failure.lease) belongs to unit \(live.unit), not \(failure.unit)"), acknowledgement: .rejected)
@@ -306,6 +348,7 @@ public struct CoordinatorState: Equatable, Sendable {
 
     private mutating func finish(_ report: UnitDone) -> Transition {
         let unit = report.unit, lease = report.lease
+        if wasSkipped(lease) { return skippedReport(unit: unit, lease: lease, files: true) }
         if let record = done[unit] {
             if record.lease == lease {
                 return Transition(.ignored("unit \(unit) was accepted from lease \(lease) already"), acknowledgement: .alreadyAccepted)
@@ -358,9 +401,14 @@ public struct CoordinatorState: Equatable, Sendable {
 
     /// Why a DONE cannot belong to this run, if it cannot.
     private func mismatch(_ report: UnitDone) -> String? {
-        let hooks = Set(run.settings.hooks)
-        let reported = Set(report.shards.map(\.hook))
-        guard reported == hooks, report.shards.count == hooks.count else {
+        // One shard per hook of the run, each hook once (no sets: this runs for every unit).
+        let hooks = run.settings.hooks
+        let matches =
+            report.shards.count == hooks.count
+            && report.shards.indices.allSatisfy { index in
+                hooks.contains(report.shards[index].hook) && !report.shards[..<index].contains { $0.hook == report.shards[index].hook }
+            }
+        guard matches else {
             return "DONE of unit \(report.unit) has shards for \(report.shards.map(\.hook).sorted()), the run's hooks are \(run.settings.hooks)"
         }
         for (hook, value) in report.statistics {
@@ -418,6 +466,7 @@ public struct CoordinatorState: Equatable, Sendable {
             if done[unit] != nil || poisoned[unit] != nil { return "unit \(unit) is active and finished" }
         }
         for unit in done.keys where poisoned[unit] != nil { return "unit \(unit) is done and poisoned" }
+        if reservedThrough.rawValue > 0 && nextLease.rawValue > reservedThrough.rawValue + 1 { return "lease \(nextLease.rawValue - 1) was issued beyond the reservation" }
         if pending.count + leases.count != active.count { return "\(pending.count) pending + \(leases.count) leased ≠ \(active.count) active" }
         if active.count + done.count + poisoned.count != plannedCount { return "units do not add up to the \(plannedCount) planned" }
         if done.values.reduce(0, { $0 + $1.rows }) != rows { return "rows do not add up" }

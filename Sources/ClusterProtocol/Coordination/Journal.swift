@@ -50,8 +50,14 @@ public final class Journal {
     public private(set) var size: Int64
     /// Entries (`length · event`) of the next record.
     private var buffered: [UInt8] = []
-    /// Events buffered and not yet synced.
+    /// Events buffered and not yet handed to a commit.
     public private(set) var bufferedEvents = 0
+    /// Events appended since the journal was opened; an event is durable once
+    /// ``durableEvents`` reaches the count right after its append.
+    public private(set) var appendedEvents = 0
+    public private(set) var durableEvents = 0
+    /// A commit was prepared and not finished: at most one record is ever unsynced.
+    public private(set) var commitInFlight = false
     private var broken: JournalError?
 
     private init(path: String, descriptor: Int32, size: Int64) {
@@ -234,10 +240,25 @@ public final class Journal {
     /// Buffers an event; it is durable after the next ``sync()``. Throws, and buffers
     /// nothing, if the event is too large or would not decode again on replay (a value out of
     /// the protocol's ranges): a journal that cannot be replayed would stop the next start.
-    public func append(_ event: CoordinatorEvent) throws {
+    ///
+    /// `body` is the control body a DONE was decoded from: it is journaled as it came, which is
+    /// what encoding the event again would give (replay decodes it with the same codec) at a
+    /// fraction of the cost.
+    public func append(_ event: CoordinatorEvent, decodedFrom body: [UInt8]? = nil) throws {
+        if let body {
+            guard case .done = event else { preconditionFailure("only a DONE is journaled from the body it was decoded from") }
+            try appendEntry(kind: event.kind, body: body, event: event)
+            return
+        }
         let entry = event.encoded()
-        guard entry.count <= JournalFormat.maxEventBytes else {
-            throw fail(size, "a \(event.kind) event of \(entry.count) bytes is over the limit of \(JournalFormat.maxEventBytes)")
+        try appendEntry(kind: nil, body: entry, event: event)
+    }
+
+    /// Buffers `kind · body` (or `body`, which starts with its kind, when `kind` is nil).
+    private func appendEntry(kind: JournalFormat.RecordKind?, body entry: [UInt8], event: CoordinatorEvent) throws {
+        let count = entry.count + (kind == nil ? 0 : 1)
+        guard count <= JournalFormat.maxEventBytes else {
+            throw fail(size, "a \(event.kind) event of \(count) bytes is over the limit of \(JournalFormat.maxEventBytes)")
         }
         // DONE and LEASED, the events of every unit, carry only what the same codec decoded
         // from a worker's message (a LEASED names a worker from its READY), so they replay;
@@ -247,14 +268,16 @@ public final class Journal {
         case .done, .leased: break
         default: try verifyReplay(entry, event)
         }
-        if buffered.count + 4 + entry.count > JournalFormat.maxRecordBytes {
+        if buffered.count + 4 + count > JournalFormat.maxRecordBytes {
             // Very rare (a commit of several huge DONE records): split the commit.
             pendingRecords.append(buffered)
             buffered = []
         }
-        withUnsafeBytes(of: UInt32(entry.count).littleEndian) { buffered.append(contentsOf: $0) }
+        withUnsafeBytes(of: UInt32(count).littleEndian) { buffered.append(contentsOf: $0) }
+        if let kind { buffered.append(kind.rawValue) }
         buffered += entry
         bufferedEvents += 1
+        appendedEvents += 1
     }
 
     private func verifyReplay(_ entry: [UInt8], _ event: CoordinatorEvent) throws {
@@ -277,27 +300,44 @@ public final class Journal {
         return record + payload
     }
 
-    /// Writes the buffered events as one record and makes it durable (`fdatasync`). After a
-    /// failed write the journal cuts the partial record off again and refuses further use:
-    /// a coordinator that cannot journal must stop.
-    public func sync() throws {
+    /// Takes the buffered events as one record to write and sync, on this thread or another
+    /// (``JournalCommit/perform()``); nil if nothing is buffered. Only one commit is in flight
+    /// at a time, so only the last record of the file can be unsynced when the process dies.
+    public func prepareCommit() throws -> JournalCommit? {
         if let broken { throw broken }
-        guard !buffered.isEmpty else { return }
+        precondition(!commitInFlight, "a journal commit is already in flight")
+        guard !buffered.isEmpty else { return nil }
         precondition(descriptor >= 0, "journal used after close")
         var bytes: [UInt8] = []
         for payload in pendingRecords + [buffered] { bytes += Self.frame(payload) }
-        do {
-            try writeAll(bytes, at: size)
-            guard fdatasync(descriptor) == 0 else { throw FileError(operation: "fdatasync journal", path: path, code: errno) }
-        } catch {
+        buffered.removeAll(keepingCapacity: true)
+        pendingRecords.removeAll()
+        bufferedEvents = 0
+        commitInFlight = true
+        return JournalCommit(descriptor: descriptor, path: path, offset: size, bytes: bytes, events: appendedEvents)
+    }
+
+    /// Records how the commit went. After a failed write the journal cuts the partial record
+    /// off again and refuses further use: a coordinator that cannot journal must stop.
+    public func finishCommit(_ commit: JournalCommit, error: (any Error)?) throws {
+        precondition(commitInFlight && commit.offset == size, "finishing a journal commit that is not in flight")
+        commitInFlight = false
+        if let error {
             _ = ftruncate(descriptor, off_t(size))
             broken = fail(size, "an append failed (\(error)); the coordinator must stop and be restarted once the cause is fixed")
             throw error
         }
-        size += Int64(bytes.count)
-        buffered.removeAll(keepingCapacity: true)
-        pendingRecords.removeAll()
-        bufferedEvents = 0
+        size += Int64(commit.bytes.count)
+        durableEvents = commit.events
+    }
+
+    /// Writes the buffered events as one record and makes it durable (`fdatasync`), on this
+    /// thread. No other commit may be in flight.
+    public func sync() throws {
+        guard let commit = try prepareCommit() else { return }
+        var failure: (any Error)?
+        do { try commit.perform() } catch { failure = error }
+        try finishCommit(commit, error: failure)
     }
 
     /// Appends one event and syncs.
@@ -307,6 +347,10 @@ public final class Journal {
     }
 
     private func writeAll(_ bytes: [UInt8], at offset: Int64) throws {
+        try Self.writeAll(bytes, at: offset, descriptor: descriptor, path: path)
+    }
+
+    fileprivate static func writeAll(_ bytes: [UInt8], at offset: Int64, descriptor: Int32, path: String) throws {
         var done = 0
         while done < bytes.count {
             let written = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
@@ -316,6 +360,23 @@ public final class Journal {
             }
             done += written
         }
+    }
+}
+
+/// One journal record on its way to disk: ``perform()`` writes and syncs it, on any thread,
+/// and ``Journal/finishCommit(_:error:)`` tells the journal how it went.
+public struct JournalCommit: Sendable {
+    let descriptor: Int32
+    let path: String
+    let offset: Int64
+    let bytes: [UInt8]
+    /// ``Journal/appendedEvents`` when it was prepared: durable up to here once finished.
+    public let events: Int
+
+    /// `pwrite` and `fdatasync`; touches nothing but the file.
+    public func perform() throws {
+        try Journal.writeAll(bytes, at: offset, descriptor: descriptor, path: path)
+        guard fdatasync(descriptor) == 0 else { throw FileError(operation: "fdatasync journal", path: path, code: errno) }
     }
 }
 

@@ -93,8 +93,16 @@ public struct Assignment: Equatable, Hashable, Sendable {
         }
     }
 
+    /// The settings as ASSIGN carries them, for ``CoordinatorMessage/assign(_:encodedSettings:)``:
+    /// a coordinator sends the same settings with every unit and encodes them once.
+    public static func encodedSettings(_ settings: UnitSettings) -> [UInt8] {
+        var writer = FieldWriter()
+        settings.write(to: &writer)
+        return writer.bytes
+    }
+
     /// Frames 2 (body), 3 (line table) and 4 (text).
-    func frames() -> [[UInt8]] {
+    func frames(encodedSettings: [UInt8]? = nil) -> [[UInt8]] {
         var writer = FieldWriter()
         writer.uint(.run, run)
         writer.uint(.unit, plan.unit.rawValue)
@@ -102,7 +110,11 @@ public struct Assignment: Equatable, Hashable, Sendable {
         writer.int(.attempt, attempt)
         writer.uint(.heartbeatMilliseconds, UInt64(max(1, heartbeatInterval.wholeMilliseconds)))
         writer.int(.liveness, liveness)
-        writer.fields(.settings) { settings.write(to: &$0) }
+        if let encodedSettings {
+            writer.fields(.settings, encoded: encodedSettings)
+        } else {
+            writer.fields(.settings) { settings.write(to: &$0) }
+        }
         writer.fields(.corpus) { nested in
             nested.string(.file, file)
             plan.writePosition(to: &nested)
@@ -125,6 +137,16 @@ public struct Assignment: Equatable, Hashable, Sendable {
             }
         }
         return [writer.bytes, table, text]
+    }
+
+    /// The unit and lease of an ASSIGN (frames as ``CoordinatorMessage/decode(frames:)`` takes
+    /// them), nil for another command, without decoding its settings and lines: for simulated
+    /// workers that compute nothing (`bench dispatch`), which must not cost the coordinator
+    /// they share the machine with more than the protocol needs.
+    public static func unitAndLease(frames: [[UInt8]]) throws(ProtocolError) -> (unit: UnitID, lease: LeaseID)? {
+        guard try FrameCheck.command(frames, channel: .worker) == .assign else { return nil }
+        let fields = try FrameCheck.body(frames, .assign, frameCount: 5)
+        return (try fields.unit(), try fields.lease())
     }
 
     init(frames: [[UInt8]]) throws(ProtocolError) {

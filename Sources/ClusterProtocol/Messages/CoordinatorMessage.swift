@@ -123,6 +123,12 @@ public enum CoordinatorMessage: Equatable, Hashable, Sendable {
         return FrameCheck.frames(.worker, command, writer)
     }
 
+    /// ASSIGN's frames, with `encodedSettings` (``Assignment/encodedSettings(_:)`` of the
+    /// assignment's settings) in place of encoding them again.
+    public static func assign(_ assignment: Assignment, encodedSettings: [UInt8]) -> [[UInt8]] {
+        [ClusterWire.Channel.worker.header, [ClusterWire.Command.assign.rawValue]] + assignment.frames(encodedSettings: encodedSettings)
+    }
+
     /// Decodes and checks a message from the coordinator.
     public static func decode(frames: [[UInt8]]) throws(ProtocolError) -> CoordinatorMessage {
         let command = try FrameCheck.command(frames, channel: .worker)

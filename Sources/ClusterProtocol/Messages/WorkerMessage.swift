@@ -11,14 +11,22 @@ public struct Ready: Equatable, Hashable, Sendable {
     public var software: String?
     /// SHA-256 of the `config.json` of the model the worker has loaded, if any.
     public var loadedModelSHA256: [UInt8]?
+    /// The worker takes the ASSIGN that answers a report with `ready` before that report's ACK,
+    /// and keeps resending the report until the ACK comes. The coordinator then need not hold
+    /// the ASSIGN back until the report is durable.
+    public var assignBeforeAck: Bool
 
-    public init(worker: String, host: String? = nil, processID: Int? = nil, threads: Int = 1, software: String? = nil, loadedModelSHA256: [UInt8]? = nil) {
+    public init(
+        worker: String, host: String? = nil, processID: Int? = nil, threads: Int = 1, software: String? = nil, loadedModelSHA256: [UInt8]? = nil,
+        assignBeforeAck: Bool = false
+    ) {
         self.worker = worker
         self.host = host
         self.processID = processID
         self.threads = threads
         self.software = software
         self.loadedModelSHA256 = loadedModelSHA256
+        self.assignBeforeAck = assignBeforeAck
     }
 
     func write(to writer: inout FieldWriter) {
@@ -28,6 +36,7 @@ public struct Ready: Equatable, Hashable, Sendable {
         writer.int(.threads, threads)
         if let software { writer.string(.software, software) }
         if let loadedModelSHA256 { writer.bytes(.modelSHA256, loadedModelSHA256) }
+        if assignBeforeAck { writer.bool(.assignBeforeAck, true) }
     }
 
     init(_ fields: Fields) throws(ProtocolError) {
@@ -37,6 +46,7 @@ public struct Ready: Equatable, Hashable, Sendable {
         threads = try fields.optionalInt(.threads, in: 1...ClusterWire.Limits.maxThreads) ?? 1
         software = try fields.optionalName(.software)
         loadedModelSHA256 = try fields.optionalBytes(.modelSHA256, count: 32)
+        assignBeforeAck = try fields.bool(.assignBeforeAck)
     }
 }
 
