@@ -43,6 +43,9 @@ struct BenchDispatchCommand: ParsableCommand {
     @Option(help: "Units/s the null workers offer together in the paced phase (0: no paced phase).")
     var pacedRate = 20_000
 
+    @Option(help: "Socket between the null workers and the coordinator: tcp (loopback, as a fleet connects) or ipc (a Unix socket in the scratch folder: the same coordinator without the loopback TCP stack on both ends).")
+    var transport = "tcp"
+
     @Option(help: ArgumentHelp("Scratch folder for the corpus, journal and manifest (default: a new temporary folder).", valueName: "dir"))
     var scratch: String?
 
@@ -54,6 +57,7 @@ struct BenchDispatchCommand: ParsableCommand {
         guard units >= 1, units <= 10_000_000 else { throw ValidationError("--units must be 1 … 10000000") }
         guard clientThreads >= 1, clientThreads <= workers else { throw ValidationError("--client-threads must be 1 … --workers") }
         guard pacedRate >= 0 else { throw ValidationError("--paced-rate must be 0 or more") }
+        guard ["tcp", "ipc"].contains(transport) else { throw ValidationError("--transport must be tcp or ipc") }
     }
 
     func run() throws {
@@ -71,8 +75,7 @@ struct BenchDispatchCommand: ParsableCommand {
         try AtomicFile.write(corpus, to: directory + "/corpus.txt")
 
         // The coordinator, a separate process so its RSS is its own.
-        let port = try freeLoopbackPort()
-        let endpoint = "tcp://127.0.0.1:\(port)"
+        let endpoint = transport == "ipc" ? "ipc://\(directory)/coordinator.sock" : "tcp://127.0.0.1:\(try freeLoopbackPort())"
         let coordinator = Process()
         coordinator.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         coordinator.arguments = [
@@ -131,7 +134,7 @@ struct BenchDispatchCommand: ParsableCommand {
             pacedRateSeen = Double(paced) / (end - start).seconds
         }
         let manifest = try ShardManifest.read(directory + "/out")
-        print("dispatch: \(saturated + paced) units (manifest \(manifest.shards.count)) to \(workers) null workers")
+        print("dispatch: \(saturated + paced) units (manifest \(manifest.shards.count)) to \(workers) null workers over \(transport)")
         print("saturated: \(saturated) units at \(Int(rate)) units/s (goal ≥ 20000); latency p50 \(format(saturatedLatency.p50)) ms, p99 \(format(saturatedLatency.p99)) ms (workers ÷ units/s)")
         // The latency goal is about a coordinator at 20,000 units/s; with a lower capacity it is not met.
         let latency = pacedRate > 0 ? pacedLatency : saturatedLatency
@@ -143,6 +146,7 @@ struct BenchDispatchCommand: ParsableCommand {
             var object: [String: Any] = [
                 "units": saturated + paced, "workers": workers, "units_per_second": rate, "p50_ms": latency.p50, "p99_ms": latency.p99,
                 "saturated_p50_ms": saturatedLatency.p50, "saturated_p99_ms": saturatedLatency.p99, "peak_rss_mb": Double(peakRSS) / 1_048_576,
+                "transport": transport,
             ]
             if pacedRate > 0 {
                 object["paced_offered_units_per_second"] = pacedRate
