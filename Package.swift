@@ -97,7 +97,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .executableTarget(name: "actcluster", dependencies: ["ActClusterCLI"]),
+        .executableTarget(name: "actcluster", dependencies: ["ActClusterCLI", "Platform"]),
 
         // Hugging Face tokenizer.json encoding, id-for-id with the Rust tokenizers library.
         .target(name: "Tokenizers"),
