@@ -178,17 +178,22 @@ MULTI void ak_rms_norm(const float *x, float *out, const float *weight, size_t r
     }
 }
 
-/* x = LayerNorm(x + y) row by row. */
-MULTI void ak_residual_layer_norm(float *x, const float *y, const float *gamma, const float *beta,
-                                  size_t rows, size_t d, float eps) {
+/* x = LayerNorm(x + y) row by row, x rows d and y rows ldy floats apart. */
+INLINE void residual_layer_norm_rows(float *x, const float *y, size_t ldy, const float *gamma, const float *beta,
+                                     size_t rows, size_t d, float eps) {
     for (size_t r = 0; r < rows; r++) {
         float *xr = x + r * d;
-        const float *yr = y + r * d;
+        const float *yr = y + r * ldy;
         for (size_t i = 0; i < d; i++) xr[i] += yr[i];
         float mean = lane_sum(xr, d) / (float)d;
         float inv = 1.0f / sqrtf(lane_centered_squares(xr, d, mean) / (float)d + eps);
         for (size_t i = 0; i < d; i++) xr[i] = (xr[i] - mean) * inv * gamma[i] + beta[i];
     }
+}
+
+MULTI void ak_residual_layer_norm(float *x, const float *y, const float *gamma, const float *beta,
+                                  size_t rows, size_t d, float eps) {
+    residual_layer_norm_rows(x, y, d, gamma, beta, rows, d, eps);
 }
 
 MULTI void ak_silu_mul(float *gate, const float *up, size_t n) {
@@ -363,8 +368,9 @@ static float *linear_scratch(size_t count) {
 /* Rows go in blocks; each block's x is packed once, then panel by panel, each over all
  * inputs: the packed block stays in L2, a panel's depth block in L1, and the weights stream
  * from L3 once a block. */
-MULTI void ak_linear(const float *x, size_t ldx, size_t rows, size_t k, const float *packed, size_t n,
-                     const float *bias, enum ak_activation activation, float *y, size_t ldy) {
+INLINE void linear_blocks(const float *x, size_t ldx, size_t rows, size_t k, const float *packed, size_t n,
+                          const float *bias, enum ak_activation activation, float *y, size_t ldy, float *residual,
+                          const float *gamma, const float *beta, float eps) {
     if (rows == 0 || n == 0) return;
     size_t step = linear_block(rows, k);
     float *xp = linear_scratch(linear_tiles(step) * LINEAR_ROWS * (k ? k : 1));
@@ -384,7 +390,20 @@ MULTI void ak_linear(const float *x, size_t ldx, size_t rows, size_t k, const fl
                 linear_pass(xp, block, k, k0, packed, n, p0, bias, activation, yb, ldy, (const char *)nslice,
                             ndepth * linear_stride(nwidth) / 16);
             }
+        /* the block's y is still in L2: no second pass over it from memory */
+        if (residual) residual_layer_norm_rows(residual + m0 * n, yb, ldy, gamma, beta, block, n, eps);
     }
+}
+
+MULTI void ak_linear(const float *x, size_t ldx, size_t rows, size_t k, const float *packed, size_t n,
+                     const float *bias, enum ak_activation activation, float *y, size_t ldy) {
+    linear_blocks(x, ldx, rows, k, packed, n, bias, activation, y, ldy, NULL, NULL, NULL, 0.0f);
+}
+
+MULTI void ak_linear_residual_layer_norm(const float *x, size_t ldx, size_t rows, size_t k, const float *packed,
+                                         size_t n, const float *bias, float *y, size_t ldy, float *residual,
+                                         const float *gamma, const float *beta, float eps) {
+    linear_blocks(x, ldx, rows, k, packed, n, bias, AK_ACTIVATION_NONE, y, ldy, residual, gamma, beta, eps);
 }
 
 /* Attention keeps 16 AVX-512 accumulators live, enough independent FMA chains to cover the

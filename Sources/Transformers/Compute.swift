@@ -147,6 +147,23 @@ struct Linear {
     }
 }
 
+extension Linear {
+    /// `apply`, then `residual = LayerNorm(residual + y)` ([rows, outputs]) on each block of
+    /// rows while its y is still in cache: BERT's post-LN sublayer outputs.
+    func applyResidualNorm(
+        _ x: UnsafePointer<Float>, rows: Int, ldx: Int, into y: UnsafeMutablePointer<Float>, ldy: Int,
+        residual: UnsafeMutablePointer<Float>, norm: LayerNorm, threads: Int
+    ) {
+        let chunks = rows >= 64 * threads ? threads : 1
+        parallelFor(rows, threads: chunks) { range, _ in
+            ak_linear_residual_layer_norm(
+                x + range.lowerBound * ldx, ldx, range.count, inputs, packed.pointer, outputs, bias?.pointer,
+                y + range.lowerBound * ldy, ldy, residual + range.lowerBound * outputs, norm.weight.pointer,
+                norm.bias.pointer, norm.epsilon)
+        }
+    }
+}
+
 struct LayerNorm {
     let weight: FloatBuffer
     let bias: FloatBuffer
@@ -227,21 +244,6 @@ enum Elementwise {
 
     static func siluMultiply(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int, threads: Int) {
         split(count, threads: threads) { start, n in ak_silu_mul(gate + start, up + start, n) }
-    }
-
-    /// Rows split across threads, for the row-wise fused kernels.
-    static func rows(_ count: Int, threads: Int, _ body: (Int, Int) -> Void) {
-        parallelFor(count, threads: count >= 64 ? threads : 1) { range, _ in body(range.lowerBound, range.count) }
-    }
-
-    /// x = LayerNorm(x + y).
-    static func residualLayerNorm(
-        _ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, norm: LayerNorm, rows count: Int, width: Int, threads: Int
-    ) {
-        rows(count, threads: threads) { start, n in
-            ak_residual_layer_norm(
-                x + start * width, y + start * width, norm.weight.pointer, norm.bias.pointer, n, width, norm.epsilon)
-        }
     }
 
     /// x += y

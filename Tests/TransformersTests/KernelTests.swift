@@ -116,6 +116,25 @@ private func linearError(rows: Int, inputs: Int, outputs: Int, seed: UInt64) -> 
         }
     }
 
+    /// The fused residual LayerNorm after each row block equals the GEMM followed by the
+    /// separate kernel: blocks of 96 rows (1536 inputs) ending in a short one, and one block.
+    @Test(arguments: [(200, 1536, 70), (13, 96, 384)])
+    func linearResidualNormEqualsTheTwoKernels(_ rows: Int, _ inputs: Int, _ width: Int) {
+        let x = values(rows * inputs, seed: 51), weight = values(width * inputs, seed: 52, scale: 0.2)
+        let bias = values(width, seed: 53), residual = values(rows * width, seed: 54)
+        let gamma = values(width, seed: 55, scale: 1), beta = values(width, seed: 56, scale: 1)
+        var packed = [Float](repeating: 0, count: ak_linear_packed_count(width, inputs))
+        ak_linear_pack(weight, width, inputs, 0, &packed)
+        var y = [Float](repeating: 0, count: rows * width), expectedResidual = residual
+        ak_linear(x, inputs, rows, inputs, packed, width, bias, AK_ACTIVATION_NONE, &y, width)
+        ak_residual_layer_norm(&expectedResidual, y, gamma, beta, rows, width, 1e-12)
+        var fusedY = [Float](repeating: .nan, count: rows * width), fusedResidual = residual
+        ak_linear_residual_layer_norm(x, inputs, rows, inputs, packed, width, bias, &fusedY, width, &fusedResidual, gamma, beta, 1e-12)
+        #expect(fusedY == y)
+        #expect(worst(fusedResidual, expectedResidual.map(Double.init)) <= 1e-6)
+        #expect(worst(fusedResidual, residual.map(Double.init)) > 0.1)  // the norm did run
+    }
+
     /// With W = I the GEMM is exact, which isolates the fused bias and GELU.
     @Test(arguments: [64, 37])
     func geluIsFusedIntoTheLastPass(_ width: Int) {

@@ -43,6 +43,13 @@ void ak_linear_pack(const float *w, size_t n, size_t k, int input_major, float *
 void ak_linear(const float *x, size_t ldx, size_t rows, size_t k, const float *packed, size_t n,
                const float *bias, enum ak_activation activation, float *y, size_t ldy);
 
+/* ak_linear without activation, then residual = LayerNorm(residual + y) (BERT's post-LN
+ * sublayers) for each block of rows while its y is in cache. residual is [rows, n],
+ * contiguous. Equal to ak_linear followed by ak_residual_layer_norm. */
+void ak_linear_residual_layer_norm(const float *x, size_t ldx, size_t rows, size_t k, const float *packed,
+                                   size_t n, const float *bias, float *y, size_t ldy, float *residual,
+                                   const float *gamma, const float *beta, float eps);
+
 /* Floats of scratch ak_attention needs for a sequence of `length` tokens. */
 size_t ak_attention_scratch(size_t length, size_t head_dim);
 
