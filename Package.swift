@@ -49,7 +49,7 @@ let package = Package(
         // Forward-pass kernels (dense layers on packed weights, attention, norms), built for
         // AVX-512, AVX2 and baseline (target_clones).
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
-        .target(name: "Transformers", dependencies: ["CKernels", "SafeTensors"]),
+        .target(name: "Transformers", dependencies: ["CKernels", "Platform", "SafeTensors"]),
         .target(name: "Corpus"),
         // Sparse-dictionary training: selection, sparse decode and backward, Adam (C, target_clones).
         .target(name: "CSparseKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
@@ -97,7 +97,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .executableTarget(name: "actcluster", dependencies: ["ActClusterCLI"]),
+        .executableTarget(name: "actcluster", dependencies: ["ActClusterCLI", "Platform"]),
 
         // Hugging Face tokenizer.json encoding, id-for-id with the Rust tokenizers library.
         .target(name: "Tokenizers"),

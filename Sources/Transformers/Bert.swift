@@ -4,10 +4,10 @@ import CKernels
 ///
 /// Per block, with x the residual stream [rows, d]:
 ///   a = Attention(x) Wₒ + bₒ                  → hook_attn_out
-///   x = LayerNorm(a + x)                      (residual and norm in one pass)
+///   x = LayerNorm(a + x)                      (in the GEMM, per block of rows)
 ///   h = GELU(x Wᵢ + bᵢ)                       → mlp.hook_post [rows, m] (GELU fused into the GEMM)
 ///   f = h Wₒ₂ + bₒ₂                           → hook_mlp_out
-///   x = LayerNorm(f + x)                      → hook_resid_post
+///   x = LayerNorm(f + x)                      → hook_resid_post (in the GEMM, likewise)
 /// The last block's x is the final hidden state (transformers' `last_hidden_state`).
 final class BertModel: ForwardModel {
     private struct Block {
@@ -76,14 +76,14 @@ final class BertModel: ForwardModel {
 
             block.qkv.apply(x, rows: rows, ldx: d, into: qkv, ldy: attention.fusedWidth, threads: threads)
             attention.apply(qkv: qkv, batch: batch, scratch: scratch, into: context, threads: threads)
-            block.attentionOutput.apply(context, rows: rows, ldx: d, into: sublayer, ldy: d, threads: threads)
-            Elementwise.residualLayerNorm(x, sublayer, norm: block.attentionNorm, rows: rows, width: d, threads: threads)
+            block.attentionOutput.applyResidualNorm(
+                context, rows: rows, ldx: d, into: sublayer, ldy: d, residual: x, norm: block.attentionNorm, threads: threads)
             if hook(.attnOut, sublayer, d) { return }
 
             block.intermediate.apply(x, rows: rows, ldx: d, into: hidden, ldy: m, threads: threads, activation: .geluErf)
             if hook(.mlpPost, hidden, m) { return }
-            block.output.apply(hidden, rows: rows, ldx: m, into: sublayer, ldy: d, threads: threads)
-            Elementwise.residualLayerNorm(x, sublayer, norm: block.outputNorm, rows: rows, width: d, threads: threads)
+            block.output.applyResidualNorm(
+                hidden, rows: rows, ldx: m, into: sublayer, ldy: d, residual: x, norm: block.outputNorm, threads: threads)
             if hook(.mlpOut, sublayer, d) { return }
             if hook(.residPost, x, d) { return }
         }

@@ -43,6 +43,8 @@ struct Capture {
     let hooks: HookSet?
     let splice: Splice?
     let rows: Int
+    /// Threads that copy out a captured hook.
+    let threads: Int
     /// The pass stops after this hook; nil runs every block and the final norm.
     let stop: HookPoint?
     private(set) var outputs: [HookPoint: [Float]] = [:]
@@ -51,11 +53,12 @@ struct Capture {
 
     /// Captures `hooks` and stops after the deepest one, unless `toEnd` asks for the final
     /// hidden state.
-    init(hooks: HookSet?, splice: Splice? = nil, rows: Int, toEnd: Bool = false) {
+    init(hooks: HookSet?, splice: Splice? = nil, rows: Int, threads: Int = 1, toEnd: Bool = false) {
         precondition(toEnd || hooks != nil, "a pass that captures nothing must run to the end")
         self.hooks = hooks
         self.splice = splice
         self.rows = rows
+        self.threads = threads
         stop = toEnd ? nil : hooks?.last
     }
 
@@ -76,7 +79,7 @@ struct Capture {
             }
         }
         if let hooks, hooks.contains(point) {
-            outputs[point] = [Float](UnsafeBufferPointer(start: source, count: rows * width))
+            outputs[point] = Capture.copy(source, count: rows * width, threads: threads)
         }
         guard let stop else { return false }
         return point >= stop
@@ -84,7 +87,20 @@ struct Capture {
 
     /// Keeps the hidden state the pass ends with (after the final norm).
     mutating func recordFinal(_ source: UnsafePointer<Float>, width: Int) {
-        finalHidden = [Float](UnsafeBufferPointer(start: source, count: rows * width))
+        finalHidden = Capture.copy(source, count: rows * width, threads: threads)
+    }
+
+    /// A fresh array of `count` floats from `source`, split over `threads`: the copy
+    /// page-faults its new pages in, and a lone thread would leave the others idle meanwhile.
+    static func copy(_ source: UnsafePointer<Float>, count: Int, threads: Int) -> [Float] {
+        [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            if let base = buffer.baseAddress {
+                parallelFor(count, threads: count >= 1 << 16 ? threads : 1) { range, _ in
+                    (base + range.lowerBound).initialize(from: source + range.lowerBound, count: range.count)
+                }
+            }
+            initialized = count
+        }
     }
 }
 
@@ -127,6 +143,23 @@ struct Linear {
             ak_linear(
                 x + range.lowerBound * ldx, ldx, range.count, inputs, packed.pointer, outputs, bias?.pointer,
                 activation.kernel, y + range.lowerBound * ldy, ldy)
+        }
+    }
+}
+
+extension Linear {
+    /// `apply`, then `residual = LayerNorm(residual + y)` ([rows, outputs]) on each block of
+    /// rows while its y is still in cache: BERT's post-LN sublayer outputs.
+    func applyResidualNorm(
+        _ x: UnsafePointer<Float>, rows: Int, ldx: Int, into y: UnsafeMutablePointer<Float>, ldy: Int,
+        residual: UnsafeMutablePointer<Float>, norm: LayerNorm, threads: Int
+    ) {
+        let chunks = rows >= 64 * threads ? threads : 1
+        parallelFor(rows, threads: chunks) { range, _ in
+            ak_linear_residual_layer_norm(
+                x + range.lowerBound * ldx, ldx, range.count, inputs, packed.pointer, outputs, bias?.pointer,
+                y + range.lowerBound * ldy, ldy, residual + range.lowerBound * outputs, norm.weight.pointer,
+                norm.bias.pointer, norm.epsilon)
         }
     }
 }
@@ -211,21 +244,6 @@ enum Elementwise {
 
     static func siluMultiply(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int, threads: Int) {
         split(count, threads: threads) { start, n in ak_silu_mul(gate + start, up + start, n) }
-    }
-
-    /// Rows split across threads, for the row-wise fused kernels.
-    static func rows(_ count: Int, threads: Int, _ body: (Int, Int) -> Void) {
-        parallelFor(count, threads: count >= 64 ? threads : 1) { range, _ in body(range.lowerBound, range.count) }
-    }
-
-    /// x = LayerNorm(x + y).
-    static func residualLayerNorm(
-        _ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, norm: LayerNorm, rows count: Int, width: Int, threads: Int
-    ) {
-        rows(count, threads: threads) { start, n in
-            ak_residual_layer_norm(
-                x + start * width, y + start * width, norm.weight.pointer, norm.bias.pointer, n, width, norm.epsilon)
-        }
     }
 
     /// x += y

@@ -73,7 +73,7 @@ public final class TransformerModel {
         guard batch.rows > 0 else {
             return Dictionary(uniqueKeysWithValues: hooks.points.map { ($0, []) })
         }
-        var capture = Capture(hooks: hooks, splice: splice, rows: batch.rows)
+        var capture = Capture(hooks: hooks, splice: splice, rows: batch.rows, threads: threads)
         implementation.forward(batch, capture: &capture, workspace: workspace, threads: threads)
         return capture.outputs
     }
@@ -149,7 +149,7 @@ public final class TransformerModel {
     }
 
     private func finalHidden(_ batch: TokenBatch, splice: Splice?) -> [Float] {
-        var capture = Capture(hooks: nil, splice: splice, rows: batch.rows, toEnd: true)
+        var capture = Capture(hooks: nil, splice: splice, rows: batch.rows, threads: threads, toEnd: true)
         implementation.forward(batch, capture: &capture, workspace: workspace, threads: threads)
         return capture.finalHidden
     }

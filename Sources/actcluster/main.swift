@@ -1,3 +1,5 @@
 import ActClusterCLI
+import Platform
 
+LargeAllocation.keepFreedBlocksMapped()
 ActCluster.main()

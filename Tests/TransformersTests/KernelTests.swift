@@ -61,11 +61,28 @@ private func worst(_ a: [Float], _ b: [Double]) -> Double {
     }
 }
 
+/// The worst difference of ak_linear (no bias, no activation) from a Double GEMM.
+private func linearError(rows: Int, inputs: Int, outputs: Int, seed: UInt64) -> Double {
+    let x = values(rows * inputs, seed: seed), weight = values(outputs * inputs, seed: seed + 1, scale: 1)
+    var packed = [Float](repeating: .nan, count: ak_linear_packed_count(outputs, inputs))
+    ak_linear_pack(weight, outputs, inputs, 0, &packed)
+    var y = [Float](repeating: .nan, count: rows * outputs)
+    ak_linear(x, inputs, rows, inputs, packed, outputs, nil, AK_ACTIVATION_NONE, &y, outputs)
+    var expected = [Double](repeating: 0, count: rows * outputs)
+    for r in 0..<rows {
+        for o in 0..<outputs {
+            for i in 0..<inputs { expected[r * outputs + o] += Double(x[r * inputs + i]) * Double(weight[o * inputs + i]) }
+        }
+    }
+    return worst(y, expected)
+}
+
 /// ak_linear against a plain Double GEMM: a power-of-two shape, an odd one with a ragged last
-/// panel, and two that span two row blocks with many input blocks and a ragged panel, one
-/// looping panels outside input blocks and one inside; strided x and y.
+/// panel, two that span two row blocks with many input blocks and a ragged panel, and one
+/// whose wide inputs make blocks of 96 rows (200 = 96 + 96 + 8: a short block ending in a
+/// short tile); strided x and y.
 @Suite struct DenseKernels {
-    @Test(arguments: [(13, 128, 128), (7, 19, 37), (250, 600, 600), (300, 600, 400)])
+    @Test(arguments: [(13, 128, 128), (7, 19, 37), (250, 600, 600), (300, 600, 400), (200, 1536, 70)])
     func linearMatchesTheDefinition(_ rows: Int, _ inputs: Int, _ outputs: Int) {
         let ldx = inputs + 3, ldy = outputs + 5
         let x = values(rows * ldx, seed: 21), weight = values(outputs * inputs, seed: 22, scale: 1)
@@ -89,6 +106,33 @@ private func worst(_ a: [Float], _ b: [Double]) -> Double {
             // The padding between rows of y is left alone.
             #expect(y[outputs].isNaN)
         }
+    }
+
+    /// ak_linear keeps a per-thread buffer of packed x: small, grown for 1536 inputs, then
+    /// reused (larger than needed) for small inputs again, all on this thread.
+    @Test func linearReusesItsPackedBufferAcrossShapes() {
+        for (index, (rows, inputs, outputs)) in [(7, 19, 37), (100, 1536, 64), (13, 19, 37), (1, 5, 3)].enumerated() {
+            #expect(linearError(rows: rows, inputs: inputs, outputs: outputs, seed: 40 + 2 * UInt64(index)) <= 1e-4)
+        }
+    }
+
+    /// The fused residual LayerNorm after each row block equals the GEMM followed by the
+    /// separate kernel: blocks of 96 rows (1536 inputs) ending in a short one, and one block.
+    @Test(arguments: [(200, 1536, 70), (13, 96, 384)])
+    func linearResidualNormEqualsTheTwoKernels(_ rows: Int, _ inputs: Int, _ width: Int) {
+        let x = values(rows * inputs, seed: 51), weight = values(width * inputs, seed: 52, scale: 0.2)
+        let bias = values(width, seed: 53), residual = values(rows * width, seed: 54)
+        let gamma = values(width, seed: 55, scale: 1), beta = values(width, seed: 56, scale: 1)
+        var packed = [Float](repeating: 0, count: ak_linear_packed_count(width, inputs))
+        ak_linear_pack(weight, width, inputs, 0, &packed)
+        var y = [Float](repeating: 0, count: rows * width), expectedResidual = residual
+        ak_linear(x, inputs, rows, inputs, packed, width, bias, AK_ACTIVATION_NONE, &y, width)
+        ak_residual_layer_norm(&expectedResidual, y, gamma, beta, rows, width, 1e-12)
+        var fusedY = [Float](repeating: .nan, count: rows * width), fusedResidual = residual
+        ak_linear_residual_layer_norm(x, inputs, rows, inputs, packed, width, bias, &fusedY, width, &fusedResidual, gamma, beta, 1e-12)
+        #expect(fusedY == y)
+        #expect(worst(fusedResidual, expectedResidual.map(Double.init)) <= 1e-6)
+        #expect(worst(fusedResidual, residual.map(Double.init)) > 0.1)  // the norm did run
     }
 
     /// With W = I the GEMM is exact, which isolates the fused bias and GELU.

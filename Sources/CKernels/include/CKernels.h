@@ -5,7 +5,7 @@
 
 /* Kernels of the forward pass: dense layers, attention, and the elementwise and row-wise
  * passes between them. Each is compiled for AVX-512, AVX2 and baseline x86-64
- * (target_clones) and picked at load time for this CPU; no allocation. Rows are contiguous
+ * (target_clones) and picked at load time for this CPU; no allocation (but see ak_linear). Rows are contiguous
  * with the given stride. */
 
 /* out[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta; out may equal x. */
@@ -37,9 +37,18 @@ size_t ak_linear_packed_count(size_t n, size_t k);
 void ak_linear_pack(const float *w, size_t n, size_t k, int input_major, float *packed);
 
 /* y[r] = activation(x[r] Wᵀ + bias) for r < rows: x is [rows, k] (stride ldx), y
- * [rows, n] (stride ldy), bias n floats or NULL. Single-threaded; callers split rows. */
+ * [rows, n] (stride ldy), bias n floats or NULL. Single-threaded; callers split rows. The
+ * one allocation: each thread's buffer of packed x, made on its first call (grown for a
+ * larger k) and freed when the thread exits. */
 void ak_linear(const float *x, size_t ldx, size_t rows, size_t k, const float *packed, size_t n,
                const float *bias, enum ak_activation activation, float *y, size_t ldy);
+
+/* ak_linear without activation, then residual = LayerNorm(residual + y) (BERT's post-LN
+ * sublayers) for each block of rows while its y is in cache. residual is [rows, n],
+ * contiguous. Equal to ak_linear followed by ak_residual_layer_norm. */
+void ak_linear_residual_layer_norm(const float *x, size_t ldx, size_t rows, size_t k, const float *packed,
+                                   size_t n, const float *bias, float *y, size_t ldy, float *residual,
+                                   const float *gamma, const float *beta, float eps);
 
 /* Floats of scratch ak_attention needs for a sequence of `length` tokens. */
 size_t ak_attention_scratch(size_t length, size_t head_dim);
