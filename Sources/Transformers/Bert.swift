@@ -4,7 +4,7 @@ import CKernels
 ///
 /// Per block, with x the residual stream [rows, d]:
 ///   a = Attention(x) Wₒ + bₒ                  → hook_attn_out
-///   x = LayerNorm(a + x)                      (in the GEMM, per block of rows)
+///   x = LayerNorm(a + x)                      (in the GEMM, per block of rows, unless a is spliced)
 ///   h = GELU(x Wᵢ + bᵢ)                       → mlp.hook_post [rows, m] (GELU fused into the GEMM)
 ///   f = h Wₒ₂ + bₒ₂                           → hook_mlp_out
 ///   x = LayerNorm(f + x)                      → hook_resid_post (in the GEMM, likewise)
@@ -22,9 +22,6 @@ final class BertModel: ForwardModel {
     private let attention: Attention
     /// An encoder: no language-model head.
     let head: Linear? = nil
-    /// hook_attn_out and hook_mlp_out are read after the fused bias, residual and LayerNorm
-    /// kernel has already consumed them, so a splice there could not reach the residual.
-    let spliceableSites: Set<HookPoint.Site> = [.residPre, .mlpPost, .residPost]
 
     init(config: BertConfig, weights: WeightStore) throws {
         self.config = config
@@ -76,15 +73,28 @@ final class BertModel: ForwardModel {
 
             block.qkv.apply(x, rows: rows, ldx: d, into: qkv, ldy: attention.fusedWidth, threads: threads)
             attention.apply(qkv: qkv, batch: batch, scratch: scratch, into: context, threads: threads)
-            block.attentionOutput.applyResidualNorm(
-                context, rows: rows, ldx: d, into: sublayer, ldy: d, residual: x, norm: block.attentionNorm, threads: threads)
-            if hook(.attnOut, sublayer, d) { return }
+            // A spliced sublayer output goes through the splice before the residual and norm.
+            if capture.splices(HookPoint(layer: layer, site: .attnOut)) {
+                block.attentionOutput.apply(context, rows: rows, ldx: d, into: sublayer, ldy: d, threads: threads)
+                if hook(.attnOut, sublayer, d) { return }
+                block.attentionNorm.apply(residual: x, adding: sublayer, rows: rows, width: d, threads: threads)
+            } else {
+                block.attentionOutput.applyResidualNorm(
+                    context, rows: rows, ldx: d, into: sublayer, ldy: d, residual: x, norm: block.attentionNorm, threads: threads)
+                if hook(.attnOut, sublayer, d) { return }
+            }
 
             block.intermediate.apply(x, rows: rows, ldx: d, into: hidden, ldy: m, threads: threads, activation: .geluErf)
             if hook(.mlpPost, hidden, m) { return }
-            block.output.applyResidualNorm(
-                hidden, rows: rows, ldx: m, into: sublayer, ldy: d, residual: x, norm: block.outputNorm, threads: threads)
-            if hook(.mlpOut, sublayer, d) { return }
+            if capture.splices(HookPoint(layer: layer, site: .mlpOut)) {
+                block.output.apply(hidden, rows: rows, ldx: m, into: sublayer, ldy: d, threads: threads)
+                if hook(.mlpOut, sublayer, d) { return }
+                block.outputNorm.apply(residual: x, adding: sublayer, rows: rows, width: d, threads: threads)
+            } else {
+                block.output.applyResidualNorm(
+                    hidden, rows: rows, ldx: m, into: sublayer, ldy: d, residual: x, norm: block.outputNorm, threads: threads)
+                if hook(.mlpOut, sublayer, d) { return }
+            }
             if hook(.residPost, x, d) { return }
         }
         capture.recordFinal(x, width: d)

@@ -62,6 +62,10 @@ struct Capture {
         stop = toEnd ? nil : hooks?.last
     }
 
+    /// Whether the splice rewrites `point`: a family whose fused kernel consumes that output
+    /// then takes its unfused path there.
+    func splices(_ point: HookPoint) -> Bool { splice?.point == point }
+
     /// Splices and copies as requested; returns true when the pass can stop here. `residual`
     /// is the stream a fused kernel has already added `source` to (GPT-2's bias-residual), so
     /// a splice moves it by the change the splice made.
@@ -173,6 +177,15 @@ struct LayerNorm {
         parallelFor(rows, threads: threads) { range, _ in
             let offset = range.lowerBound * width
             ak_layer_norm(x + offset, y + offset, weight.pointer, bias.pointer, range.count, width, width, epsilon)
+        }
+    }
+
+    /// residual = LayerNorm(residual + sublayer), both `[rows, width]`: what
+    /// `Linear.applyResidualNorm` fuses, for when the sublayer must be seen (or spliced) first.
+    func apply(residual: UnsafeMutablePointer<Float>, adding sublayer: UnsafePointer<Float>, rows: Int, width: Int, threads: Int) {
+        parallelFor(rows, threads: threads) { range, _ in
+            let offset = range.lowerBound * width
+            ak_residual_layer_norm(residual + offset, sublayer + offset, weight.pointer, bias.pointer, range.count, width, epsilon)
         }
     }
 }

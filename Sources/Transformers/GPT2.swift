@@ -23,9 +23,6 @@ final class GPT2Model: ForwardModel {
     private let attention: Attention
     /// The LM head: the token embeddings, tied.
     let head: Linear?
-    /// hook_attn_out and hook_mlp_out are spliced after the fused residual add, which
-    /// ``Capture`` corrects by the change.
-    let spliceableSites = Set(HookPoint.Site.allCases)
 
     init(config: GPT2Config, weights: WeightStore) throws {
         self.config = config

@@ -25,8 +25,6 @@ final class LlamaModel: ForwardModel {
     private let attention: Attention
     /// `lm_head` (or the embeddings, when tied); loaded only on request, being vocabulary × d.
     let head: Linear?
-    /// Every sublayer output is hooked before its residual add.
-    let spliceableSites = Set(HookPoint.Site.allCases)
     /// Rotary frequencies per pair of dimensions, as transformers computes them in float32.
     let inverseFrequencies: [Float]
     private var cosTable: [Float] = []

@@ -11,7 +11,6 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
     case tokenOutOfRange(token: Int32, vocabularySize: Int)
     case sequenceTooLong(length: Int, maximum: Int)
     case emptyRequest(String)
-    case unsupportedSplice(hook: String, family: String, spliceable: [String])
     case noLanguageModelHead(String)
 
     public var description: String {
@@ -38,8 +37,6 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
             "a sequence of \(length) tokens exceeds the model's \(maximum) positions; lower --context"
         case .emptyRequest(let what):
             "nothing to run: \(what)"
-        case .unsupportedSplice(let hook, let family, let spliceable):
-            "\(family) cannot splice at \(hook): the fused residual and LayerNorm consume that output; splice at \(spliceable.joined(separator: ", "))"
         case .noLanguageModelHead(let why):
             "no language-model head: \(why)"
         }

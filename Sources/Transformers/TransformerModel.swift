@@ -6,8 +6,6 @@ protocol ForwardModel: AnyObject {
     func forward(_ batch: TokenBatch, capture: inout Capture, workspace: Workspace, threads: Int)
     /// The output projection from the final hidden state to logits; nil for encoders.
     var head: Linear? { get }
-    /// Sites where ``Capture`` can replace the activation and the rest of the pass sees it.
-    var spliceableSites: Set<HookPoint.Site> { get }
 }
 
 /// A Hugging Face model folder loaded for activation capture.
@@ -123,16 +121,10 @@ public final class TransformerModel {
         return zip(losses, predicts).compactMap { $1 ? $0 : nil }
     }
 
-    /// Throws unless the hook exists and this family can splice there.
+    /// Throws unless the hook exists (every family splices at every hook).
     public func checkSplice(at point: HookPoint) throws {
         guard point.layer < config.layers else {
             throw ModelError.unknownHook(name: point.description, valid: HookPoint.namesSummary(layers: config.layers))
-        }
-        let sites = implementation.spliceableSites
-        guard sites.contains(point.site) else {
-            throw ModelError.unsupportedSplice(
-                hook: point.description, family: config.family,
-                spliceable: HookPoint.Site.allCases.filter(sites.contains).map { HookPoint(layer: point.layer, site: $0).description })
         }
     }
 

@@ -38,7 +38,7 @@ TopK and threshold selections are discontinuous, so the script checks every sele
 margin (gap between the k-th and (k+1)-th value, distance to θ) of at least 1e-3 and redraws
 the SAE otherwise; float32 differences between implementations cannot flip a choice.
 
-    /work/main/.build/venv-ref/bin/python Tests/Reference/make_splice_fixtures.py
+    /work/main/.build/venv-ref/bin/python Tests/Reference/make_splice_fixtures.py [CASE ...]
 """
 
 import hashlib
@@ -67,6 +67,8 @@ CASES = [
     dict(name="gpt2-attn-out", model="tiny-gpt2", hook="blocks.0.hook_attn_out", arch="relu", k=0, seed=2002),
     dict(name="llama-resid-post", model="tiny-llama", hook="blocks.1.hook_resid_post", arch="batchtopk", k=12, seed=2003),
     dict(name="bert-resid-post", model="tiny-bert", hook="blocks.1.hook_resid_post", arch="topk", k=12, seed=2004),
+    dict(name="bert-attn-out", model="tiny-bert", hook="blocks.0.hook_attn_out", arch="topk", k=12, seed=2005),
+    dict(name="bert-mlp-out", model="tiny-bert", hook="blocks.1.hook_mlp_out", arch="relu", k=0, seed=2006),
 ]
 
 FAMILY = {"tiny-gpt2": "gpt2", "tiny-llama": "llama", "tiny-bert": "bert"}
@@ -99,6 +101,12 @@ def hook_target(family, core, hook):
         return block, "post"
     if site == "hook_attn_out" and family == "gpt2":
         return block.attn.c_proj, "post"
+    # BERT's sublayer outputs before the residual add and LayerNorm (TransformerLens's
+    # hook_attn_out / hook_mlp_out): the output projections' dense layers.
+    if site == "hook_attn_out" and family == "bert":
+        return block.attention.output.dense, "post"
+    if site == "hook_mlp_out" and family == "bert":
+        return block.output.dense, "post"
     raise ValueError(f"no splice target for {hook} in {family}")
 
 
@@ -312,9 +320,15 @@ def make_case(case):
 
 
 def main():
+    """Every case, or only those named on the command line (the others stay as they are)."""
     torch.set_num_threads(1)
+    wanted = set(sys.argv[1:])
+    unknown = wanted - {case["name"] for case in CASES}
+    if unknown:
+        sys.exit(f"unknown case(s) {sorted(unknown)}; cases: {[case['name'] for case in CASES]}")
     for case in CASES:
-        make_case(case)
+        if not wanted or case["name"] in wanted:
+            make_case(case)
 
 
 if __name__ == "__main__":

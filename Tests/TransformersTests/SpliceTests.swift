@@ -83,6 +83,28 @@ import Transformers
         #expect(ablated[hooks.points[1]]! == ablated[hooks.points[2]]!)
     }
 
+    /// BERT fuses its residual add and LayerNorm into the sublayer's GEMM; a splice there must
+    /// still reach the norm (post-LN, so the change cannot be added afterwards as GPT-2's is).
+    @Test(arguments: ["blocks.1.hook_attn_out", "blocks.1.hook_mlp_out"])
+    func bertSublayerSplicesReachTheResidual(_ name: String) throws {
+        let folder = fixtures.appendingPathComponent("tiny-bert").path
+        let sequences = try Reference(path: folder + "/reference.safetensors").sequences
+        let model = try TransformerModel(directory: folder)
+        let hooks = try model.hooks([name, "blocks.1.hook_resid_post"])
+        let point = hooks.points[0], after = hooks.points[1]
+        let clean = try model.forward(sequences, hooks: hooks)
+        let ablated = try model.forward(sequences, hooks: hooks, splice: .zeroAblation(at: point))
+        #expect(ablated[point]!.allSatisfy { $0 == 0 })
+        #expect(maxDifference(ablated[after]!, clean[after]!) > 1e-2)
+        // The unfused path with nothing changed is the fused one.
+        let calls = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+        defer { calls.deallocate() }
+        calls.pointee = 0
+        let same = try model.forward(sequences, hooks: hooks, splice: Self.identity(at: point, calls: calls, width: model.width(of: point)))
+        #expect(calls.pointee == 1)
+        #expect(maxDifference(same[after]!, clean[after]!) <= 1e-6)
+    }
+
     @Test func unsupportedRequestsAreSentences() throws {
         func message(_ body: () throws -> Void) -> String? {
             do {
@@ -93,11 +115,6 @@ import Transformers
             }
         }
         let bert = try TransformerModel(directory: fixtures.appendingPathComponent("tiny-bert").path)
-        let fused = HookPoint(layer: 1, site: .attnOut)
-        #expect(throws: ModelError.unsupportedSplice(
-            hook: "blocks.1.hook_attn_out", family: "bert",
-            spliceable: ["blocks.1.hook_resid_pre", "blocks.1.mlp.hook_post", "blocks.1.hook_resid_post"])
-        ) { try bert.finalHiddenStates([[2, 3]], splice: .zeroAblation(at: fused)) }
         #expect(message { try bert.checkSplice(at: HookPoint(layer: 3, site: .residPre)) }?.hasPrefix("unknown hook blocks.3.hook_resid_pre") == true)
         #expect(message { _ = try bert.nextTokenLosses([[2, 3]]) }?.contains("bert is an encoder") == true)
         let llama = try TransformerModel(directory: fixtures.appendingPathComponent("tiny-llama").path)
