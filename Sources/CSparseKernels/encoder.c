@@ -5,6 +5,7 @@
  * row's candidates, from which the exact top k is chosen at the end. AVX-512 only; other
  * machines take the sgemm + sk_topk_rows path. */
 #include "CSparseKernels.h"
+#include "selection_avx512.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -62,27 +63,6 @@ typedef struct {
     float *threshold;
     size_t k, capacity;
 } candidates;
-
-/* How many of v [n] are >= t, 16 at a time. */
-__attribute__((target("avx512f"))) static inline size_t count_at_least(const float *v, size_t n, float t) {
-    size_t full = n / 16 * 16, count = 0;
-    __mmask16 tail = (__mmask16)((1u << (n - full)) - 1);
-    __m512 b = _mm512_set1_ps(t);
-    for (size_t i = 0; i < full; i += 16)
-        count += (size_t)__builtin_popcount(_mm512_cmp_ps_mask(_mm512_loadu_ps(v + i), b, _CMP_GE_OQ));
-    if (tail)
-        count += (size_t)__builtin_popcount(_mm512_mask_cmp_ps_mask(tail, _mm512_maskz_loadu_ps(tail, v + full), b, _CMP_GE_OQ));
-    return count;
-}
-
-/* The k-th largest of v [n] (n >= k): the largest v[j] with at least k values >= it. Every
- * pair is compared; no branch depends on the data, which beats quickselect at these sizes
- * (n ~ 3k). */
-__attribute__((target("avx512f"))) static float kth_largest(const float *v, size_t n, size_t k) {
-    float best = -INFINITY;
-    for (size_t j = 0; j < n; j++) best = v[j] > best && count_at_least(v, n, v[j]) >= k ? v[j] : best;
-    return best;
-}
 
 /* Keeps the k largest of a row's candidates, in their order, and returns the k-th. */
 __attribute__((target("avx512f"))) static float keep_largest(float *v, int32_t *s, size_t n, size_t k) {

@@ -19,6 +19,7 @@
  * those slots, handled the same way. A row whose candidates do not fit their buffer (a band
  * of near-ties wider than the buffer) is computed exactly over every latent instead. */
 #include "CSparseKernels.h"
+#include "selection_avx512.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -140,23 +141,6 @@ typedef struct {
     uint8_t *overflow;
     size_t k, capacity;
 } bounds;
-
-__attribute__((target("avx512f"))) static inline size_t count_at_least(const float *v, size_t n, float t) {
-    size_t full = n / 16 * 16, count = 0;
-    __mmask16 tail = (__mmask16)((1u << (n - full)) - 1);
-    __m512 b = _mm512_set1_ps(t);
-    for (size_t i = 0; i < full; i += 16)
-        count += (size_t)__builtin_popcount(_mm512_cmp_ps_mask(_mm512_loadu_ps(v + i), b, _CMP_GE_OQ));
-    if (tail)
-        count += (size_t)__builtin_popcount(_mm512_mask_cmp_ps_mask(tail, _mm512_maskz_loadu_ps(tail, v + full), b, _CMP_GE_OQ));
-    return count;
-}
-
-__attribute__((target("avx512f"))) static float kth_largest(const float *v, size_t n, size_t k) {
-    float best = -INFINITY;
-    for (size_t j = 0; j < n; j++) best = v[j] > best && count_at_least(v, n, v[j]) >= k ? v[j] : best;
-    return best;
-}
 
 /* Keeps entries i of a row with upper[i] >= t (and lower, slot with them); returns how many. */
 __attribute__((target("avx512f"))) static size_t keep_upper_at_least(float *u, float *l, int32_t *s, size_t n, float t) {
