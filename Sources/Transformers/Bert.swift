@@ -69,32 +69,28 @@ final class BertModel: ForwardModel {
             func hook(_ site: HookPoint.Site, _ source: UnsafeMutablePointer<Float>, _ width: Int) -> Bool {
                 capture.record(HookPoint(layer: layer, site: site), source, width: width)
             }
+            /// sublayer = input Wᵀ + b (hooked at `site`), then x = norm(x + sublayer), fused in
+            /// the GEMM unless `site` is spliced: the splice must come before the norm. True
+            /// when the pass stops at `site`.
+            func outputThenNorm(_ site: HookPoint.Site, _ linear: Linear, _ input: UnsafePointer<Float>, ldx: Int, _ norm: LayerNorm) -> Bool {
+                guard capture.splices(HookPoint(layer: layer, site: site)) else {
+                    linear.applyResidualNorm(input, rows: rows, ldx: ldx, into: sublayer, ldy: d, residual: x, norm: norm, threads: threads)
+                    return hook(site, sublayer, d)
+                }
+                linear.apply(input, rows: rows, ldx: ldx, into: sublayer, ldy: d, threads: threads)
+                if hook(site, sublayer, d) { return true }
+                norm.apply(residual: x, adding: sublayer, rows: rows, width: d, threads: threads)
+                return false
+            }
             if hook(.residPre, x, d) { return }
 
             block.qkv.apply(x, rows: rows, ldx: d, into: qkv, ldy: attention.fusedWidth, threads: threads)
             attention.apply(qkv: qkv, batch: batch, scratch: scratch, into: context, threads: threads)
-            // A spliced sublayer output goes through the splice before the residual and norm.
-            if capture.splices(HookPoint(layer: layer, site: .attnOut)) {
-                block.attentionOutput.apply(context, rows: rows, ldx: d, into: sublayer, ldy: d, threads: threads)
-                if hook(.attnOut, sublayer, d) { return }
-                block.attentionNorm.apply(residual: x, adding: sublayer, rows: rows, width: d, threads: threads)
-            } else {
-                block.attentionOutput.applyResidualNorm(
-                    context, rows: rows, ldx: d, into: sublayer, ldy: d, residual: x, norm: block.attentionNorm, threads: threads)
-                if hook(.attnOut, sublayer, d) { return }
-            }
+            if outputThenNorm(.attnOut, block.attentionOutput, context, ldx: d, block.attentionNorm) { return }
 
             block.intermediate.apply(x, rows: rows, ldx: d, into: hidden, ldy: m, threads: threads, activation: .geluErf)
             if hook(.mlpPost, hidden, m) { return }
-            if capture.splices(HookPoint(layer: layer, site: .mlpOut)) {
-                block.output.apply(hidden, rows: rows, ldx: m, into: sublayer, ldy: d, threads: threads)
-                if hook(.mlpOut, sublayer, d) { return }
-                block.outputNorm.apply(residual: x, adding: sublayer, rows: rows, width: d, threads: threads)
-            } else {
-                block.output.applyResidualNorm(
-                    hidden, rows: rows, ldx: m, into: sublayer, ldy: d, residual: x, norm: block.outputNorm, threads: threads)
-                if hook(.mlpOut, sublayer, d) { return }
-            }
+            if outputThenNorm(.mlpOut, block.output, hidden, ldx: m, block.outputNorm) { return }
             if hook(.residPost, x, d) { return }
         }
         capture.recordFinal(x, width: d)
