@@ -6,6 +6,20 @@ import Testing
 /// The fast paths of the TopK trainer against plain versions, at sizes that run every part of
 /// them (several row chunks and panel blocks of the fused encoder, candidate buffers cut back
 /// many times, column slices with and without a narrow last slice, AuxK rows) and at odd sizes.
+/// The plain reference for the encoders: (x − b_dec) · W_encᵀ + b_enc by sgemm, [rows, m].
+func plainPreactivations(_ model: SparseAutoencoder, _ x: [Float], rows: Int) -> [Float] {
+    let m = model.latents
+    var pre = [Float](repeating: 0, count: rows * m)
+    let centered = Storage<Float>(count: 0, repeating: 0)
+    x.withUnsafeBufferPointer { x in
+        pre.withUnsafeMutableBufferPointer { pre in
+            model.encoderProducts(model.center(x.baseAddress!, rows: rows, threads: 2, into: centered), rows: rows, threads: 2, into: pre.baseAddress!)
+        }
+    }
+    for r in 0..<rows { for i in 0..<m { pre[r * m + i] += model.encoderBias[i] } }
+    return pre
+}
+
 @Suite struct KernelTests {
     struct Case: CustomStringConvertible, Sendable {
         var n: Int, d: Int, m: Int, k: Int
@@ -90,15 +104,8 @@ import Testing
             #expect(int8.indices.array == int8Split.indices.array && int8.values.array == int8Split.values.array)
             #expect(int8Aux.indices.array == int8SplitAux.indices.array && int8Aux.values.array == int8SplitAux.values.array)
         }
-        // Plain: (x − b_dec) · W_encᵀ + b_enc by sgemm, then a sort per row.
-        var pre = [Float](repeating: 0, count: test.n * test.m)
-        let centered = Storage<Float>(count: 0, repeating: 0)
-        x.withUnsafeBufferPointer { x in
-            pre.withUnsafeMutableBufferPointer { pre in
-                model.encoderProducts(model.center(x.baseAddress!, rows: test.n, threads: 2, into: centered), rows: test.n, threads: 2, into: pre.baseAddress!)
-            }
-        }
-        for r in 0..<test.n { for i in 0..<test.m { pre[r * test.m + i] += model.encoderBias[i] } }
+        // Plain pre-activations, then a sort per row.
+        let pre = plainPreactivations(model, x, rows: test.n)
         var paths = [("\(exact)", codes, auxCodes), ("portable", portable, portableAux)]
         if hasInt8 { paths.append(("int8", int8, int8Aux)) }
         for (path, codes, auxCodes) in paths {

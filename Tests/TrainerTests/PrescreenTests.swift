@@ -61,15 +61,7 @@ import Testing
                     auxSubset: dead.isEmpty ? nil : dead, auxK: test.auxK, auxInto: auxCodes)
             }
         }
-        // Plain: (x − b_dec) · W_encᵀ + b_enc by sgemm.
-        var pre = [Float](repeating: 0, count: test.n * test.m)
-        let centered = Storage<Float>(count: 0, repeating: 0)
-        x.withUnsafeBufferPointer { x in
-            pre.withUnsafeMutableBufferPointer { pre in
-                model.encoderProducts(model.center(x.baseAddress!, rows: test.n, threads: 2, into: centered), rows: test.n, threads: 2, into: pre.baseAddress!)
-            }
-        }
-        for r in 0..<test.n { for i in 0..<test.m { pre[r * test.m + i] += model.encoderBias[i] } }
+        let pre = plainPreactivations(model, x, rows: test.n)
 
         let stats = workspace.prescreenStats
         let perRow = Double(stats.recomputed) / Double(test.n)
