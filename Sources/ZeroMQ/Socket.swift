@@ -168,9 +168,19 @@ public final class ZeroMQSocket {
                 if code == EAGAIN && frames.isEmpty { return nil }
                 if code != EINTR { throw ZeroMQError.last("zmq_msg_recv") }
             }
+            // Routing id, protocol, command, body: room for the usual four at once.
+            if frames.isEmpty { frames.reserveCapacity(4) }
             frames.append([UInt8](UnsafeRawBufferPointer(start: zmq_msg_data(scratch), count: zmq_msg_size(scratch))))
             if zmq_msg_more(scratch) == 0 { return frames }
         }
+    }
+
+    /// On a ROUTER: the next message if one is waiting, split into the peer's routing id and
+    /// the frames after it (as ``receiveFramesIfReady()``, without a second array for the rest).
+    public func receiveRoutedIfReady() throws(ZeroMQError) -> (routingID: [UInt8], frames: [[UInt8]])? {
+        guard var frames = try receiveFramesIfReady() else { return nil }
+        let routingID = frames.removeFirst()
+        return (routingID, frames)
     }
 
     /// Waits until the socket is ready for `events`; false on timeout or signal.

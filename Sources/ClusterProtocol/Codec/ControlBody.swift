@@ -4,7 +4,8 @@ struct FieldWriter {
     typealias Tag = ClusterWire.Tag
     private(set) var bytes: [UInt8] = []
 
-    init() {}
+    /// Room for a typical control body, so writing it does not regrow the array field by field.
+    init(capacity: Int = 256) { bytes.reserveCapacity(capacity) }
 
     private mutating func header(_ tag: Tag, length: Int) {
         precondition(length <= Int(UInt32.max), "field \(tag) of \(length) bytes is too long for the protocol")
@@ -66,10 +67,13 @@ struct FieldWriter {
 
     mutating func fields(_ tag: Tag, _ body: (inout FieldWriter) -> Void) {
         precondition(tag.type == .fields, "field \(tag) is not nested fields")
-        var nested = FieldWriter()
-        body(&nested)
-        header(tag, length: nested.bytes.count)
-        bytes += nested.bytes
+        // Written in place, and the length filled in after: no second buffer per nesting.
+        header(tag, length: 0)
+        let start = bytes.count
+        body(&self)
+        let length = bytes.count - start
+        precondition(length <= Int(UInt32.max), "field \(tag) of \(length) bytes is too long for the protocol")
+        withUnsafeBytes(of: UInt32(length).littleEndian) { bytes.replaceSubrange((start - 4)..<start, with: $0) }
     }
 
     /// Nested fields encoded before (the `bytes` of another writer).
@@ -121,6 +125,8 @@ struct Fields {
         // Built only for an error message.
         func path() -> String { tag.map { parentPath + $0.name + (index.map { "[\($0)]" } ?? "") + "." } ?? parentPath }
         var entries: [Entry] = []
+        // At most one entry per header's worth of bytes; reserved once instead of regrowing.
+        entries.reserveCapacity(min(64, range.count / ClusterWire.fieldHeaderSize))
         var offset = range.lowerBound
         while offset < range.upperBound {
             let remaining = range.upperBound - offset
@@ -285,6 +291,13 @@ struct Fields {
 
     func string(_ tag: Tag, maxBytes: Int, allowEmpty: Bool = false) throws(ProtocolError) -> String {
         try text(tag, try required(tag), maxBytes: maxBytes, allowEmpty: allowEmpty)
+    }
+
+    /// Whether a string field is present and holds exactly `text` (no string is made).
+    func equals(_ tag: Tag, _ text: String) throws(ProtocolError) -> Bool {
+        guard let range = try single(tag) else { throw missing(tag) }
+        var text = text
+        return text.withUTF8 { utf8 in utf8.elementsEqual(base[range]) }
     }
 
     /// A name: printable, non-empty, no control characters.

@@ -261,11 +261,12 @@ public final class Journal {
             throw fail(size, "a \(event.kind) event of \(count) bytes is over the limit of \(JournalFormat.maxEventBytes)")
         }
         // DONE and LEASED, the events of every unit, carry only what the same codec decoded
-        // from a worker's message (a LEASED names a worker from its READY), so they replay;
-        // decoding them again would double the journal's cost at dispatch rates. Every other
-        // event is checked.
+        // from a worker's message (a LEASED names a worker from its READY), and PLANNED only
+        // what the planner cut (CoordinatorState checked it continues the plan before it is
+        // appended), so they replay; decoding them again would double the journal's cost at
+        // dispatch rates. Every other event is checked.
         switch event {
-        case .done, .leased: break
+        case .done, .leased, .planned: break
         default: try verifyReplay(entry, event)
         }
         if buffered.count + 4 + count > JournalFormat.maxRecordBytes {

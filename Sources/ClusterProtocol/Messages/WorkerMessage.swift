@@ -161,28 +161,36 @@ public struct UnitDone: Equatable, Hashable, Sendable {
         shards = []
         for shard in try fields.allNested(.shard, maxCount: maxHooks) {
             let hook = try shard.name(.hook)
-            let file = try shard.string(.file, maxBytes: ClusterWire.Limits.maxPathBytes)
+            // Compared as bytes: the name is the expected one, so no second string is made.
             let expected = ClusterWire.shardFileName(unit: unit.rawValue, lease: lease.rawValue, hook: hook)
-            guard file == expected else { throw shard.invalid(.file, expected: "\"\(expected)\"", found: Printable.text(file)) }
+            guard try shard.equals(.file, expected) else {
+                let file = try shard.string(.file, maxBytes: ClusterWire.Limits.maxPathBytes, allowEmpty: true)
+                throw shard.invalid(.file, expected: "\"\(expected)\"", found: Printable.text(file))
+            }
+            let file = expected
             let shardRows = try shard.int(.rows)
             guard shardRows == rows else { throw shard.invalid(.rows, expected: "\(rows), the unit's rows", found: "\(shardRows)") }
             let crc = try shard.uint(.crc32c, in: 0...UInt64(UInt32.max))
             shards.append(ShardReport(hook: hook, file: file, rows: shardRows, bytes: try shard.int(.bytes), crc32c: UInt32(crc)))
         }
         guard !shards.isEmpty else { throw fields.missing(.shard) }
-        let hooks = Set(shards.map(\.hook))
-        guard hooks.count == shards.count else { throw fields.invalid(.shard, expected: "one shard per hook", found: "a hook twice") }
+        // A handful of hooks: pairwise is cheaper than a set per message.
+        let reported = shards
+        for index in reported.indices.dropFirst() where reported[..<index].contains(where: { $0.hook == reported[index].hook }) {
+            throw fields.invalid(.shard, expected: "one shard per hook", found: "a hook twice")
+        }
+        func isShardHook(_ hook: String) -> Bool { reported.contains { $0.hook == hook } }
         statistics = [:]
         for entry in try fields.allNested(.statistics, maxCount: maxHooks) {
             let hook = try entry.name(.hook)
-            guard hooks.contains(hook) else { throw entry.invalid(.hook, expected: "a hook of the shards", found: Printable.text(hook)) }
+            guard isShardHook(hook) else { throw entry.invalid(.hook, expected: "a hook of the shards", found: Printable.text(hook)) }
             guard statistics[hook] == nil else { throw entry.invalid(.hook, expected: "statistics once per hook", found: "\(Printable.text(hook)) twice") }
             let value = try HookStatistics(entry)
             guard value.count == rows else { throw entry.invalid(.count, expected: "\(rows), the unit's rows", found: "\(value.count)") }
             statistics[hook] = value
         }
-        guard statistics.count == hooks.count else {
-            throw fields.invalid(.statistics, expected: "statistics for each of the \(hooks.count) hooks", found: "\(statistics.count)")
+        guard statistics.count == shards.count else {
+            throw fields.invalid(.statistics, expected: "statistics for each of the \(shards.count) hooks", found: "\(statistics.count)")
         }
         skipped = [:]
         for entry in try fields.allNested(.skipped, maxCount: 64) {
