@@ -19,13 +19,15 @@ public enum ZMTPEvent: Sendable {
 ///
 /// Each connection is a DEALER (by default) that talks to a ROUTER: it sends its greeting at
 /// once, READY when the peer's greeting is acceptable, what the owner queued when the peer's
-/// READY arrives, and answers PING with PONG. A connection
-/// connects `maxConnecting` at a time: a burst of a thousand SYNs overflows a listener's
-/// backlog (libzmq's is 100), and each dropped one costs a second before the kernel retries it.
-/// A connection that is refused (the peer is not listening yet) is retried every `reconnectInterval`
-/// until `connectTimeout`; one that breaks after that is reported closed, never reconnected.
-/// Messages are handed over as they arrive; sends go to the kernel at once, and what it does
-/// not take waits for EPOLLOUT.
+/// READY arrives, and answers PING with PONG. Messages are handed over as they arrive; sends
+/// go to the kernel at once, and what it does not take waits for EPOLLOUT.
+///
+/// Connections start `maxConnecting` at a time: a burst of a thousand SYNs overflows a
+/// listener's backlog (libzmq's is 100), and each dropped one costs a second before the kernel
+/// sends it again. A refused connect (the peer is not listening yet) is retried every
+/// `reconnectInterval` until `connectTimeout`; a connection that breaks after that is reported
+/// closed, never reconnected. The TTL in the peer's PINGs is not enforced: an owner that must
+/// notice a silent peer times it out itself.
 public final class ZMTPClient {
     public let socketType: String
     /// Socket types the peer may be.
@@ -43,7 +45,8 @@ public final class ZMTPClient {
     private let epoll: Int32
     private var connections: [Connection] = []
     private var ready = [epoll_event](repeating: epoll_event(), count: 1024)
-    /// Closures to report, and connections with decoded bytes left over (a handler threw).
+    /// Closed connections to report, and connections with decoded bytes left over (a handler
+    /// threw).
     private var notices: [ZMTPEvent] = []
     private var backlog: [Int] = []
     private var retrying: [Int] = []
@@ -121,6 +124,7 @@ public final class ZMTPClient {
     /// One non-blocking connect; refusals are retried, other failures close the connection.
     private func attempt(_ index: Int) {
         let connection = connections[index]
+        connection.state = .connecting
         let descriptor = socket(connection.address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { return fail(index, .system(call: "socket", code: errno)) }
         if connection.address.family != AF_UNIX {
@@ -135,7 +139,6 @@ public final class ZMTPClient {
         }
         let code = errno
         if status == 0 || code == EINPROGRESS {
-            connection.state = .connecting
             watch(index, writable: true, add: true)
             if status == 0 && connection.descriptor >= 0 { connected(index) }
             return
@@ -152,7 +155,7 @@ public final class ZMTPClient {
         guard [ECONNREFUSED, ENOENT, EAGAIN, ETIMEDOUT].contains(code) else { return fail(index, .system(call: "connect", code: code)) }
         let now = clock.now
         guard now - connection.since < connectTimeout else {
-            return fail(index, .connectTimedOut(seconds: Double(connectTimeout.components.seconds), lastCode: code))
+            return fail(index, .connectTimedOut(seconds: connectTimeout / .seconds(1), lastCode: code))
         }
         connection.state = .retrying
         connection.retryAt = now + reconnectInterval
@@ -233,7 +236,8 @@ public final class ZMTPClient {
 
     /// Waits up to `timeout` for traffic and hands each event to `handle`, which may send and
     /// close connections. Returns the number of events handled (0 on timeout or signal). If
-    /// `handle` throws, the error propagates and the events already read wait for the next call.
+    /// `handle` throws, the error propagates; the events not yet handed over wait for the next
+    /// call.
     @discardableResult
     public func wait(timeout: Duration, _ handle: (ZMTPEvent) throws -> Void) throws -> Int {
         var handled = 0
