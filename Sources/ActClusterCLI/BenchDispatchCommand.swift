@@ -14,10 +14,18 @@ struct BenchDispatchCommand: ParsableCommand {
         discussion: """
             Starts a real `actcluster coordinator` process on loopback over a synthetic corpus \
             of one line per unit, and plays --workers workers from this process (each its own \
-            DEALER socket and connection, spread over --client-threads threads). A null worker \
-            computes nothing and asks for its next unit with its DONE, as real workers do. The \
-            journal is fsynced as in a real run; the coordinator does not check shard files, \
-            since null workers write none.
+            connection, spread over --client-threads threads). A null worker computes nothing \
+            and asks for its next unit with its DONE, as real workers do. The journal is fsynced \
+            as in a real run; the coordinator does not check shard files, since null workers \
+            write none.
+
+            The null workers speak ZMTP 3.1, the ZeroMQ wire protocol, to the coordinator's \
+            unmodified libzmq ROUTER. By default (--null-workers zmtp) through actcluster's own \
+            minimal client (plain sockets, one epoll, a couple of syscalls per unit), so that \
+            they take little of the cores the coordinator runs on; --null-workers zmq gives each \
+            a libzmq DEALER socket, as real workers have, which costs about as much CPU per unit \
+            as the coordinator itself. The CPU per unit of both sides over the saturated phase is \
+            printed.
 
             The run has two phases. Saturated (the first half of the units): every null worker \
             answers each ASSIGN at once, so the coordinator works flat out; its units/s is the \
@@ -45,6 +53,9 @@ struct BenchDispatchCommand: ParsableCommand {
 
     @Option(help: "Socket between the null workers and the coordinator: tcp (loopback, as a fleet connects) or ipc (a Unix socket in the scratch folder: the same coordinator without the loopback TCP stack on both ends).")
     var transport = "tcp"
+
+    @Option(help: "How the null workers talk ZMTP: zmtp (actcluster's minimal client over plain sockets, cheap) or zmq (a libzmq DEALER socket each, as real workers; costs about the coordinator's CPU).")
+    var nullWorkers = NullWorkerKind.zmtp
 
     @Option(help: ArgumentHelp("Scratch folder for the corpus, journal and manifest (default: a new temporary folder).", valueName: "dir"))
     var scratch: String?
@@ -90,6 +101,8 @@ struct BenchDispatchCommand: ParsableCommand {
         let sampler = PeakMemorySampler(pid: coordinator.processIdentifier)
         sampler.start()
 
+        let kind = nullWorkers
+        let coordinatorPID = coordinator.processIdentifier
         let results = Mutex<[DispatchClientResult]>([])
         let group = DispatchGroup()
         let perThread = (workers + clientThreads - 1) / clientThreads
@@ -100,7 +113,8 @@ struct BenchDispatchCommand: ParsableCommand {
             let share = pacedRate > 0 ? units / 2 * names.count / workers : Int.max
             group.enter()
             let client = Thread {
-                let result = runNullWorkers(names: names, endpoint: endpoint, saturatedShare: share, hold: hold)
+                let result = runNullWorkers(
+                    names: names, endpoint: endpoint, kind: kind, coordinator: coordinatorPID, saturatedShare: share, hold: hold)
                 results.withLock { $0.append(result) }
                 group.leave()
             }
@@ -133,20 +147,31 @@ struct BenchDispatchCommand: ParsableCommand {
         if let start = all.compactMap(\.pacedStart).min(), let end = all.compactMap(\.pacedEnd).max(), end > start {
             pacedRateSeen = Double(paced) / (end - start).seconds
         }
+        // CPU from the first client thread's start to the last one's switch to paced (one
+        // span with the default single client thread). This process is the null workers, with
+        // libzmq's I/O thread for --null-workers zmq; the memory sampler's share is negligible.
+        let starts = all.compactMap(\.startCPU), ends = all.compactMap(\.saturatedEndCPU)
+        func perUnit(_ side: KeyPath<(workers: Double, coordinator: Double), Double>) -> Double {
+            guard let start = starts.map({ $0[keyPath: side] }).min(), let end = ends.map({ $0[keyPath: side] }).max() else { return 0 }
+            return (end - start) / Double(max(saturated, 1)) * 1e6
+        }
+        let workerCPU = perUnit(\.workers), coordinatorCPU = perUnit(\.coordinator)
         let manifest = try ShardManifest.read(directory + "/out")
-        print("dispatch: \(saturated + paced) units (manifest \(manifest.shards.count)) to \(workers) null workers over \(transport)")
+        print("dispatch: \(saturated + paced) units (manifest \(manifest.shards.count)) to \(workers) null workers (\(nullWorkers.rawValue)) over \(transport)")
         print("saturated: \(saturated) units at \(Int(rate)) units/s (goal ≥ 20000); latency p50 \(format(saturatedLatency.p50)) ms, p99 \(format(saturatedLatency.p99)) ms (workers ÷ units/s)")
         // The latency goal is about a coordinator at 20,000 units/s; with a lower capacity it is not met.
         let latency = pacedRate > 0 ? pacedLatency : saturatedLatency
         if pacedRate > 0 {
             print("paced: \(paced) units at \(Int(pacedRateSeen)) units/s (offered \(pacedRate)); lease latency p50 \(format(pacedLatency.p50)) ms, p99 \(format(pacedLatency.p99)) ms (goal p99 ≤ 5)")
         }
+        print("CPU per unit, saturated phase: null workers \(String(format: "%.1f", workerCPU)) µs, coordinator \(String(format: "%.1f", coordinatorCPU)) µs")
         print("coordinator peak RSS: \(peakRSS >> 20) MB (goal ≤ 200)")
         if json {
             var object: [String: Any] = [
                 "units": saturated + paced, "workers": workers, "units_per_second": rate, "p50_ms": latency.p50, "p99_ms": latency.p99,
                 "saturated_p50_ms": saturatedLatency.p50, "saturated_p99_ms": saturatedLatency.p99, "peak_rss_mb": Double(peakRSS) / 1_048_576,
-                "transport": transport,
+                "transport": transport, "null_workers": nullWorkers.rawValue,
+                "worker_cpu_us_per_unit": workerCPU, "coordinator_cpu_us_per_unit": coordinatorCPU,
             ]
             if pacedRate > 0 {
                 object["paced_offered_units_per_second"] = pacedRate
@@ -169,6 +194,10 @@ struct DispatchClientResult: Sendable {
     var pacedStart: ContinuousClock.Instant?
     var pacedEnd: ContinuousClock.Instant?
     var pacedLatencies: [Double] = []
+    /// CPU seconds so far of this process (the null workers) and of the coordinator, when this
+    /// thread's workers started and when their saturated phase ended.
+    var startCPU: (workers: Double, coordinator: Double)?
+    var saturatedEndCPU: (workers: Double, coordinator: Double)?
     var error: String?
 }
 
@@ -178,25 +207,17 @@ private func format(_ milliseconds: Double) -> String { String(format: "%.3f", m
 private let nullWorkerHook = "blocks.0.hook_resid_post"
 
 /// Plays `names.count` null workers on one thread until the coordinator sends SHUTDOWN to
-/// all. Each worker asks for its next unit with its DONE (`ready`), as real workers do. One
-/// epoll over the sockets' ZMQ_FDs finds those with messages, so a pass costs what arrived,
-/// not the number of sockets (zmq_poll over a thousand sockets would cost more than the
-/// coordinator's work). The null workers share the cores with the coordinator, so they do no
-/// more than the protocol needs: of an ASSIGN they read the unit and lease only.
-
-private func runNullWorkers(names: [String], endpoint: String, saturatedShare: Int, hold: Duration) -> DispatchClientResult {
+/// all. Each worker asks for its next unit with its DONE (`ready`), as real workers do. The
+/// null workers share the cores with the coordinator, so they do no more than the protocol
+/// needs: of an ASSIGN they read the unit and lease only. `coordinator` is sampled for its CPU
+/// time over the saturated phase.
+private func runNullWorkers(
+    names: [String], endpoint: String, kind: NullWorkerKind, coordinator: Int32, saturatedShare: Int, hold: Duration
+) -> DispatchClientResult {
     var result = DispatchClientResult()
     do {
-        let context = try ZeroMQContext()
-        var sockets: [ZeroMQSocket] = []
-        let events = try ZeroMQEventSet()
-        for index in names.indices {
-            let socket = try context.socket(.dealer)
-            try socket.configure(linger: .zero, maxMessageSize: ClusterWire.Limits.workerMaxMessageBytes)
-            try socket.connect(endpoint)
-            try events.add(socket, tag: index)
-            sockets.append(socket)
-        }
+        let transport = try kind.connect(workers: names.count, to: endpoint, maxMessageSize: ClusterWire.Limits.workerMaxMessageBytes)
+        defer { transport.close() }
         let clock = ContinuousClock()
         var generator = SystemRandomNumberGenerator()
         var askedAt = [ContinuousClock.Instant](repeating: clock.now, count: names.count)
@@ -206,11 +227,11 @@ private func runNullWorkers(names: [String], endpoint: String, saturatedShare: I
         var holding = Heap<HeldReport>()
         var open = names.count
         var paced = false
+        // This whole process (libzmq's I/O thread does most of a DEALER's work) and the coordinator.
+        func endSaturated() { result.saturatedEndCPU = (workers: ownCPUSeconds(), coordinator: processCPUSeconds(coordinator)) }
 
-        /// A send can consume the ZMQ_FD signal of a message that arrived meanwhile: callers
-        /// outside `drain` drain the socket after sending.
         func send(_ index: Int, _ message: WorkerMessage) throws {
-            try sockets[index].send(multipart: message.encode(), dontWait: true)
+            try transport.send(index, message.encode())
             lastSent[index] = clock.now
         }
         /// When each worker asked for its unit, and whether in the paced phase: an answer to a
@@ -230,52 +251,54 @@ private func runNullWorkers(names: [String], endpoint: String, saturatedShare: I
             try send(index, .done(done))
             ask(index)
         }
-        func drain(_ index: Int) throws {
-            while let frames = try sockets[index].receiveFramesIfReady() {
-                if let (unit, lease) = try Assignment.unitAndLease(frames: frames) {
-                    let latency = (clock.now - askedAt[index]).seconds
-                    if askedPaced[index] { result.pacedLatencies.append(latency) } else { result.saturatedLatencies.append(latency) }
-                    if paced {
-                        // Uniform over [0, 2·hold]: the mean offered load is workers / hold.
-                        let due = clock.now + hold * Double.random(in: 0..<2, using: &generator)
-                        holding.insert(HeldReport(due: due, index: index, unit: unit, lease: lease))
-                    } else {
-                        try answer(index, unit, lease)
-                    }
-                    continue
+        /// One message from the coordinator to worker `index`.
+        func handle(_ index: Int, _ frames: [[UInt8]]) throws {
+            if let (unit, lease) = try Assignment.unitAndLease(frames: frames) {
+                let latency = (clock.now - askedAt[index]).seconds
+                if askedPaced[index] { result.pacedLatencies.append(latency) } else { result.saturatedLatencies.append(latency) }
+                if paced {
+                    // Uniform over [0, 2·hold]: the mean offered load is workers / hold.
+                    let due = clock.now + hold * Double.random(in: 0..<2, using: &generator)
+                    holding.insert(HeldReport(due: due, index: index, unit: unit, lease: lease))
+                } else {
+                    try answer(index, unit, lease)
                 }
-                switch try CoordinatorMessage.decode(frames: frames) {
-                case .assign: break
-                case .ack:
-                    if paced {
-                        result.pacedUnits += 1
-                        result.pacedEnd = clock.now
-                    } else {
-                        result.saturatedUnits += 1
-                        result.saturatedEnd = clock.now
-                        if result.saturatedUnits >= saturatedShare && hold > .zero {
-                            paced = true
-                            result.pacedStart = clock.now
-                        }
+                return
+            }
+            switch try CoordinatorMessage.decode(frames: frames) {
+            case .assign: break
+            case .ack:
+                if paced {
+                    result.pacedUnits += 1
+                    result.pacedEnd = clock.now
+                } else {
+                    result.saturatedUnits += 1
+                    result.saturatedEnd = clock.now
+                    if result.saturatedUnits >= saturatedShare && hold > .zero {
+                        paced = true
+                        result.pacedStart = clock.now
+                        endSaturated()
                     }
-                case .shutdown:
-                    if !finished[index] {
-                        finished[index] = true
-                        open -= 1
-                    }
-                case .disconnect:
-                    try send(index, .ready(Ready(worker: names[index], assignBeforeAck: true)))
-                    ask(index)
-                case .heartbeat, .cancel: break
                 }
+            case .shutdown:
+                if !finished[index] {
+                    finished[index] = true
+                    open -= 1
+                    transport.finish(index)
+                }
+            case .disconnect:
+                try send(index, .ready(Ready(worker: names[index], assignBeforeAck: true)))
+                ask(index)
+            case .heartbeat, .cancel: break
             }
         }
 
         result.firstReady = clock.now
+        result.startCPU = (workers: ownCPUSeconds(), coordinator: processCPUSeconds(coordinator))
         for index in names.indices {
             try send(index, .ready(Ready(worker: names[index], assignBeforeAck: true)))
             ask(index)
-            try drain(index)
+            try transport.drain(index, handle)
         }
         var lastMessage = clock.now
         var lastSweep = clock.now
@@ -283,12 +306,10 @@ private func runNullWorkers(names: [String], endpoint: String, saturatedShare: I
             while let next = holding.min, next.due <= clock.now {
                 let report = holding.removeMin()!
                 try answer(report.index, report.unit, report.lease)
-                try drain(report.index)
+                try transport.drain(report.index, handle)
             }
             let untilDue = holding.min.map { $0.due - clock.now } ?? .milliseconds(50)
-            let ready = try events.wait(timeout: min(.milliseconds(50), untilDue))
-            if !ready.isEmpty { lastMessage = clock.now }
-            for index in ready { try drain(index) }
+            if try transport.wait(timeout: min(.milliseconds(50), untilDue), handle) { lastMessage = clock.now }
             let now = clock.now
             guard now - lastSweep >= .milliseconds(200) else { continue }
             lastSweep = now
@@ -297,10 +318,10 @@ private func runNullWorkers(names: [String], endpoint: String, saturatedShare: I
             // workers must still be heard from, or the coordinator drops them.
             for index in names.indices where !finished[index] {
                 if now - lastSent[index] >= .milliseconds(500) { try send(index, .heartbeat(WorkerHeartbeat(worker: names[index]))) }
-                try drain(index)
+                try transport.drain(index, handle)
             }
         }
-        for socket in sockets { socket.close() }
+        if !paced { endSaturated() }
     } catch {
         result.error = "\(error)"
     }
@@ -350,6 +371,24 @@ func freeLoopbackPort() throws -> Int {
     let endpoint = try socket.bind("tcp://127.0.0.1:0")
     guard let port = Int(endpoint.split(separator: ":").last ?? "") else { throw CommandFailure("cannot read a port from \(endpoint)") }
     return port
+}
+
+/// User and system CPU seconds of a process so far (0 if it has exited), from
+/// /proc/PID/stat: fields 14 and 15, in clock ticks, counted after the command name.
+func processCPUSeconds(_ pid: Int32) -> Double {
+    guard let stat = readWholeFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return 0 }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    // fields[0] is the state (field 3), so utime (14) and stime (15) are fields[11] and [12].
+    guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+/// User and system CPU seconds of this process so far, all threads.
+func ownCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
+    func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// VmHWM of a process, in bytes (0 if it has exited).
