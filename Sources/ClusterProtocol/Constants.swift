@@ -338,9 +338,6 @@ public enum ClusterWire {
         public static let heartbeatInterval: Duration = .seconds(1)
         /// A peer (and a lease) is dead after this many intervals without any message.
         public static let liveness = 3
-        /// The longest a coordinator holds a durable ACK for a worker with `assign_before_ack`,
-        /// to send it with the next message to that worker (one segment instead of two).
-        public static let ackHold: Duration = .milliseconds(100)
         /// A worker's first reconnect delay, doubled up to ``reconnectMaximum``.
         public static let reconnectInitial: Duration = .seconds(1)
         public static let reconnectMaximum: Duration = .seconds(32)

@@ -45,11 +45,7 @@ public final class Coordinator {
     private var plannedLines: [UnitID: [CorpusLine]] = [:]
     /// Replies and file deletions waiting for the journal to hold the events they follow from
     /// (``Journal/durableEvents`` reaching `after`), in the order queued.
-    private var outbox: [(routingID: [UInt8], frames: [[UInt8]], assigned: LeaseID?, holdable: Bool, after: Int)] = []
-    /// Sessions holding ACKs, in the order of their deadlines (every ACK is held equally long);
-    /// entries of sessions that sent theirs since are skipped.
-    private var heldAckQueue: [(session: WorkerSession, deadline: ContinuousClock.Instant)] = []
-    private var heldAckHead = 0
+    private var outbox: [(routingID: [UInt8], frames: [[UInt8]], assigned: LeaseID?, after: Int)] = []
     private var outboxHead = 0
     /// Messages in the outbox per peer: a message that could go at once still waits behind them.
     private var queuedPerPeer: [[UInt8]: Int] = [:]
@@ -214,7 +210,6 @@ public final class Coordinator {
             try startCommit()
             // Nothing in flight: everything appended is durable, so nothing may wait.
             if !journal.commitInFlight && (!deletions.isEmpty || outboxHead < outbox.count) { releaseOutbox() }
-            releaseHeldAcks(now: passStarted)
 
             if state.allUnitsFinished {
                 try complete()
@@ -222,7 +217,6 @@ public final class Coordinator {
             }
             if draining && trackers.isEmpty {
                 try commit()
-                releaseHeldAcks(now: .now + Self.ackHold)
                 logger.notice("drained", metadata: metadataCounts())
                 return .drained(summary(manifest: false))
             }
@@ -293,11 +287,7 @@ public final class Coordinator {
             } else {
                 queuedPerPeer[message.routingID] = nil
             }
-            if message.holdable, let session = sessions[message.routingID], session.assignBeforeAck, !session.shutdownSent {
-                hold(message.frames, for: session)
-            } else {
-                send(message.frames, to: message.routingID, assigned: message.assigned)
-            }
+            send(message.frames, to: message.routingID, assigned: message.assigned)
         }
         if outboxHead == outbox.count {
             outbox.removeAll(keepingCapacity: true)
@@ -319,50 +309,8 @@ public final class Coordinator {
         deletions.removeLast(deletions.count - kept)
     }
 
-    /// A durable ACK of a report with `ready` may wait for the next message to its worker (the
-    /// ASSIGN that report asked for, usually), to leave in the same TCP segment instead of one
-    /// of its own: a third fewer messages per unit for the socket and the kernel on both ends.
-    /// Only for workers that take the ASSIGN before the ACK; far below the liveness period
-    /// after which a worker resends an unacknowledged report.
-    static let ackHold = ClusterWire.Defaults.ackHold
-
-    private func hold(_ frames: [[UInt8]], for session: WorkerSession) {
-        if session.heldUntil == nil {
-            let deadline = passStarted + Self.ackHold
-            session.heldUntil = deadline
-            heldAckQueue.append((session, deadline))
-        }
-        session.heldAcks.append(frames)
-    }
-
-    /// Sends the held ACKs whose time is up.
-    private func releaseHeldAcks(now: ContinuousClock.Instant) {
-        while heldAckHead < heldAckQueue.count, heldAckQueue[heldAckHead].deadline <= now {
-            let session = heldAckQueue[heldAckHead].session
-            heldAckHead += 1
-            if let until = session.heldUntil, until <= now { sendHeldAcks(of: session) }
-        }
-        if heldAckHead == heldAckQueue.count {
-            heldAckQueue.removeAll(keepingCapacity: true)
-            heldAckHead = 0
-        } else if heldAckHead > 4096 && heldAckHead * 2 > heldAckQueue.count {
-            heldAckQueue.removeFirst(heldAckHead)
-            heldAckHead = 0
-        }
-    }
-
-    private func sendHeldAcks(of session: WorkerSession) {
-        let acks = session.heldAcks
-        session.heldAcks = []
-        session.heldUntil = nil
-        guard sessions[session.routingID] === session else { return }
-        for frames in acks { send(frames, to: session.routingID) }
-    }
-
     private func send(_ frames: [[UInt8]], to routingID: [UInt8], assigned: LeaseID? = nil) {
         let session = sessions[routingID]
-        // Held ACKs go first, written back to back with this message so the socket sends both at once.
-        if let session, !session.heldAcks.isEmpty { sendHeldAcks(of: session) }
         do {
             // Only the routing frame may fail (ROUTER_MANDATORY); the rest then goes with it.
             try workerSocket.send(routingID, more: true, dontWait: true)
@@ -382,17 +330,16 @@ public final class Coordinator {
 
     /// Sends `message` once the journal holds every event appended so far (or the first
     /// `after` events), and after the messages queued for the same peer before it.
-    /// `holdable`: an ACK that may wait for the worker's next message (``ackHold``).
-    private func queue(_ message: CoordinatorMessage, to routingID: [UInt8], assigned: LeaseID? = nil, holdable: Bool = false, after: Int? = nil) {
-        queue(frames: message.encode(), to: routingID, assigned: assigned, holdable: holdable, after: after ?? journal.appendedEvents)
+    private func queue(_ message: CoordinatorMessage, to routingID: [UInt8], assigned: LeaseID? = nil, after: Int? = nil) {
+        queue(frames: message.encode(), to: routingID, assigned: assigned, after: after ?? journal.appendedEvents)
     }
 
-    private func queue(frames: [[UInt8]], to routingID: [UInt8], assigned: LeaseID? = nil, holdable: Bool = false, after: Int) {
+    private func queue(frames: [[UInt8]], to routingID: [UInt8], assigned: LeaseID? = nil, after: Int) {
         if after <= journal.durableEvents && queuedPerPeer[routingID] == nil {
             send(frames, to: routingID, assigned: assigned)
             return
         }
-        outbox.append((routingID, frames, assigned, holdable, after))
+        outbox.append((routingID, frames, assigned, after))
         queuedPerPeer[routingID, default: 0] += 1
     }
 
@@ -544,7 +491,7 @@ public final class Coordinator {
         let plan = state.active[done.unit]?.plan
         let transition = apply(.done(done), decodedFrom: body)
         let outcome = transition.acknowledgement ?? .rejected
-        queue(.ack(Acknowledgement(unit: done.unit, lease: done.lease, outcome: outcome, reason: transition.reason)), to: routingID, holdable: done.ready)
+        queue(.ack(Acknowledgement(unit: done.unit, lease: done.lease, outcome: outcome, reason: transition.reason)), to: routingID)
         let after = journal.appendedEvents
         deletions += transition.deleteFiles.map { ($0, after) }
         switch transition.verdict {
@@ -682,8 +629,6 @@ public final class Coordinator {
     private func dropSession(_ session: WorkerSession, reason: String) {
         guard sessions[session.routingID] === session else { return }
         sessions[session.routingID] = nil
-        session.heldAcks = []
-        session.heldUntil = nil
         if sessionsByName[session.name] === session { sessionsByName[session.name] = nil }
         session.idle = false
         // Its lease, if any, lives on until its own deadline: the worker may reconnect.
@@ -840,8 +785,6 @@ public final class Coordinator {
     private func serveShutdown() throws {
         for session in sessions.values where !session.shutdownSent { shutDown(session, reason: "the run is complete") }
         try commit()
-        // Nothing follows that held ACKs could wait for.
-        releaseHeldAcks(now: .now + Self.ackHold)
         let end = clock.now + configuration.heartbeatInterval * 2
         var poller = makePoller()
         while clock.now < end && stopRequests() == 0 {
@@ -858,7 +801,6 @@ public final class Coordinator {
                 }
             }
             try commit()
-            releaseHeldAcks(now: .now + Self.ackHold)
         }
     }
 

@@ -21,10 +21,6 @@ final class WorkerSession {
     /// Its READY said it takes the ASSIGN that answers a report's `ready` before the report's
     /// ACK: that ASSIGN need not wait behind the ACK (and so for the report to be durable).
     var assignBeforeAck = false
-    /// Durable ACKs held back to leave with the next message to this worker (see
-    /// ``Coordinator/ackHold``), and when they must leave in any case.
-    var heldAcks: [[[UInt8]]] = []
-    var heldUntil: Instant?
     var unitsDone = 0
     /// Tokens per second of its last finished unit.
     var lastRate = 0.0

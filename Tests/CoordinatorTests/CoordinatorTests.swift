@@ -294,44 +294,6 @@ import ZeroMQ
         #expect(summary.unitsDone == 6 && summary.unitsFailed == 0)
     }
 
-    /// To a worker that takes ASSIGN before ACK, a durable ACK is held back to leave with the
-    /// next message to it, written just before that message; without one it leaves when the
-    /// hold is up. (Assumes the journal sync of a DONE ends within the 60 ms quiet window.)
-    @Test func heldAckLeavesWithTheNextAssign() throws {
-        let directory = try scratchDirectory("held-ack")
-        let corpus = directory + "/corpus.txt"
-        try writeCorpus(corpus, documents: 6)
-        let coordinator = try RunningCoordinator(run: Fixture.run(corpus: [corpus], out: directory, unitTokens: 8))
-        let context = try ZeroMQContext()
-        let worker = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "pipelined", directory: directory)
-        try worker.send(.ready(Ready(worker: worker.name, assignBeforeAck: true)))
-        let first = try worker.assignment()
-        var done = try worker.finish(first)
-        done.ready = true
-        try worker.send(.done(done))
-        let second = try worker.assignment()
-        #expect(try worker.next(timeout: .milliseconds(60)) == nil, "the ACK of the first DONE was not held")
-        done = try worker.finish(second)
-        done.ready = true
-        try worker.send(.done(done))
-        let messages = [try worker.next(), try worker.next()].compactMap { $0 }
-        guard messages.count == 2, case .ack(let ack) = messages[0], case .assign(let third) = messages[1] else {
-            Issue.record("expected the held ACK, then ASSIGN; got \(messages.map(\.command))")
-            return
-        }
-        #expect(ack.lease == first.lease && ack.outcome == .accepted && third.lease > second.lease)
-        // Nothing else goes to this worker now: the second ACK leaves when its hold is up.
-        let start = ContinuousClock.now
-        let late = try worker.acknowledgement(timeout: .seconds(2))
-        #expect(late.lease == second.lease && ContinuousClock.now - start < ClusterWire.Defaults.ackHold + .milliseconds(500))
-        try worker.send(.done(try worker.finish(third)))
-        #expect(try worker.acknowledgement().lease == third.lease)
-        let last = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "last", directory: directory)
-        while try last.work() != nil {}
-        guard case .completed(let summary) = try coordinator.outcome() else { Issue.record("not completed"); return }
-        #expect(summary.unitsDone == 6 && summary.unitsFailed == 0)
-    }
-
     /// A STATUS request gets counts that add up.
     @Test func statusReportsProgress() throws {
         let directory = try scratchDirectory("status")
