@@ -67,6 +67,7 @@ public final class Coordinator {
     private var lastLoopPass: ContinuousClock.Instant
     /// When the loop's current pass began (after its wait).
     private var passStarted: ContinuousClock.Instant
+    private var lastCommitStart: ContinuousClock.Instant
     private var lastProgressLog: ContinuousClock.Instant
     private var bytesDone: Int64 = 0
     private var tokensDoneHere = 0
@@ -84,6 +85,7 @@ public final class Coordinator {
         lastTimerPass = startedAt
         lastLoopPass = startedAt
         passStarted = startedAt
+        lastCommitStart = startedAt
         lastProgressLog = startedAt
         let run = configuration.run
 
@@ -187,7 +189,7 @@ public final class Coordinator {
             if requests >= 1 && !draining { beginDrain() }
             if draining && (requests >= 2 || clock.now >= drainDeadline!) { releaseAll(reason: requests >= 2 ? "the coordinator was stopped" : "the coordinator's drain timed out") }
 
-            _ = try poller.poll(timeout: .milliseconds(50))
+            _ = try poller.poll(timeout: pollTimeout())
             passStarted = clock.now
             try finishCommit()
             try answerAuthentication()
@@ -233,11 +235,19 @@ public final class Coordinator {
         return poller
     }
 
-    /// Hands the buffered events to the journal thread, unless a commit is in flight (the
-    /// events then go with the next one).
+    /// How long the loop may wait for messages: until a buffered commit is due at the latest.
+    private func pollTimeout() -> Duration {
+        guard !journal.commitInFlight, journal.bufferedEvents > 0 else { return .milliseconds(50) }
+        return min(.milliseconds(50), max(.zero, lastCommitStart + configuration.commitInterval - clock.now))
+    }
+
+    /// Hands the buffered events to the journal thread, unless a commit is in flight or the
+    /// last one began less than ``CoordinatorConfiguration/commitInterval`` ago (the events
+    /// then go with the next one).
     private func startCommit() throws {
-        guard !journal.commitInFlight, journal.bufferedEvents > 0 else { return }
+        guard !journal.commitInFlight, journal.bufferedEvents > 0, passStarted - lastCommitStart >= configuration.commitInterval else { return }
         guard let commit = try journalOperation({ try journal.prepareCommit() }) else { return }
+        lastCommitStart = passStarted
         inFlightMarks = (state.nextUnit.rawValue, reservedHere)
         syncer.submit(commit)
     }

@@ -51,9 +51,10 @@ final class JournalSyncer: Sendable {
             state.withLock {
                 $0.request = nil
                 $0.finished = (commit, failure)
+                // Under the lock: whoever sees `finished` finds the byte in the pipe.
+                var one: UInt8 = 1
+                _ = write(signalDescriptor, &one, 1)
             }
-            var one: UInt8 = 1
-            _ = write(signalDescriptor, &one, 1)
         }
     }
 
@@ -68,13 +69,12 @@ final class JournalSyncer: Sendable {
 
     /// The commit that finished since the last call, with its error if it failed; nil while it runs.
     func takeFinished() -> (commit: JournalCommit, error: (any Error)?)? {
+        // The lock first: the loop asks every pass, and a read of the pipe is a system call.
+        guard let finished = state.withLock({ state in defer { state.finished = nil }; return state.finished }) else { return nil }
+        // The one byte written for it.
         var bytes = (UInt64(0), UInt64(0))
         _ = read(wakeDescriptor, &bytes, 16)
-        return state.withLock {
-            let finished = $0.finished
-            $0.finished = nil
-            return finished
-        }
+        return finished
     }
 
     /// Waits for the commit in flight to finish.
