@@ -41,8 +41,9 @@ public final class Coordinator {
     private var sessionsByName: [String: WorkerSession] = [:]
     private var idleQueue: [[UInt8]] = []
     private var trackers: [LeaseID: LeaseTracker] = [:]
-    /// Lines of planned units not yet leased, so a first ASSIGN needs no second read.
-    private var plannedLines: [UnitID: [CorpusLine]] = [:]
+    /// ASSIGNs of planned units not yet leased, encoded but for the lease as they are planned,
+    /// so a first ASSIGN needs no second read of the corpus.
+    private var plannedAssignments: [UnitID: AssignmentTemplate] = [:]
     /// Replies and file deletions waiting for the journal to hold the events they follow from
     /// (``Journal/durableEvents`` reaching `after`), in the order queued.
     private var outbox: [(routingID: [UInt8], frames: [[UInt8]], assigned: LeaseID?, after: Int)] = []
@@ -654,8 +655,19 @@ public final class Coordinator {
     // MARK: Planning and assignment
 
     private var pendingTarget: Int { max(configuration.lookahead, 2 * sessions.count) }
-    /// The settings every ASSIGN carries, encoded once.
-    private var encodedSettings: [UInt8]?
+    /// The settings every ASSIGN carries, encoded once: the journal's, but the trainer where
+    /// it listens now.
+    private lazy var encodedSettings: [UInt8] = {
+        var settings = state.run.settings
+        settings.trainerEndpoint = configuration.run.settings.trainerEndpoint
+        return Assignment.encodedSettings(settings)
+    }()
+
+    private func assignmentTemplate(_ plan: UnitPlan, lines: [CorpusLine]) -> AssignmentTemplate {
+        AssignmentTemplate(
+            run: state.run.run, heartbeatInterval: configuration.heartbeatInterval, liveness: configuration.liveness,
+            encodedSettings: encodedSettings, file: state.run.corpus.paths[plan.fileIndex], plan: plan, corpusLines: lines)
+    }
     /// Lease ids reserved per LEASES_RESERVED record (one sync per this many leases).
     static let leaseBlock: UInt64 = 65_536
 
@@ -670,7 +682,7 @@ public final class Coordinator {
             guard transition.changed else {
                 throw CoordinatorError("the planner cut unit \(plan.unit), which the journal does not accept: \(transition.reason ?? ""); the corpus may have changed")
             }
-            plannedLines[plan.unit] = lines
+            plannedAssignments[plan.unit] = assignmentTemplate(plan, lines: lines)
         }
     }
 
@@ -679,11 +691,6 @@ public final class Coordinator {
 
     private func assign() throws {
         guard !state.pending.isEmpty, !idleQueue.isEmpty else { return }
-        // The journal's settings, but the trainer where it listens now; encoded once.
-        var settings = state.run.settings
-        settings.trainerEndpoint = configuration.run.settings.trainerEndpoint
-        if encodedSettings == nil { encodedSettings = Assignment.encodedSettings(settings) }
-        let settingsBytes = encodedSettings!
         // Taken from the front by index and cut once: removeFirst per unit would move the rest.
         var taken = 0
         defer { idleQueue.removeFirst(taken) }
@@ -699,12 +706,12 @@ public final class Coordinator {
             guard transition.changed, let record = state.active[unit] else {
                 throw CoordinatorError("internal error: leasing unit \(unit) was refused: \(transition.reason ?? "")")
             }
-            let lines: [CorpusLine]
-            if let cached = plannedLines.removeValue(forKey: unit) {
-                lines = cached
+            let template: AssignmentTemplate
+            if let cached = plannedAssignments.removeValue(forKey: unit) {
+                template = cached
             } else {
                 do {
-                    lines = try unitReader.lines(of: record.plan)
+                    template = assignmentTemplate(record.plan, lines: try unitReader.lines(of: record.plan))
                 } catch {
                     throw CoordinatorError("\(error)")
                 }
@@ -712,21 +719,16 @@ public final class Coordinator {
             let now = clock.now
             session.lease = lease
             trackers[lease] = LeaseTracker(unit: unit, holder: routingID, deadline: now + configuration.livenessPeriod, claimed: true, started: now)
-            let assignment = Assignment(
-                run: state.run.run, lease: lease, attempt: record.leases.count, heartbeatInterval: configuration.heartbeatInterval,
-                liveness: configuration.liveness, settings: settings, file: state.run.corpus.paths[record.plan.fileIndex], plan: record.plan,
-                corpusLines: lines)
+            let frames = template.frames(lease: lease, attempt: record.leases.count)
             // A lease is soft state: after a crash before its LEASED is durable the unit is simply
             // pending again, and reports for the lease are ignored. So the ASSIGN waits only for
             // its unit's PLANNED and its id's reservation, not for the commit in flight.
             let durable = unit.rawValue < durablePlanned && lease <= durableReservation
             if durable && session.assignBeforeAck {
                 // Ahead of the ACK of the report that asked for it, which waits for the sync.
-                send(CoordinatorMessage.assign(assignment, encodedSettings: settingsBytes), to: routingID, assigned: lease)
+                send(frames, to: routingID, assigned: lease)
             } else {
-                queue(
-                    frames: CoordinatorMessage.assign(assignment, encodedSettings: settingsBytes), to: routingID, assigned: lease,
-                    after: durable ? 0 : journal.appendedEvents)
+                queue(frames: frames, to: routingID, assigned: lease, after: durable ? 0 : journal.appendedEvents)
             }
             logger.debug("unit_leased", metadata: ["unit": "\(unit)", "lease": "\(lease)", "worker": "\(session.name)", "attempt": "\(record.leases.count)"])
         }

@@ -99,6 +99,21 @@ private func patchUInt(_ body: [UInt8], tag: ClusterWire.Tag, _ value: UInt64) -
         #expect(try CoordinatorMessage.decode(frames: frames) == .assign(assignment))
     }
 
+    /// One template per unit serves every lease: each decodes to the assignment with that
+    /// lease and attempt, and leaves the other fields as the full encoding does.
+    @Test func assignmentTemplateServesEveryLease() throws {
+        let assignment = Samples.assignment
+        let template = AssignmentTemplate(
+            run: assignment.run, heartbeatInterval: assignment.heartbeatInterval, liveness: assignment.liveness,
+            encodedSettings: Assignment.encodedSettings(assignment.settings), file: assignment.file, plan: assignment.plan, lines: assignment.lines)
+        for (lease, attempt) in [(LeaseID(7), 1), (LeaseID(123_456_789), 3)] {
+            var expected = assignment
+            expected.lease = lease
+            expected.attempt = attempt
+            #expect(try CoordinatorMessage.decode(frames: template.frames(lease: lease, attempt: attempt)) == .assign(expected))
+        }
+    }
+
     @Test func everyJournalEvent() throws {
         for event in Samples.events {
             #expect(try CoordinatorEvent.decode(event.encoded()) == event)

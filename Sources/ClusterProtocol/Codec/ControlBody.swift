@@ -7,6 +7,22 @@ struct FieldWriter {
     /// Room for a typical control body, so writing it does not regrow the array field by field.
     init(capacity: Int = 256) { bytes.reserveCapacity(capacity) }
 
+    /// Writes on at the end of `bytes` (which it takes over; ``take()`` gives them back).
+    init(continuing bytes: consuming [UInt8]) { self.bytes = bytes }
+
+    /// The bytes written, leaving the writer empty (no copy).
+    mutating func take() -> [UInt8] {
+        var taken: [UInt8] = []
+        swap(&taken, &bytes)
+        return taken
+    }
+
+    /// One byte outside any field (a journal record's kind).
+    mutating func byte(_ value: UInt8) { bytes.append(value) }
+
+    /// Whole fields encoded before (another writer's `bytes`).
+    mutating func raw(_ fields: [UInt8]) { bytes += fields }
+
     private mutating func header(_ tag: Tag, length: Int) {
         precondition(length <= Int(UInt32.max), "field \(tag) of \(length) bytes is too long for the protocol")
         bytes.append(tag.rawValue)

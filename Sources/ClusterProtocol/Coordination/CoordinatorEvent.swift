@@ -142,6 +142,13 @@ public enum CoordinatorEvent: Equatable, Hashable, Sendable {
     /// A journal record's payload: the kind byte, then a control body.
     public func encoded() -> [UInt8] {
         var writer = FieldWriter()
+        write(to: &writer)
+        return writer.bytes
+    }
+
+    /// Writes ``encoded()`` at the end of `writer`.
+    func write(to writer: inout FieldWriter) {
+        writer.byte(kind.rawValue)
         switch self {
         case .started(let run): run.write(to: &writer)
         case .planned(let plan):
@@ -159,7 +166,6 @@ public enum CoordinatorEvent: Equatable, Hashable, Sendable {
         case .done(let done): done.write(to: &writer)
         case .leasesReserved(let through): writer.uint(.lease, through.rawValue)
         }
-        return [kind.rawValue] + writer.bytes
     }
 
     /// Decodes a record payload.

@@ -250,8 +250,37 @@ public final class Journal {
             try appendEntry(kind: event.kind, body: body, event: event)
             return
         }
-        let entry = event.encoded()
-        try appendEntry(kind: nil, body: entry, event: event)
+        switch event {
+        case .leased, .planned: try appendInPlace(event)
+        default: try appendEntry(kind: nil, body: event.encoded(), event: event)
+        }
+    }
+
+    /// Encodes a LEASED or PLANNED (two per unit) straight into the buffer: no array of its
+    /// own, and no replay check (see ``appendEntry(kind:body:event:)``).
+    private func appendInPlace(_ event: CoordinatorEvent) throws {
+        let start = buffered.count
+        var bytes: [UInt8] = []
+        swap(&bytes, &buffered)
+        bytes.append(contentsOf: [0, 0, 0, 0])
+        var writer = FieldWriter(continuing: bytes)
+        event.write(to: &writer)
+        buffered = writer.take()
+        let count = buffered.count - start - 4
+        guard count <= JournalFormat.maxEventBytes else {
+            buffered.removeLast(count + 4)
+            throw fail(size, "a \(event.kind) event of \(count) bytes is over the limit of \(JournalFormat.maxEventBytes)")
+        }
+        withUnsafeBytes(of: UInt32(count).littleEndian) { buffered.replaceSubrange(start..<(start + 4), with: $0) }
+        if start > 0 && buffered.count > JournalFormat.maxRecordBytes {
+            // Very rare (a commit of several huge events): this one starts the next record.
+            let entry = Array(buffered[start...])
+            buffered.removeLast(buffered.count - start)
+            pendingRecords.append(buffered)
+            buffered = entry
+        }
+        bufferedEvents += 1
+        appendedEvents += 1
     }
 
     /// Buffers `kind · body` (or `body`, which starts with its kind, when `kind` is nil).
@@ -260,13 +289,13 @@ public final class Journal {
         guard count <= JournalFormat.maxEventBytes else {
             throw fail(size, "a \(event.kind) event of \(count) bytes is over the limit of \(JournalFormat.maxEventBytes)")
         }
-        // DONE and LEASED, the events of every unit, carry only what the same codec decoded
-        // from a worker's message (a LEASED names a worker from its READY), and PLANNED only
-        // what the planner cut (CoordinatorState checked it continues the plan before it is
-        // appended), so they replay; decoding them again would double the journal's cost at
-        // dispatch rates. Every other event is checked.
+        // The events of every unit are not decoded again, which would double the journal's
+        // cost at dispatch rates: DONE and LEASED carry only what the same codec decoded from
+        // a worker's message (a LEASED names a worker from its READY), PLANNED only what the
+        // planner cut (CoordinatorState checked it continues the plan before it is appended),
+        // so they replay. LEASED and PLANNED are appended in place. Every other event is checked.
         switch event {
-        case .done, .leased, .planned: break
+        case .done: break
         default: try verifyReplay(entry, event)
         }
         if buffered.count + 4 + count > JournalFormat.maxRecordBytes {

@@ -101,44 +101,6 @@ public struct Assignment: Equatable, Hashable, Sendable {
         return writer.bytes
     }
 
-    /// Frames 2 (body), 3 (line table) and 4 (text).
-    func frames(encodedSettings: [UInt8]? = nil) -> [[UInt8]] {
-        var writer = FieldWriter()
-        writer.uint(.run, run)
-        writer.uint(.unit, plan.unit.rawValue)
-        writer.uint(.lease, lease.rawValue)
-        writer.int(.attempt, attempt)
-        writer.uint(.heartbeatMilliseconds, UInt64(max(1, heartbeatInterval.wholeMilliseconds)))
-        writer.int(.liveness, liveness)
-        if let encodedSettings {
-            writer.fields(.settings, encoded: encodedSettings)
-        } else {
-            writer.fields(.settings) { settings.write(to: &$0) }
-        }
-        writer.fields(.corpus) { nested in
-            nested.string(.file, file)
-            plan.writePosition(to: &nested)
-        }
-        var table = [UInt8]()
-        table.reserveCapacity(lines.count * ClusterWire.lineRecordSize)
-        var text = [UInt8]()
-        text.reserveCapacity(plan.textBytes)
-        for line in lines {
-            withUnsafeBytes(of: UInt64(line.rawBytes).littleEndian) { table.append(contentsOf: $0) }
-            switch line.content {
-            case .success(let document):
-                let start = text.count
-                text.append(contentsOf: document.utf8)
-                table.append(ClusterWire.LineStatus.text.rawValue)
-                withUnsafeBytes(of: UInt32(text.count - start).littleEndian) { table.append(contentsOf: $0) }
-            case .failure(let reason):
-                table.append(UnitLine.status(reason).rawValue)
-                table.append(contentsOf: [0, 0, 0, 0])
-            }
-        }
-        return [writer.bytes, table, text]
-    }
-
     /// The unit and lease of an ASSIGN (frames as ``CoordinatorMessage/decode(frames:)`` takes
     /// them), nil for another command, without decoding its settings and lines: for simulated
     /// workers that compute nothing (`bench dispatch`), which must not cost the coordinator
@@ -219,4 +181,76 @@ public struct Assignment: Equatable, Hashable, Sendable {
         }
         self.lines = lines
     }
+}
+
+/// An ASSIGN with everything but its lease encoded ahead, so that leasing a unit writes only
+/// the unit, lease and attempt fields: a coordinator prepares one per unit as it plans it.
+/// The frames are byte for byte those of ``CoordinatorMessage/assign(_:encodedSettings:)``.
+public struct AssignmentTemplate: Sendable {
+    public let unit: UnitID
+    /// The body's fields before the unit (run) and after the attempt (timing, settings, corpus).
+    private let head: [UInt8]
+    private let tail: [UInt8]
+    private let table: [UInt8]
+    private let text: [UInt8]
+
+    public init(
+        run: UInt64, heartbeatInterval: Duration, liveness: Int, encodedSettings: [UInt8], file: String, plan: UnitPlan, lines: [UnitLine]
+    ) {
+        precondition(lines.count == plan.lineCount, "a plan of \(plan.lineCount) lines with \(lines.count) lines")
+        unit = plan.unit
+        var head = FieldWriter(capacity: 16)
+        head.uint(.run, run)
+        self.head = head.bytes
+        var tail = FieldWriter(capacity: encodedSettings.count + file.utf8.count + 160)
+        tail.uint(.heartbeatMilliseconds, UInt64(max(1, heartbeatInterval.wholeMilliseconds)))
+        tail.int(.liveness, liveness)
+        tail.fields(.settings, encoded: encodedSettings)
+        tail.fields(.corpus) { nested in
+            nested.string(.file, file)
+            plan.writePosition(to: &nested)
+        }
+        self.tail = tail.bytes
+        var table = [UInt8]()
+        table.reserveCapacity(lines.count * ClusterWire.lineRecordSize)
+        var text = [UInt8]()
+        text.reserveCapacity(plan.textBytes)
+        for line in lines {
+            withUnsafeBytes(of: UInt64(line.rawBytes).littleEndian) { table.append(contentsOf: $0) }
+            switch line.content {
+            case .success(let document):
+                let start = text.count
+                text.append(contentsOf: document.utf8)
+                table.append(ClusterWire.LineStatus.text.rawValue)
+                withUnsafeBytes(of: UInt32(text.count - start).littleEndian) { table.append(contentsOf: $0) }
+            case .failure(let reason):
+                table.append(UnitLine.status(reason).rawValue)
+                table.append(contentsOf: [0, 0, 0, 0])
+            }
+        }
+        self.table = table
+        self.text = text
+    }
+
+    /// For the corpus lines a ``UnitReader`` returned for `plan`.
+    public init(
+        run: UInt64, heartbeatInterval: Duration, liveness: Int, encodedSettings: [UInt8], file: String, plan: UnitPlan, corpusLines: [CorpusLine]
+    ) {
+        self.init(
+            run: run, heartbeatInterval: heartbeatInterval, liveness: liveness, encodedSettings: encodedSettings, file: file, plan: plan,
+            lines: corpusLines.map { UnitLine(rawBytes: $0.byteRange.upperBound - $0.byteRange.lowerBound, content: $0.content) })
+    }
+
+    /// The whole message (protocol, command, body, line table, text) for one lease.
+    public func frames(lease: LeaseID, attempt: Int) -> [[UInt8]] {
+        var body = FieldWriter(capacity: head.count + 3 * (ClusterWire.fieldHeaderSize + 8) + tail.count)
+        body.raw(head)
+        body.uint(.unit, unit.rawValue)
+        body.uint(.lease, lease.rawValue)
+        body.int(.attempt, attempt)
+        body.raw(tail)
+        return [ClusterWire.Channel.worker.header, Self.command, body.bytes, table, text]
+    }
+
+    private static let command = [ClusterWire.Command.assign.rawValue]
 }

@@ -113,7 +113,7 @@ public enum CoordinatorMessage: Equatable, Hashable, Sendable {
         var writer = FieldWriter()
         switch self {
         case .assign(let assignment):
-            return [ClusterWire.Channel.worker.header, [command.rawValue]] + assignment.frames()
+            return CoordinatorMessage.assign(assignment, encodedSettings: Assignment.encodedSettings(assignment.settings))
         case .heartbeat(let heartbeat):
             if let run = heartbeat.run { writer.uint(.run, run) }
         case .ack(let ack): ack.write(to: &writer)
@@ -126,7 +126,10 @@ public enum CoordinatorMessage: Equatable, Hashable, Sendable {
     /// ASSIGN's frames, with `encodedSettings` (``Assignment/encodedSettings(_:)`` of the
     /// assignment's settings) in place of encoding them again.
     public static func assign(_ assignment: Assignment, encodedSettings: [UInt8]) -> [[UInt8]] {
-        [ClusterWire.Channel.worker.header, [ClusterWire.Command.assign.rawValue]] + assignment.frames(encodedSettings: encodedSettings)
+        AssignmentTemplate(
+            run: assignment.run, heartbeatInterval: assignment.heartbeatInterval, liveness: assignment.liveness, encodedSettings: encodedSettings,
+            file: assignment.file, plan: assignment.plan, lines: assignment.lines
+        ).frames(lease: assignment.lease, attempt: assignment.attempt)
     }
 
     /// Decodes and checks a message from the coordinator.
