@@ -260,10 +260,11 @@ public final class Journal {
     /// own, and no replay check (see ``appendEntry(kind:body:event:)``).
     private func appendInPlace(_ event: CoordinatorEvent) throws {
         let start = buffered.count
+        // The buffer moves into the writer and back: one owner at a time, so no copy.
         var bytes: [UInt8] = []
         swap(&bytes, &buffered)
-        bytes.append(contentsOf: [0, 0, 0, 0])
-        var writer = FieldWriter(continuing: bytes)
+        bytes.append(contentsOf: repeatElement(0, count: 4))
+        var writer = FieldWriter(continuing: consume bytes)
         event.write(to: &writer)
         buffered = writer.take()
         let count = buffered.count - start - 4
