@@ -12,8 +12,10 @@ struct BenchScalingCommand: ParsableCommand {
             processes on loopback: once with one worker, once with --workers workers, every \
             worker with --threads forward threads. Tokens/s counts the tokens of finished \
             units from the first lease to the last DONE, so model loading counts as it would in \
-            a real run. The ratio is the figure to read (goal ≥ 1.85 for 2 workers × 1 thread \
-            on a 2-core machine); the absolute rates drift on a shared machine.
+            a real run. The two alternate over --rounds rounds, each ratio taken within its \
+            round, so that a machine slowing down between them (steal on a shared host) moves \
+            one round, not the result. The median ratio is the figure to read (goal ≥ 1.85 for \
+            2 workers × 1 thread on a 2-core machine); the absolute rates drift.
             """
     )
 
@@ -39,12 +41,15 @@ struct BenchScalingCommand: ParsableCommand {
     @Option(help: "Stop after about this many tokens of corpus.")
     var maxTokens = 60_000
 
+    @Option(help: "Rounds of one run of each; the median of the rounds' ratios is reported.")
+    var rounds = 3
+
     @Flag(help: "End with one JSON line of the figures.")
     var json = false
 
     func validate() throws {
-        guard workers >= 2, threads >= 1, unitTokens >= 128, maxTokens >= unitTokens else {
-            throw ValidationError("--workers must be at least 2, --threads at least 1, --unit-tokens at least 128 and at most --max-tokens")
+        guard workers >= 2, threads >= 1, unitTokens >= 128, maxTokens >= unitTokens, rounds >= 1 else {
+            throw ValidationError("--workers must be at least 2, --threads and --rounds at least 1, --unit-tokens at least 128 and at most --max-tokens")
         }
     }
 
@@ -55,16 +60,30 @@ struct BenchScalingCommand: ParsableCommand {
         let corpusPath = directory + "/corpus.txt"
         try writeCorpus(to: corpusPath)
 
-        let one = try collect(workers: 1, in: directory + "/one", corpus: corpusPath)
-        let many = try collect(workers: workers, in: directory + "/many", corpus: corpusPath)
-        let ratio = many.tokensPerSecond / one.tokensPerSecond
-        print("1 worker × \(threads) thread(s): \(Int(one.tokensPerSecond)) tok/s (\(one.tokens) tokens, \(String(format: "%.1f", one.seconds)) s)")
-        print("\(workers) workers × \(threads) thread(s): \(Int(many.tokensPerSecond)) tok/s (\(many.tokens) tokens, \(String(format: "%.1f", many.seconds)) s)")
-        print(String(format: "scaling: %.2f× (goal ≥ 1.85 for 2 workers × 1 thread)", ratio))
+        var ones: [Measurement] = [], manys: [Measurement] = [], ratios: [Double] = []
+        for round in 1...rounds {
+            // Alternate which goes first, so neither always runs on a warmer or a quieter machine.
+            let manyFirst = round % 2 == 0
+            let first = try collect(workers: manyFirst ? workers : 1, in: directory + "/\(round)-a", corpus: corpusPath)
+            let second = try collect(workers: manyFirst ? 1 : workers, in: directory + "/\(round)-b", corpus: corpusPath)
+            let (one, many) = manyFirst ? (second, first) : (first, second)
+            ones.append(one)
+            manys.append(many)
+            ratios.append(many.tokensPerSecond / one.tokensPerSecond)
+            print(
+                "round \(round): 1 worker \(Int(one.tokensPerSecond)) tok/s (\(String(format: "%.1f", one.seconds)) s), \(workers) workers "
+                    + "\(Int(many.tokensPerSecond)) tok/s (\(String(format: "%.1f", many.seconds)) s): \(String(format: "%.2f×", ratios.last!))")
+        }
+        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+        let ratio = median(ratios)
+        let oneRate = median(ones.map(\.tokensPerSecond)), manyRate = median(manys.map(\.tokensPerSecond))
+        print("1 worker × \(threads) thread(s): \(Int(oneRate)) tok/s (median of \(rounds); \(ones[0].tokens) tokens a run)")
+        print("\(workers) workers × \(threads) thread(s): \(Int(manyRate)) tok/s (median of \(rounds))")
+        print(String(format: "scaling: %.2f× median of the rounds' ratios (goal ≥ 1.85 for 2 workers × 1 thread)", ratio))
         if json {
             let object: [String: Any] = [
-                "workers": workers, "threads": threads, "tokens": many.tokens, "one_worker_tok_s": one.tokensPerSecond,
-                "many_workers_tok_s": many.tokensPerSecond, "scaling": ratio,
+                "workers": workers, "threads": threads, "tokens": manys[0].tokens, "one_worker_tok_s": oneRate,
+                "many_workers_tok_s": manyRate, "scaling": ratio, "round_ratios": ratios,
             ]
             print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
         }
