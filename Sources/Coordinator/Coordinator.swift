@@ -14,10 +14,11 @@ import ZeroMQ
 /// Each pass of the loop: wait for messages (or the next timer, or the end of a journal
 /// commit), handle a batch of them against ``CoordinatorState`` (appending the events that
 /// changed it to the journal), expire leases, plan and assign units, and hand the events to the
-/// journal thread as one record (group commit) unless a commit is still in flight. Replies and
-/// file deletions that follow from events wait in the outbox until the commit that holds those
-/// events is durable (write-ahead); the loop meanwhile goes on. ASSIGN is the exception: a
-/// lease is soft state, so it waits only for its unit's PLANNED and its id's reservation.
+/// journal thread as one record (group commit) unless a commit is still in flight or began
+/// less than ``CoordinatorConfiguration/commitInterval`` ago. Replies and file deletions that
+/// follow from events wait in the outbox until the commit that holds those events is durable
+/// (write-ahead); the loop meanwhile goes on. ASSIGN is the exception: a lease is soft state,
+/// so it waits only for its unit's PLANNED and its id's reservation.
 public final class Coordinator {
     public let configuration: CoordinatorConfiguration
     /// The worker endpoint actually bound (a port of 0 is resolved).
