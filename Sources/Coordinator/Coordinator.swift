@@ -332,7 +332,7 @@ public final class Coordinator {
         } catch {
             // The peer is gone (ROUTER_MANDATORY) or its queue is full.
             logger.debug("send_failed", metadata: ["peer": "\(hex(routingID))", "error": "\(error)"])
-            if let session = sessions[routingID] { dropSession(session, reason: "the connection is gone") }
+            if let session { dropSession(session, reason: "the connection is gone") }
             if let lease = assigned, let tracker = trackers[lease] {
                 // Its ASSIGN never left: give the unit back without counting an attempt.
                 release(lease, unit: tracker.unit, reason: "the worker disconnected before its assignment was sent")

@@ -12,6 +12,17 @@ private func bindEndpoint(_ transport: String) -> String {
     transport == "tcp" ? "tcp://127.0.0.1:*" : "ipc:///tmp/actcluster-zmtp-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
 }
 
+/// A libzmq ROUTER, set up by `configure`, listening on a fresh endpoint of `transport`; and
+/// that endpoint.
+private func listeningRouter(
+    _ context: ZeroMQContext, _ transport: String = "tcp", _ configure: (ZeroMQSocket) throws -> Void = { _ in }
+) throws -> (router: ZeroMQSocket, endpoint: String) {
+    let router = try context.socket(.router)
+    try router.configure(linger: .zero)
+    try configure(router)
+    return (router, try router.bind(bindEndpoint(transport)))
+}
+
 private struct Received {
     var ready: [Int] = []
     var messages: [(connection: Int, frames: [[UInt8]])] = []
@@ -38,10 +49,7 @@ private func pump(_ client: ZMTPClient, limit: Duration = patience, until done: 
     @Test(arguments: ["tcp", "ipc"])
     func handshakeAndMultipartMessagesBothWays(transport: String) throws {
         let context = try ZeroMQContext()
-        let router = try context.socket(.router)
-        try router.configure(linger: .zero)
-        try router.set(.routerMandatory, 1)
-        let endpoint = try router.bind(bindEndpoint(transport))
+        let (router, endpoint) = try listeningRouter(context, transport) { try $0.set(.routerMandatory, 1) }
         let client = try ZMTPClient()
         let index = try client.connect(endpoint)
 
@@ -73,10 +81,7 @@ private func pump(_ client: ZMTPClient, limit: Duration = patience, until done: 
     @Test(arguments: ["tcp", "ipc"])
     func manyConnectionsAreTheRoutersDistinctPeers(transport: String) throws {
         let context = try ZeroMQContext()
-        let router = try context.socket(.router)
-        try router.configure(linger: .zero)
-        try router.set(.routerMandatory, 1)
-        let endpoint = try router.bind(bindEndpoint(transport))
+        let (router, endpoint) = try listeningRouter(context, transport) { try $0.set(.routerMandatory, 1) }
         let client = try ZMTPClient()
         let count = 64
         for index in 0..<count {
@@ -105,11 +110,10 @@ private func pump(_ client: ZMTPClient, limit: Duration = patience, until done: 
     /// connection that sends nothing (not even PONG) within the timeout.
     @Test func answeringPingsKeepsASilentConnectionOpen() throws {
         let context = try ZeroMQContext()
-        let router = try context.socket(.router)
-        try router.configure(linger: .zero)
-        try router.set(.routerMandatory, 1)
-        try router.setHeartbeats(interval: .milliseconds(100), timeout: .milliseconds(300))
-        let endpoint = try router.bind("tcp://127.0.0.1:*")
+        let (router, endpoint) = try listeningRouter(context) {
+            try $0.set(.routerMandatory, 1)
+            try $0.setHeartbeats(interval: .milliseconds(100), timeout: .milliseconds(300))
+        }
         let client = try ZMTPClient()
         let index = try client.connect(endpoint)
         try client.send(index, [bytes("hello")])
@@ -133,10 +137,8 @@ private func pump(_ client: ZMTPClient, limit: Duration = patience, until done: 
     /// The control: the same client, not answering PINGs, is dropped within a few timeouts.
     @Test func aClientThatIgnoresPingsIsDropped() throws {
         let context = try ZeroMQContext()
-        let router = try context.socket(.router)
-        try router.configure(linger: .zero)
-        try router.setHeartbeats(interval: .milliseconds(100), timeout: .milliseconds(300))
-        let endpoint = try router.bind("tcp://127.0.0.1:*")
+        let (router, endpoint) = try listeningRouter(context) { try $0.setHeartbeats(interval: .milliseconds(100), timeout: .milliseconds(300)) }
+        defer { router.close() }
         let client = try ZMTPClient()
         client.answersPings = false
         let index = try client.connect(endpoint)
@@ -150,10 +152,8 @@ private func pump(_ client: ZMTPClient, limit: Duration = patience, until done: 
     /// libzmq hangs up on a NULL client right after the versions, before its mechanism.
     @Test func aCurveServerIsRefusedWithAClearError() throws {
         let context = try ZeroMQContext()
-        let router = try context.socket(.router)
-        try router.configure(linger: .zero)
-        try router.makeCurveServer(secretKey: try CurveKeyPair.generate().secretKey)
-        let endpoint = try router.bind("tcp://127.0.0.1:*")
+        let (router, endpoint) = try listeningRouter(context) { try $0.makeCurveServer(secretKey: try CurveKeyPair.generate().secretKey) }
+        defer { router.close() }
         let client = try ZMTPClient()
         _ = try client.connect(endpoint)
         let events = try pump(client) { !$0.closed.isEmpty }
@@ -176,9 +176,7 @@ private func pump(_ client: ZMTPClient, limit: Duration = patience, until done: 
 
     @Test func anOversizedMessageClosesTheConnection() throws {
         let context = try ZeroMQContext()
-        let router = try context.socket(.router)
-        try router.configure(linger: .zero)
-        let endpoint = try router.bind("tcp://127.0.0.1:*")
+        let (router, endpoint) = try listeningRouter(context)
         let client = try ZMTPClient(maxMessageSize: 1000)
         let index = try client.connect(endpoint)
         try client.send(index, [bytes("hi")])

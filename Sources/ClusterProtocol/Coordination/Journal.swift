@@ -259,37 +259,26 @@ public final class Journal {
     /// Encodes a LEASED or PLANNED (two per unit) straight into the buffer: no array of its
     /// own, and no replay check (see ``appendEntry(kind:body:event:)``).
     private func appendInPlace(_ event: CoordinatorEvent) throws {
-        let start = buffered.count
+        let start = beginEntry()
         // The buffer moves into the writer and back: one owner at a time, so no copy.
         var bytes: [UInt8] = []
         swap(&bytes, &buffered)
-        bytes.append(contentsOf: repeatElement(0, count: 4))
         var writer = FieldWriter(continuing: consume bytes)
         event.write(to: &writer)
         buffered = writer.take()
         let count = buffered.count - start - 4
-        guard count <= JournalFormat.maxEventBytes else {
+        do {
+            try checkSize(count, of: event)
+        } catch {
             buffered.removeLast(count + 4)
-            throw fail(size, "a \(event.kind) event of \(count) bytes is over the limit of \(JournalFormat.maxEventBytes)")
+            throw error
         }
-        withUnsafeBytes(of: UInt32(count).littleEndian) { buffered.replaceSubrange(start..<(start + 4), with: $0) }
-        if start > 0 && buffered.count > JournalFormat.maxRecordBytes {
-            // Very rare (a commit of several huge events): this one starts the next record.
-            let entry = Array(buffered[start...])
-            buffered.removeLast(buffered.count - start)
-            pendingRecords.append(buffered)
-            buffered = entry
-        }
-        bufferedEvents += 1
-        appendedEvents += 1
+        endEntry(at: start)
     }
 
     /// Buffers `kind · body` (or `body`, which starts with its kind, when `kind` is nil).
     private func appendEntry(kind: JournalFormat.RecordKind?, body entry: [UInt8], event: CoordinatorEvent) throws {
-        let count = entry.count + (kind == nil ? 0 : 1)
-        guard count <= JournalFormat.maxEventBytes else {
-            throw fail(size, "a \(event.kind) event of \(count) bytes is over the limit of \(JournalFormat.maxEventBytes)")
-        }
+        try checkSize(entry.count + (kind == nil ? 0 : 1), of: event)
         // The events of every unit are not decoded again, which would double the journal's
         // cost at dispatch rates: DONE and LEASED carry only what the same codec decoded from
         // a worker's message (a LEASED names a worker from its READY), PLANNED only what the
@@ -299,14 +288,36 @@ public final class Journal {
         case .done: break
         default: try verifyReplay(entry, event)
         }
-        if buffered.count + 4 + count > JournalFormat.maxRecordBytes {
-            // Very rare (a commit of several huge DONE records): split the commit.
-            pendingRecords.append(buffered)
-            buffered = []
-        }
-        withUnsafeBytes(of: UInt32(count).littleEndian) { buffered.append(contentsOf: $0) }
+        let start = beginEntry()
         if let kind { buffered.append(kind.rawValue) }
         buffered += entry
+        endEntry(at: start)
+    }
+
+    private func checkSize(_ count: Int, of event: CoordinatorEvent) throws {
+        guard count <= JournalFormat.maxEventBytes else {
+            throw fail(size, "a \(event.kind) event of \(count) bytes is over the limit of \(JournalFormat.maxEventBytes)")
+        }
+    }
+
+    /// Starts an entry: room for its length. Returns where the entry starts.
+    private func beginEntry() -> Int {
+        let start = buffered.count
+        buffered.append(contentsOf: repeatElement(0, count: 4))
+        return start
+    }
+
+    /// Ends the entry begun at `start`: fills in its length, and moves it to a record of its
+    /// own if the buffer would outgrow one (very rare: a commit of several huge events).
+    private func endEntry(at start: Int) {
+        let count = buffered.count - start - 4
+        withUnsafeBytes(of: UInt32(count).littleEndian) { buffered.replaceSubrange(start..<(start + 4), with: $0) }
+        if start > 0 && buffered.count > JournalFormat.maxRecordBytes {
+            let entry = Array(buffered[start...])
+            buffered.removeLast(buffered.count - start)
+            pendingRecords.append(buffered)
+            buffered = entry
+        }
         bufferedEvents += 1
         appendedEvents += 1
     }
