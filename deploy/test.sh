@@ -21,4 +21,11 @@ if grep -E "^$(pwd)/(Sources|Tests)/.*warning:" .build/test-build.log; then
 fi
 
 echo "==> testing"
-swift test "${flags[@]}" --skip-build "$@"
+# The suite runs in parallel, so a failure can scroll far up: name the failures again last.
+status=0
+swift test "${flags[@]}" --skip-build "$@" 2>&1 | tee .build/test.log || status=$?
+if [ "$status" -ne 0 ]; then
+    echo "==> the tests failed (exit $status); the failing lines, also in .build/test.log:" >&2
+    grep -E "✘|error:|Fatal error|unexpected signal|Exited with" .build/test.log | grep -v "passed after" | head -60 >&2 || true
+fi
+exit "$status"

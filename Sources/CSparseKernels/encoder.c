@@ -173,6 +173,7 @@ __attribute__((target("avx512f"))) void sk_encode_topk(const float *x, const flo
     candidates cand = {.k = k, .capacity = CANDIDATES_PER_K * k + NR};
     size_t floats = CHUNK_ROWS * (d + aux_ld + cand.capacity + 1);
     float *a = aligned_alloc(64, (floats * sizeof(float) + CHUNK_ROWS * (cand.capacity + 1) * sizeof(int32_t) + 63) / 64 * 64);
+    if (!a) abort(); /* out of memory: no way to report it from here, and no partial result */
     float *aux = a + CHUNK_ROWS * d;
     cand.value = aux + CHUNK_ROWS * aux_ld;
     cand.threshold = cand.value + CHUNK_ROWS * cand.capacity;

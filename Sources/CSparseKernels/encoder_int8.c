@@ -345,6 +345,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void sk_encode_topk_int8(
                    CHUNK_ROWS * per_row * (2 * sizeof(float) + sizeof(int32_t)) + 2 * CHUNK_ROWS * (sizeof(uint32_t) + sizeof(float) + 1) +
                    (panels * NR + 1) * sizeof(uint32_t) + CHUNK_ROWS * per_row * 2 * sizeof(uint32_t) + FULL_ROWS * m * sizeof(float) + 64 * 16;
     char *base = aligned_alloc(64, (bytes + 63) / 64 * 64), *at = base;
+    if (!base) abort(); /* out of memory: no way to report it from here, and no partial result */
 #define TAKE(type, name, n) type *name = (type *)at; at += ((n) * sizeof(type) + 63) / 64 * 64
     TAKE(float, xc, CHUNK_ROWS * d);
     TAKE(int32_t, a, groups_max * d4 * MR);

@@ -55,6 +55,7 @@ MULTI void sk_topk_rows(const float *pre, size_t ld, const float *bias, size_t r
     if (k == 0) return;
     size_t chunks = (m + 15) / 16;
     float *scratch = malloc((chunks + m) * sizeof(float) + m * sizeof(int32_t) + (k + 1) * (sizeof(float) + sizeof(int32_t)));
+    if (!scratch) abort(); /* out of memory: no way to report it from here, and no partial result */
     float *maxima = scratch;
     float *cand = maxima + chunks;
     int32_t *cand_id = (int32_t *)(cand + m);
@@ -272,6 +273,7 @@ MULTI void sk_decode_backward(const float *x, size_t rows, size_t lo, size_t hi,
                               const int64_t *aux_start, const int32_t *aux_indices, const float *aux_values,
                               float aux_scale, float *aux_dots, double *aux_err, float *out, size_t out_rows) {
     float *e = malloc(2 * d * sizeof(float)), *a = e + d;
+    if (!e) abort(); /* out of memory: no way to report it from here, and no partial result */
     for (size_t r = lo; r < hi; r++) {
         const float *xr = x + r * d;
         decode_row(start + r, indices, values, W, d, bias, e, start[hi]);
@@ -309,6 +311,7 @@ void sk_place_by_latent(size_t lo, size_t hi, size_t rows, const int64_t *start,
                         const int64_t *lstart, int32_t *lrow, float *lvalue, float *lcoef) {
     if (hi <= lo) return;
     int64_t *next = malloc((hi - lo) * sizeof(int64_t));
+    if (!next) abort(); /* out of memory: no way to report it from here, and no partial result */
     memcpy(next, lstart + lo, (hi - lo) * sizeof(int64_t));
     for (size_t r = 0; r < rows; r++)
         for (int64_t j = start[r]; j < start[r + 1]; j++) {
