@@ -6,6 +6,6 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Measure throughput against references run on the same machine.",
         discussion: "With --json, the last line of every bench is one JSON object of its figures.",
-        subcommands: [BenchForwardCommand.self, BenchCodecCommand.self, BenchTrainCommand.self, BenchDispatchCommand.self, BenchScalingCommand.self]
+        subcommands: [BenchForwardCommand.self, BenchCodecCommand.self, BenchTrainCommand.self, BenchDispatchCommand.self, BenchScalingCommand.self, DispatchFloorCommand.self]
     )
 }

@@ -36,6 +36,10 @@ struct BenchDispatchCommand: ParsableCommand {
             waiting, so its latency is just workers ÷ units/s (Little's law) and says nothing \
             about the coordinator; it is printed for reference. Also the coordinator process's \
             peak RSS. Goals: ≥ 20,000 units/s, p99 ≤ 5 ms at 20,000 units/s, ≤ 200 MB.
+
+            With --floor the same phases run once more, against a process that only answers \
+            through libzmq from pre-encoded messages (the ACKs every 2 ms, as the coordinator's \
+            commits): the reference for what the coordinator adds on this machine.
             """
     )
 
@@ -59,6 +63,9 @@ struct BenchDispatchCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp("Scratch folder for the corpus, journal and manifest (default: a new temporary folder).", valueName: "dir"))
     var scratch: String?
+
+    @Flag(help: "Then run the same phases against the floor: a libzmq ROUTER with the coordinator's socket options that answers at once from pre-encoded messages, with no state, journal or decoding. Prints its figures and the coordinator's ratios to them: what libzmq and this machine cost before the coordinator does any work.")
+    var floor = false
 
     @Flag(help: "End with one JSON line of the figures.")
     var json = false
@@ -85,15 +92,56 @@ struct BenchDispatchCommand: ParsableCommand {
         for index in 0..<units { corpus += Array(("document \(index) " + String(repeating: "x", count: 40)).prefix(40).utf8) + [0x0A] }
         try AtomicFile.write(corpus, to: directory + "/corpus.txt")
 
-        // The coordinator, a separate process so its RSS is its own.
-        let endpoint = transport == "ipc" ? "ipc://\(directory)/coordinator.sock" : "tcp://127.0.0.1:\(try freeLoopbackPort())"
+        let figures = try measure(coordinatorArguments: { endpoint in
+            [
+                "coordinator", "--corpus", directory + "/corpus.txt", "--format", "txt", "--model", directory + "/model", "--hook",
+                nullWorkerHook, "--out", directory + "/out", "--bind", endpoint, "--unit-tokens", "8", "--context", "8",
+                "--log-level", "warning", "--skip-file-checks", "--log-file", directory + "/coordinator.log",
+            ]
+        }, directory: directory, what: "coordinator", log: directory + "/coordinator.log")
+        let manifest = try ShardManifest.read(directory + "/out")
+        print("dispatch: \(figures.saturatedUnits + figures.pacedUnits) units (manifest \(manifest.shards.count)) to \(workers) null workers (\(nullWorkers.rawValue)) over \(transport)")
+        print("saturated: \(figures.saturatedUnits) units at \(Int(figures.rate)) units/s (goal ≥ 20000); latency p50 \(format(figures.saturatedLatency.p50)) ms, p99 \(format(figures.saturatedLatency.p99)) ms (workers ÷ units/s)")
+        if pacedRate > 0 {
+            print("paced: \(figures.pacedUnits) units at \(Int(figures.pacedRate)) units/s (offered \(pacedRate)); lease latency p50 \(format(figures.pacedLatency.p50)) ms, p99 \(format(figures.pacedLatency.p99)) ms (goal p99 ≤ 5)")
+        }
+        print("CPU per unit, saturated phase: null workers \(String(format: "%.1f", figures.workerCPU)) µs, coordinator \(String(format: "%.1f", figures.coordinatorCPU)) µs")
+        print("coordinator peak RSS: \(figures.peakRSS >> 20) MB (goal ≤ 200)")
+        // The latency goal is about a coordinator at 20,000 units/s; with a lower capacity it is not met.
+        let latency = pacedRate > 0 ? figures.pacedLatency : figures.saturatedLatency
+        var object: [String: Any] = [
+            "units": figures.saturatedUnits + figures.pacedUnits, "workers": workers, "units_per_second": figures.rate, "p50_ms": latency.p50,
+            "p99_ms": latency.p99, "saturated_p50_ms": figures.saturatedLatency.p50, "saturated_p99_ms": figures.saturatedLatency.p99,
+            "peak_rss_mb": Double(figures.peakRSS) / 1_048_576, "transport": transport, "null_workers": nullWorkers.rawValue,
+            "worker_cpu_us_per_unit": figures.workerCPU, "coordinator_cpu_us_per_unit": figures.coordinatorCPU,
+        ]
+        if pacedRate > 0 {
+            object["paced_offered_units_per_second"] = pacedRate
+            object["paced_units_per_second"] = figures.pacedRate
+        }
+        if floor {
+            let reference = try measure(coordinatorArguments: { ["bench", "dispatch-floor", "--bind", $0, "--units", "\(units)"] }, directory: directory, what: "floor", log: nil)
+            let floorLatency = pacedRate > 0 ? reference.pacedLatency : reference.saturatedLatency
+            print("floor (libzmq ROUTER answering from pre-encoded messages; no state, journal or decoding), same run and workers:")
+            print("  saturated \(Int(reference.rate)) units/s; \(pacedRate > 0 ? "paced at \(Int(reference.pacedRate)) units/s, " : "")lease latency p50 \(format(floorLatency.p50)) ms, p99 \(format(floorLatency.p99)) ms; CPU per unit \(String(format: "%.1f", reference.coordinatorCPU)) µs")
+            print("  coordinator ÷ floor: units/s \(String(format: "%.2f", figures.rate / reference.rate))×, CPU per unit \(String(format: "%.2f", figures.coordinatorCPU / reference.coordinatorCPU))×, p99 \(String(format: "%.2f", latency.p99 / floorLatency.p99))×")
+            object["floor_units_per_second"] = reference.rate
+            object["floor_p50_ms"] = floorLatency.p50
+            object["floor_p99_ms"] = floorLatency.p99
+            object["floor_cpu_us_per_unit"] = reference.coordinatorCPU
+        }
+        if json { print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)) }
+        if scratch == nil { try? FileManager.default.removeItem(atPath: directory) }
+    }
+
+    /// The figures of one run of both phases against the process `coordinatorArguments(endpoint)`
+    /// starts (this executable), with fresh null workers.
+    private func measure(coordinatorArguments: (String) -> [String], directory: String, what: String, log: String?) throws -> DispatchFigures {
+        // A separate process, so that its RSS and CPU are its own.
+        let endpoint = transport == "ipc" ? "ipc://\(directory)/\(what).sock" : "tcp://127.0.0.1:\(try freeLoopbackPort())"
         let coordinator = Process()
         coordinator.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        coordinator.arguments = [
-            "coordinator", "--corpus", directory + "/corpus.txt", "--format", "txt", "--model", directory + "/model", "--hook",
-            nullWorkerHook, "--out", directory + "/out", "--bind", endpoint, "--unit-tokens", "8", "--context", "8",
-            "--log-level", "warning", "--skip-file-checks", "--log-file", directory + "/coordinator.log",
-        ]
+        coordinator.arguments = coordinatorArguments(endpoint)
         coordinator.standardError = FileHandle(forWritingAtPath: "/dev/null")
         coordinator.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         try coordinator.run()
@@ -128,7 +176,7 @@ struct BenchDispatchCommand: ParsableCommand {
         let all = results.withLock { $0 }
         if let failure = all.compactMap(\.error).first { throw CommandFailure("a null worker failed: \(failure)") }
         guard coordinator.terminationStatus == 0 else {
-            throw CommandFailure("the coordinator exited with status \(coordinator.terminationStatus); see \(directory)/coordinator.log")
+            throw CommandFailure("the \(what) exited with status \(coordinator.terminationStatus)\(log.map { "; see \($0)" } ?? "")")
         }
         let saturated = all.reduce(0) { $0 + $1.saturatedUnits }
         let paced = all.reduce(0) { $0 + $1.pacedUnits }
@@ -156,31 +204,25 @@ struct BenchDispatchCommand: ParsableCommand {
             return (end - start) / Double(max(saturated, 1)) * 1e6
         }
         let workerCPU = perUnit(\.workers), coordinatorCPU = perUnit(\.coordinator)
-        let manifest = try ShardManifest.read(directory + "/out")
-        print("dispatch: \(saturated + paced) units (manifest \(manifest.shards.count)) to \(workers) null workers (\(nullWorkers.rawValue)) over \(transport)")
-        print("saturated: \(saturated) units at \(Int(rate)) units/s (goal ≥ 20000); latency p50 \(format(saturatedLatency.p50)) ms, p99 \(format(saturatedLatency.p99)) ms (workers ÷ units/s)")
-        // The latency goal is about a coordinator at 20,000 units/s; with a lower capacity it is not met.
-        let latency = pacedRate > 0 ? pacedLatency : saturatedLatency
-        if pacedRate > 0 {
-            print("paced: \(paced) units at \(Int(pacedRateSeen)) units/s (offered \(pacedRate)); lease latency p50 \(format(pacedLatency.p50)) ms, p99 \(format(pacedLatency.p99)) ms (goal p99 ≤ 5)")
-        }
-        print("CPU per unit, saturated phase: null workers \(String(format: "%.1f", workerCPU)) µs, coordinator \(String(format: "%.1f", coordinatorCPU)) µs")
-        print("coordinator peak RSS: \(peakRSS >> 20) MB (goal ≤ 200)")
-        if json {
-            var object: [String: Any] = [
-                "units": saturated + paced, "workers": workers, "units_per_second": rate, "p50_ms": latency.p50, "p99_ms": latency.p99,
-                "saturated_p50_ms": saturatedLatency.p50, "saturated_p99_ms": saturatedLatency.p99, "peak_rss_mb": Double(peakRSS) / 1_048_576,
-                "transport": transport, "null_workers": nullWorkers.rawValue,
-                "worker_cpu_us_per_unit": workerCPU, "coordinator_cpu_us_per_unit": coordinatorCPU,
-            ]
-            if pacedRate > 0 {
-                object["paced_offered_units_per_second"] = pacedRate
-                object["paced_units_per_second"] = pacedRateSeen
-            }
-            print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
-        }
-        if scratch == nil { try? FileManager.default.removeItem(atPath: directory) }
+        return DispatchFigures(
+            saturatedUnits: saturated, pacedUnits: paced, rate: rate, saturatedLatency: saturatedLatency, pacedLatency: pacedLatency,
+            pacedRate: pacedRateSeen, workerCPU: workerCPU, coordinatorCPU: coordinatorCPU, peakRSS: peakRSS)
     }
+}
+
+/// What one run of ``BenchDispatchCommand`` measured.
+private struct DispatchFigures {
+    var saturatedUnits: Int
+    var pacedUnits: Int
+    /// Units/s of the saturated phase, and of the paced one.
+    var rate: Double
+    var saturatedLatency: (p50: Double, p99: Double)
+    var pacedLatency: (p50: Double, p99: Double)
+    var pacedRate: Double
+    /// CPU µs per unit of the saturated phase.
+    var workerCPU: Double
+    var coordinatorCPU: Double
+    var peakRSS: Int
 }
 
 struct DispatchClientResult: Sendable {
@@ -204,7 +246,7 @@ struct DispatchClientResult: Sendable {
 private func format(_ milliseconds: Double) -> String { String(format: "%.3f", milliseconds) }
 
 /// The one hook of the bench's run.
-private let nullWorkerHook = "blocks.0.hook_resid_post"
+let nullWorkerHook = "blocks.0.hook_resid_post"
 
 /// Plays `names.count` null workers on one thread until the coordinator sends SHUTDOWN to
 /// all. Each worker asks for its next unit with its DONE (`ready`), as real workers do. The

@@ -1,0 +1,88 @@
+import ArgumentParser
+import ClusterProtocol
+import Foundation
+import ZeroMQ
+
+/// `actcluster bench dispatch-floor` (hidden; `bench dispatch --floor` starts it): the reference
+/// for the coordinator's dispatch. A libzmq ROUTER with the coordinator's socket options that
+/// answers every READY and DONE with one pre-encoded ASSIGN at once, and ACKs the DONEs every
+/// 2 ms (the coordinator's commit interval); no state, journal, planning or decoding beyond the
+/// command byte. What it costs per unit, and the lease latency it gives, is what libzmq and
+/// this machine cost before the coordinator does any work.
+struct DispatchFloorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dispatch-floor",
+        abstract: "The libzmq floor that bench dispatch --floor compares the coordinator with.",
+        shouldDisplay: false
+    )
+
+    @Option(help: "Endpoint to bind.")
+    var bind: String
+
+    @Option(help: "DONEs to take before SHUTDOWN.")
+    var units: Int
+
+    func run() throws {
+        let context = try ZeroMQContext()
+        let socket = try context.socket(.router)
+        try socket.configure(
+            linger: .seconds(1), sendHighWaterMark: 0, receiveHighWaterMark: 0, maxMessageSize: ClusterWire.Limits.coordinatorMaxMessageBytes)
+        try socket.set(.routerMandatory, 1)
+        try socket.setHeartbeats(interval: ClusterWire.Defaults.heartbeatInterval, timeout: ClusterWire.Defaults.heartbeatInterval * ClusterWire.Defaults.liveness)
+        do {
+            _ = try socket.bind(bind)
+        } catch {
+            throw CommandFailure("cannot listen on \(bind): \(error.reason)")
+        }
+
+        // One unit of one 40-byte line, as the bench's corpus has; every lease gets the same.
+        let settings = UnitSettings(
+            hooks: [nullWorkerHook], context: 8, model: ModelReference(path: "model", name: "model", configSHA256: [UInt8](repeating: 0, count: 32)),
+            outputDirectory: "out")
+        let plan = UnitPlan(unit: 0, fileIndex: 0, byteRange: 0..<41, firstDocumentID: 0, firstLine: 1, lineCount: 1, textBytes: 40)
+        let assignment = AssignmentTemplate(
+            run: 1, heartbeatInterval: ClusterWire.Defaults.heartbeatInterval, liveness: ClusterWire.Defaults.liveness,
+            encodedSettings: Assignment.encodedSettings(settings), file: "corpus.txt", plan: plan,
+            lines: [UnitLine(rawBytes: 41, content: .success(String(repeating: "x", count: 40)))]
+        ).frames(lease: 1, attempt: 1)
+        let ack = CoordinatorMessage.ack(Acknowledgement(unit: 0, lease: 1, outcome: .accepted)).encode()
+
+        func send(_ frames: [[UInt8]], to peer: [UInt8]) throws {
+            try socket.send(peer, more: true, dontWait: true)
+            for index in frames.indices { try socket.send(frames[index], more: index < frames.count - 1) }
+        }
+        var peers = Set<[UInt8]>()
+        var assigned = 0, done = 0
+        var unacknowledged: [[UInt8]] = []
+        var poller = ZeroMQPoller()
+        poller.add(socket)
+        let clock = ContinuousClock()
+        var lastAcks = clock.now
+        while done < units {
+            _ = try poller.poll(timeout: .milliseconds(2))
+            while let (peer, frames) = try socket.receiveRoutedIfReady() {
+                guard frames.count >= 2, frames[1].count == 1, let command = ClusterWire.Command(rawValue: frames[1][0]) else { continue }
+                switch command {
+                case .ready: peers.insert(peer)
+                case .done:
+                    unacknowledged.append(peer)
+                    done += 1
+                default: continue
+                }
+                if assigned < units {
+                    assigned += 1
+                    try send(assignment, to: peer)
+                }
+            }
+            if clock.now - lastAcks >= .milliseconds(2) {
+                lastAcks = clock.now
+                for peer in unacknowledged { try send(ack, to: peer) }
+                unacknowledged.removeAll(keepingCapacity: true)
+            }
+        }
+        for peer in unacknowledged { try send(ack, to: peer) }
+        let shutdown = CoordinatorMessage.shutdown(reason: "the run is complete").encode()
+        for peer in peers { try send(shutdown, to: peer) }
+        // The linger delivers the SHUTDOWNs when the socket closes.
+    }
+}
