@@ -448,3 +448,21 @@ struct HarnessFailure: Error, CustomStringConvertible {
         #expect(FileManager.default.fileExists(atPath: out + "/saelens/cfg.json"))
     }
 }
+
+/// `bench dispatch` is not a test of speed, but its runs must stay whole: every unit leased,
+/// reported and in the manifest, for the coordinator and for the floor it is compared with.
+@Suite struct DispatchBenchRuns {
+    @Test func aSmallRunAgainstTheCoordinatorAndTheFloorDispatchesEveryUnit() throws {
+        let run = try runActcluster([
+            "bench", "dispatch", "--workers", "20", "--units", "400", "--paced-rate", "2000", "--transport", "ipc", "--floor", "--json",
+        ])
+        try #require(run.status == 0, "\(run.stdout) \(run.stderr)")
+        #expect(run.stdout.contains("dispatch: 400 units (manifest 400) to 20 null workers"), "\(run.stdout)")
+        let last = try #require(run.stdout.split(separator: "\n").last)
+        let figures = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
+        #expect(figures["units"] as? Int == 400)
+        // Figures only, no speeds: this host may be loaded by the other tests.
+        let measured = ["units_per_second", "paced_units_per_second", "p99_ms", "floor_units_per_second", "floor_p99_ms", "floor_cpu_us_per_unit"]
+        for key in measured { #expect((figures[key] as? Double ?? 0) > 0, "\(key) in \(last)") }
+    }
+}
