@@ -461,8 +461,9 @@ struct HarnessFailure: Error, CustomStringConvertible {
         let last = try #require(run.stdout.split(separator: "\n").last)
         let figures = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
         #expect(figures["units"] as? Int == 400)
-        // Figures only, no speeds: this host may be loaded by the other tests.
-        let measured = ["units_per_second", "paced_units_per_second", "p99_ms", "floor_units_per_second", "floor_p99_ms", "floor_cpu_us_per_unit"]
+        // Figures only, no speeds: this host may be loaded by the other tests. (CPU time comes in
+        // 10 ms ticks, too coarse for a run this short.)
+        let measured = ["units_per_second", "paced_units_per_second", "p99_ms", "floor_units_per_second", "floor_p99_ms"]
         for key in measured { #expect((figures[key] as? Double ?? 0) > 0, "\(key) in \(last)") }
     }
 }
