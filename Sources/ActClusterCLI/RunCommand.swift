@@ -123,15 +123,16 @@ struct RunCommand: ParsableCommand {
             binary, ["trainer", "--bind", "tcp://127.0.0.1:0", "--out", sae, "--model-name", modelDisplayName(model)]
                 + dictionaryArguments + (resuming ? ["--resume"] : []), log: logs + "/trainer.log")
         let trainerEndpoint = try trainer.waitForValue(event: "trainer_listening", key: "endpoint")
-        let statusPort = try freeLoopbackPort()
         let coordinator = try Child(
             binary,
             ["coordinator", "--corpus"] + corpus.map(absolute) + [
                 "--format", format.rawValue, "--text-field", textField, "--model", absolute(model), "--hook", hook, "--out", shards, "--bind",
-                "tcp://127.0.0.1:0", "--status-bind", "tcp://127.0.0.1:\(statusPort)", "--context", "\(context)", "--unit-tokens", "\(unitTokens)",
+                "tcp://127.0.0.1:0", "--status-bind", "tcp://127.0.0.1:0", "--context", "\(context)", "--unit-tokens", "\(unitTokens)",
                 "--dtype", dtype, "--trainer", trainerEndpoint,
             ], log: logs + "/coordinator.log")
         let endpoint = try coordinator.waitForValue(event: "coordinator_listening", key: "endpoint")
+        // Ports chosen by the kernel and read back: a port found free beforehand may be taken by then.
+        let statusEndpoint = try coordinator.waitForValue(event: "coordinator_listening", key: "status_endpoint")
         let workerProcesses = try (0..<workers).map {
             // drop: collection never waits for the trainer (which may stop at its budget);
             // the shards are the exact record, and training finishes over them.
@@ -155,7 +156,7 @@ struct RunCommand: ParsableCommand {
             }
             if clock.now - lastPoll >= .milliseconds(500) {
                 lastPoll = clock.now
-                if let status = try? StatusCommand.query("tcp://127.0.0.1:\(statusPort)", timeout: 0.5, includeWorkers: false) { lastStatus = status }
+                if let status = try? StatusCommand.query(statusEndpoint, timeout: 0.5, includeWorkers: false) { lastStatus = status }
                 display.progress(collection: lastStatus, training: trainer.lastEvent("train_step"))
             }
             Thread.sleep(forTimeInterval: 0.05)
