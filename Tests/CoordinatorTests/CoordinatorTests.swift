@@ -406,12 +406,22 @@ func httpGet(_ address: String, _ path: String) throws -> (status: String, body:
         let worker = try ScriptedWorker(try ZeroMQContext(), endpoint: coordinator.endpoint, name: "w", directory: directory)
         try worker.work()
         try worker.work()
-        Thread.sleep(forTimeInterval: 0.3)  // one timer pass publishes
-        let (status, body) = try httpGet(server.address, "/metrics")
-        #expect(status == "HTTP/1.1 200 OK")
-        let lines = body.split(separator: "\n").map(String.init)
+        // Scrape until a timer pass (every 100 ms) has published both units. The worker
+        // heartbeats meanwhile, as an idle worker does: a fixed sleep raced its liveness
+        // period (300 ms here) on a slow host, and the scrape then found no live worker.
+        var lines: [String] = []
+        var body = ""
+        let deadline = ContinuousClock.now + .seconds(10)
+        repeat {
+            try worker.heartbeat(nil)
+            Thread.sleep(forTimeInterval: 0.05)
+            let (status, text) = try httpGet(server.address, "/metrics")
+            #expect(status == "HTTP/1.1 200 OK")
+            body = text
+            lines = body.split(separator: "\n").map(String.init)
+        } while !lines.contains("actcluster_units_done 2") && ContinuousClock.now < deadline
         #expect(lines.contains("actcluster_units_done 2"), "\(body)")
-        #expect(lines.contains("actcluster_workers_alive 1"))
+        #expect(lines.contains("actcluster_workers_alive 1"), "\(body)")
         #expect(lines.contains("# TYPE actcluster_tokens_collected_total counter"))
         #expect(lines.contains { $0.hasPrefix("actcluster_tokens_collected_total ") && $0 != "actcluster_tokens_collected_total 0" })
         #expect(try httpGet(server.address, "/other").status == "HTTP/1.1 404 Not Found")
