@@ -129,6 +129,7 @@ struct BenchDispatchCommand: ParsableCommand {
             object["floor_p50_ms"] = floorLatency.p50
             object["floor_p99_ms"] = floorLatency.p99
             object["floor_cpu_us_per_unit"] = reference.coordinatorCPU
+            if pacedRate > 0 { object["floor_paced_units_per_second"] = reference.pacedRate }
         }
         if json { print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)) }
         if scratch == nil { try? FileManager.default.removeItem(atPath: directory) }
