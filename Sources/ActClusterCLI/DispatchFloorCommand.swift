@@ -47,10 +47,6 @@ struct DispatchFloorCommand: ParsableCommand {
         ).frames(lease: 1, attempt: 1)
         let ack = CoordinatorMessage.ack(Acknowledgement(unit: 0, lease: 1, outcome: .accepted)).encode()
 
-        func send(_ frames: [[UInt8]], to peer: [UInt8]) throws {
-            try socket.send(peer, more: true, dontWait: true)
-            for index in frames.indices { try socket.send(frames[index], more: index < frames.count - 1) }
-        }
         var peers = Set<[UInt8]>()
         var assigned = 0, done = 0
         var unacknowledged: [[UInt8]] = []
@@ -71,18 +67,18 @@ struct DispatchFloorCommand: ParsableCommand {
                 }
                 if assigned < units {
                     assigned += 1
-                    try send(assignment, to: peer)
+                    try socket.send(assignment, routedTo: peer)
                 }
             }
             if clock.now - lastAcks >= .milliseconds(2) {
                 lastAcks = clock.now
-                for peer in unacknowledged { try send(ack, to: peer) }
+                for peer in unacknowledged { try socket.send(ack, routedTo: peer) }
                 unacknowledged.removeAll(keepingCapacity: true)
             }
         }
-        for peer in unacknowledged { try send(ack, to: peer) }
+        for peer in unacknowledged { try socket.send(ack, routedTo: peer) }
         let shutdown = CoordinatorMessage.shutdown(reason: "the run is complete").encode()
-        for peer in peers { try send(shutdown, to: peer) }
+        for peer in peers { try socket.send(shutdown, routedTo: peer) }
         // The linger delivers the SHUTDOWNs when the socket closes.
     }
 }

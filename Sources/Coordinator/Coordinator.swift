@@ -324,9 +324,7 @@ public final class Coordinator {
     private func send(_ frames: [[UInt8]], to routingID: [UInt8], assigned: LeaseID? = nil) {
         let session = sessions[routingID]
         do {
-            // Only the routing frame may fail (ROUTER_MANDATORY); the rest then goes with it.
-            try workerSocket.send(routingID, more: true, dontWait: true)
-            for index in frames.indices { try workerSocket.send(frames[index], more: index < frames.count - 1) }
+            try workerSocket.send(frames, routedTo: routingID)
             // The loop pass's time is exact enough for when to heartbeat, and costs no clock read.
             session?.lastSent = passStarted
         } catch {

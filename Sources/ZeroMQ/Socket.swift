@@ -105,6 +105,14 @@ public final class ZeroMQSocket {
         }
     }
 
+    /// On a ROUTER: sends `frames` to the peer `routingID` as one message, without building a
+    /// second array for the envelope. Only the routing frame can fail (ROUTER_MANDATORY, or a
+    /// full queue: it does not wait); the rest then goes with it.
+    public func send(_ frames: [[UInt8]], routedTo routingID: [UInt8]) throws(ZeroMQError) {
+        try send(routingID, more: true, dontWait: true)
+        for index in frames.indices { try send(frames[index], more: index < frames.count - 1) }
+    }
+
     /// Sends message frames without copying their payloads.
     public func send(multipart frames: [ZeroMQMessage], dontWait: Bool = false) throws(ZeroMQError) {
         for (index, frame) in frames.enumerated() {
