@@ -114,17 +114,18 @@ struct BenchScalingCommand: ParsableCommand {
 
     private func collect(workers count: Int, in directory: String, corpus: String) throws -> Measurement {
         let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
-        let port = try freeLoopbackPort()
         let log = directory + "/coordinator.log"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let coordinator = try Child(
             binary,
             [
                 "coordinator", "--corpus", corpus, "--format", "txt", "--model", model, "--hook", hook, "--out", directory, "--bind",
-                "tcp://127.0.0.1:\(port)", "--unit-tokens", "\(unitTokens)", "--log-level", "debug",
+                "tcp://127.0.0.1:0", "--unit-tokens", "\(unitTokens)", "--log-level", "debug",
             ], log: log)
+        // The port the kernel chose, read back: one found free beforehand may be taken by then.
+        let endpoint = try coordinator.waitForValue(event: "coordinator_listening", key: "endpoint")
         let workers = try (0..<count).map {
-            try Child(binary, ["worker", "--connect", "tcp://127.0.0.1:\(port)", "--threads", "\(threads)", "--name", "bench-\($0)"], log: directory + "/worker-\($0).log")
+            try Child(binary, ["worker", "--connect", endpoint, "--threads", "\(threads)", "--name", "bench-\($0)"], log: directory + "/worker-\($0).log")
         }
         coordinator.wait()
         for worker in workers { worker.wait() }
