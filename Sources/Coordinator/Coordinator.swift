@@ -194,6 +194,7 @@ public final class Coordinator {
             _ = try poller.poll(timeout: pollTimeout())
             passStarted = clock.now
             try finishCommit()
+            releaseOutbox(limit: Self.releasedPerPass)
             try answerAuthentication()
             try answerStatusRequests()
             var handled = 0
@@ -213,7 +214,7 @@ public final class Coordinator {
             }
             try startCommit()
             // Nothing in flight: everything appended is durable, so nothing may wait.
-            if !journal.commitInFlight && (!deletions.isEmpty || outboxHead < outbox.count) { releaseOutbox() }
+            if !journal.commitInFlight && (!deletions.isEmpty || outboxHead < outbox.count) { releaseOutbox(limit: Self.releasedPerPass) }
 
             if state.allUnitsFinished {
                 try complete()
@@ -237,8 +238,10 @@ public final class Coordinator {
         return poller
     }
 
-    /// How long the loop may wait for messages: until a buffered commit is due at the latest.
+    /// How long the loop may wait for messages: not at all while released messages wait for
+    /// their slice, until a buffered commit is due at the latest.
     private func pollTimeout() -> Duration {
+        if outboxHead < outbox.count && outbox[outboxHead].after <= journal.durableEvents { return .zero }
         guard !journal.commitInFlight, journal.bufferedEvents > 0 else { return .milliseconds(50) }
         return min(.milliseconds(50), max(.zero, lastCommitStart + configuration.commitInterval - clock.now))
     }
@@ -254,7 +257,8 @@ public final class Coordinator {
         syncer.submit(commit)
     }
 
-    /// Takes a commit the journal thread finished, and sends what waited for it.
+    /// Takes a commit the journal thread finished; what waited for it goes out from now on,
+    /// a slice per pass.
     private func finishCommit() throws {
         guard let (commit, error) = syncer.takeFinished() else { return }
         try finished(commit, error: error)
@@ -263,7 +267,6 @@ public final class Coordinator {
     private func finished(_ commit: JournalCommit, error: (any Error)?) throws {
         try journalOperation { try journal.finishCommit(commit, error: error) }
         (durablePlanned, durableReservation) = inFlightMarks
-        releaseOutbox()
     }
 
     /// Makes the journal hold every event so far, then sends everything that waited for it.
@@ -288,10 +291,18 @@ public final class Coordinator {
         }
     }
 
-    /// Sends the queued messages and deletes the files whose events are durable, in order.
-    private func releaseOutbox() {
+    /// Messages the loop releases per pass. A slow sync can free thousands of ACKs at once;
+    /// sent in one go they would hold back, for milliseconds, the messages that arrive meanwhile
+    /// and the ASSIGNs that answer them.
+    static let releasedPerPass = 64
+
+    /// Sends the queued messages whose events are durable (up to `limit` of them), in order,
+    /// and deletes the files whose events are durable.
+    private func releaseOutbox(limit: Int = .max) {
         let durable = journal.durableEvents
-        while outboxHead < outbox.count, outbox[outboxHead].after <= durable {
+        var released = 0
+        while released < limit, outboxHead < outbox.count, outbox[outboxHead].after <= durable {
+            released += 1
             let message = outbox[outboxHead]
             outboxHead += 1
             if let count = queuedPerPeer[message.routingID], count > 1 {
