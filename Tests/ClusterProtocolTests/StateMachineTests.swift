@@ -88,6 +88,33 @@ private func planned(_ count: Int, maxAttempts: Int = 3) -> CoordinatorState {
         #expect(state.invariantViolation() == nil)
     }
 
+    /// ASSIGN waits only for its id's reservation, so a crash can lose a unit's PLANNED along
+    /// with its LEASED. The restarted coordinator has not planned that unit yet when the DONE for
+    /// the lost lease arrives: it is still ignored (the id is skipped) and its files deleted, and
+    /// the unit is planned and leased again under a new id.
+    @Test func aReportForAUnitWhosePlannedWasLostIsIgnored() {
+        var state = planned(1)
+        #expect(state.apply(.leasesReserved(through: 4)).changed)
+        #expect(state.apply(.leased(unit: 0, lease: 1, worker: "w1")).changed)
+        // Lost in the crash: PLANNED of unit 1 and its LEASED under id 2. The restart reserves anew.
+        #expect(state.apply(.leasesReserved(through: 8)).changed && state.skippedLeases == [2...4])
+        #expect(state.active[1] == nil && state.plannedCount == 1)
+
+        let before = state
+        let done = state.apply(.done(Samples.done(unit: 1, lease: 2)))
+        #expect(done.acknowledgement == .ignored && !done.changed && done.reason?.contains("never journaled") == true)
+        #expect(done.deleteFiles == Samples.hooks.map { ClusterWire.shardFileName(unit: 1, lease: 2, hook: $0) })
+        let failed = state.apply(.failed(UnitFailed(unit: 1, lease: 2, reason: "oom")))
+        #expect(failed.acknowledgement == .ignored && !failed.changed)
+        #expect(state == before)
+
+        let plan = UnitPlan(unit: 1, fileIndex: 0, byteRange: 10..<20, firstDocumentID: 1, firstLine: 2, lineCount: 1, textBytes: 9)
+        #expect(state.apply(.planned(plan)).changed)
+        #expect(state.apply(.leased(unit: 1, lease: 5, worker: "w2")).changed)
+        #expect(state.apply(.done(Samples.done(unit: 1, lease: 5))).acknowledgement == .accepted && state.done[1]?.lease == 5)
+        #expect(state.invariantViolation() == nil)
+    }
+
     @Test func failuresRequeueAtTheFrontThenPoison() {
         var state = planned(3, maxAttempts: 2)
         _ = state.apply(.leased(unit: 0, lease: 1, worker: "w"))
