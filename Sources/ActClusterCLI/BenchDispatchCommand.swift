@@ -103,7 +103,7 @@ struct BenchDispatchCommand: ParsableCommand {
         print("dispatch: \(figures.saturatedUnits + figures.pacedUnits) units (manifest \(manifest.shards.count)) to \(workers) null workers (\(nullWorkers.rawValue)) over \(transport)")
         print("saturated: \(figures.saturatedUnits) units at \(Int(figures.rate)) units/s (goal ≥ 20000); latency p50 \(format(figures.saturatedLatency.p50)) ms, p99 \(format(figures.saturatedLatency.p99)) ms (workers ÷ units/s)")
         if pacedRate > 0 {
-            print("paced: \(figures.pacedUnits) units at \(Int(figures.pacedRate)) units/s (offered \(pacedRate)); lease latency p50 \(format(figures.pacedLatency.p50)) ms, p99 \(format(figures.pacedLatency.p99)) ms (goal p99 ≤ 5)")
+            print("paced: \(figures.pacedUnits) units at \(Int(figures.pacedRate)) units/s (offered \(pacedRate)); lease latency p50 \(format(figures.pacedLatency.p50)) ms, p99 \(format(figures.pacedLatency.p99)) ms (goal p99 ≤ 5); \(String(format: "%.2f", figures.pacedOverGoalPercent))% of leases over 5 ms (goal ≤ 1%)")
         }
         print("CPU per unit, saturated phase: null workers \(String(format: "%.1f", figures.workerCPU)) µs, coordinator \(String(format: "%.1f", figures.coordinatorCPU)) µs")
         print("coordinator peak RSS: \(figures.peakRSS >> 20) MB (goal ≤ 200)")
@@ -118,18 +118,22 @@ struct BenchDispatchCommand: ParsableCommand {
         if pacedRate > 0 {
             object["paced_offered_units_per_second"] = pacedRate
             object["paced_units_per_second"] = figures.pacedRate
+            object["paced_over_5ms_percent"] = figures.pacedOverGoalPercent
         }
         if floor {
             let reference = try measure(coordinatorArguments: { ["bench", "dispatch-floor", "--bind", $0, "--units", "\(units)"] }, directory: directory, what: "floor", log: nil)
             let floorLatency = pacedRate > 0 ? reference.pacedLatency : reference.saturatedLatency
             print("floor (libzmq ROUTER answering from pre-encoded messages; no state, journal or decoding), same run and workers:")
-            print("  saturated \(Int(reference.rate)) units/s; \(pacedRate > 0 ? "paced at \(Int(reference.pacedRate)) units/s, " : "")lease latency p50 \(format(floorLatency.p50)) ms, p99 \(format(floorLatency.p99)) ms; CPU per unit \(String(format: "%.1f", reference.coordinatorCPU)) µs")
+            print("  saturated \(Int(reference.rate)) units/s; \(pacedRate > 0 ? "paced at \(Int(reference.pacedRate)) units/s, " : "")lease latency p50 \(format(floorLatency.p50)) ms, p99 \(format(floorLatency.p99)) ms\(pacedRate > 0 ? String(format: " (%.2f%% over 5 ms)", reference.pacedOverGoalPercent) : ""); CPU per unit \(String(format: "%.1f", reference.coordinatorCPU)) µs")
             print("  coordinator ÷ floor: units/s \(String(format: "%.2f", figures.rate / reference.rate))×, CPU per unit \(String(format: "%.2f", figures.coordinatorCPU / reference.coordinatorCPU))×, p99 \(String(format: "%.2f", latency.p99 / floorLatency.p99))×")
             object["floor_units_per_second"] = reference.rate
             object["floor_p50_ms"] = floorLatency.p50
             object["floor_p99_ms"] = floorLatency.p99
             object["floor_cpu_us_per_unit"] = reference.coordinatorCPU
-            if pacedRate > 0 { object["floor_paced_units_per_second"] = reference.pacedRate }
+            if pacedRate > 0 {
+                object["floor_paced_units_per_second"] = reference.pacedRate
+                object["floor_paced_over_5ms_percent"] = reference.pacedOverGoalPercent
+            }
         }
         if json { print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)) }
         if scratch == nil { try? FileManager.default.removeItem(atPath: directory) }
@@ -191,7 +195,10 @@ struct BenchDispatchCommand: ParsableCommand {
             return (at(0.5), at(0.99))
         }
         let saturatedLatency = percentiles(all.flatMap(\.saturatedLatencies))
-        let pacedLatency = percentiles(all.flatMap(\.pacedLatencies))
+        let pacedLatencies = all.flatMap(\.pacedLatencies)
+        let pacedLatency = percentiles(pacedLatencies)
+        // How far from the goal: p99 ≤ 5 ms is at most 1% of leases over 5 ms.
+        let overGoal = pacedLatencies.isEmpty ? 0 : Double(pacedLatencies.count { $0 > 0.005 }) / Double(pacedLatencies.count) * 100
         var pacedRateSeen = 0.0
         if let start = all.compactMap(\.pacedStart).min(), let end = all.compactMap(\.pacedEnd).max(), end > start {
             pacedRateSeen = Double(paced) / (end - start).seconds
@@ -206,7 +213,7 @@ struct BenchDispatchCommand: ParsableCommand {
         }
         let workerCPU = perUnit(\.workers), coordinatorCPU = perUnit(\.coordinator)
         return DispatchFigures(
-            saturatedUnits: saturated, pacedUnits: paced, rate: rate, saturatedLatency: saturatedLatency, pacedLatency: pacedLatency,
+            saturatedUnits: saturated, pacedUnits: paced, rate: rate, saturatedLatency: saturatedLatency, pacedLatency: pacedLatency, pacedOverGoalPercent: overGoal,
             pacedRate: pacedRateSeen, workerCPU: workerCPU, coordinatorCPU: coordinatorCPU, peakRSS: peakRSS)
     }
 }
@@ -219,6 +226,8 @@ private struct DispatchFigures {
     var rate: Double
     var saturatedLatency: (p50: Double, p99: Double)
     var pacedLatency: (p50: Double, p99: Double)
+    /// Leases of the paced phase that took over 5 ms, in percent.
+    var pacedOverGoalPercent: Double
     var pacedRate: Double
     /// CPU µs per unit of the saturated phase.
     var workerCPU: Double

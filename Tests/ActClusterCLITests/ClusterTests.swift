@@ -465,5 +465,8 @@ struct HarnessFailure: Error, CustomStringConvertible {
         // 10 ms ticks, too coarse for a run this short.)
         let measured = ["units_per_second", "paced_units_per_second", "p99_ms", "floor_units_per_second", "floor_p99_ms"]
         for key in measured { #expect((figures[key] as? Double ?? 0) > 0, "\(key) in \(last)") }
+        for key in ["paced_over_5ms_percent", "floor_paced_over_5ms_percent"] {
+            #expect((0...100).contains(figures[key] as? Double ?? -1), "\(key) in \(last)")
+        }
     }
 }
