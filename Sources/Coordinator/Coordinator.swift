@@ -676,8 +676,11 @@ public final class Coordinator {
             run: state.run.run, heartbeatInterval: configuration.heartbeatInterval, liveness: configuration.liveness,
             encodedSettings: encodedSettings, file: state.run.corpus.paths[plan.fileIndex], plan: plan, corpusLines: lines)
     }
-    /// Lease ids reserved per LEASES_RESERVED record (one sync per this many leases).
-    static let leaseBlock: UInt64 = 65_536
+    /// Lease ids reserved per LEASES_RESERVED record. The ASSIGNs after a block runs out wait
+    /// for the sync that holds the next one, so a block lasts a minute at 20,000 units/s. A
+    /// restart skips the unused rest of its block; file names pad ids to 10 digits, which
+    /// thousands of restarts do not outgrow.
+    static let leaseBlock: UInt64 = 1 << 20
 
     private func planAhead() throws {
         while !state.planningComplete && state.pending.count < pendingTarget {
