@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClusterProtocol
+import Coordinator
 import Foundation
 import ZeroMQ
 
@@ -25,10 +26,9 @@ struct DispatchFloorCommand: ParsableCommand {
     func run() throws {
         let context = try ZeroMQContext()
         let socket = try context.socket(.router)
-        try socket.configure(
-            linger: .seconds(1), sendHighWaterMark: 0, receiveHighWaterMark: 0, maxMessageSize: ClusterWire.Limits.coordinatorMaxMessageBytes)
-        try socket.set(.routerMandatory, 1)
-        try socket.setHeartbeats(interval: ClusterWire.Defaults.heartbeatInterval, timeout: ClusterWire.Defaults.heartbeatInterval * ClusterWire.Defaults.liveness)
+        try Coordinator.configureWorkerSocket(
+            socket, heartbeatInterval: ClusterWire.Defaults.heartbeatInterval,
+            livenessPeriod: ClusterWire.Defaults.heartbeatInterval * ClusterWire.Defaults.liveness)
         do {
             _ = try socket.bind(bind)
         } catch {

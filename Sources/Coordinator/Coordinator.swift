@@ -116,10 +116,7 @@ public final class Coordinator {
             authenticator = nil
         }
         workerSocket = try context.socket(.router)
-        try workerSocket.configure(
-            linger: .seconds(1), sendHighWaterMark: 0, receiveHighWaterMark: 0, maxMessageSize: ClusterWire.Limits.coordinatorMaxMessageBytes)
-        try workerSocket.set(.routerMandatory, 1)
-        try workerSocket.setHeartbeats(interval: configuration.heartbeatInterval, timeout: configuration.livenessPeriod)
+        try Self.configureWorkerSocket(workerSocket, heartbeatInterval: configuration.heartbeatInterval, livenessPeriod: configuration.livenessPeriod)
         if let curve = configuration.curve { try workerSocket.makeCurveServer(secretKey: curve.secretKey) }
         do {
             workerEndpoint = try workerSocket.bind(configuration.bind)
@@ -162,6 +159,14 @@ public final class Coordinator {
                 "curve": "\(configuration.curve == nil ? "off" : configuration.curve?.allowedClientKeys == nil ? "server_key" : "allow_list")",
                 "hooks": "\(run.settings.hooks.joined(separator: ","))", "output": "\(configuration.outputDirectory)",
             ])
+    }
+
+    /// The worker-facing ROUTER's options (CURVE aside): `bench dispatch`'s floor sets the same.
+    public static func configureWorkerSocket(_ socket: ZeroMQSocket, heartbeatInterval: Duration, livenessPeriod: Duration) throws(ZeroMQError) {
+        try socket.configure(
+            linger: .seconds(1), sendHighWaterMark: 0, receiveHighWaterMark: 0, maxMessageSize: ClusterWire.Limits.coordinatorMaxMessageBytes)
+        try socket.set(.routerMandatory, 1)
+        try socket.setHeartbeats(interval: heartbeatInterval, timeout: livenessPeriod)
     }
 
     deinit {
@@ -239,7 +244,7 @@ public final class Coordinator {
     /// How long the loop may wait for messages: not at all while released messages wait for
     /// their slice, until a buffered commit is due at the latest.
     private func pollTimeout() -> Duration {
-        if outboxHead < outbox.count && outbox[outboxHead].after <= journal.durableEvents { return .zero }
+        if outboxHasReleasable { return .zero }
         guard !journal.commitInFlight, journal.bufferedEvents > 0 else { return .milliseconds(50) }
         return min(.milliseconds(50), max(.zero, lastCommitStart + configuration.commitInterval - clock.now))
     }
@@ -289,6 +294,9 @@ public final class Coordinator {
         }
     }
 
+    /// The outbox's next message may go: its events are durable.
+    private var outboxHasReleasable: Bool { outboxHead < outbox.count && outbox[outboxHead].after <= journal.durableEvents }
+
     /// Messages the loop releases per pass. A slow sync can free thousands of ACKs at once;
     /// sent in one go they would hold back, for milliseconds, the messages that arrive meanwhile
     /// and the ASSIGNs that answer them.
@@ -297,9 +305,8 @@ public final class Coordinator {
     /// Sends the queued messages whose events are durable (up to `limit` of them), in order,
     /// and deletes the files whose events are durable.
     private func releaseOutbox(limit: Int = .max) {
-        let durable = journal.durableEvents
         var released = 0
-        while released < limit, outboxHead < outbox.count, outbox[outboxHead].after <= durable {
+        while released < limit, outboxHasReleasable {
             released += 1
             let message = outbox[outboxHead]
             outboxHead += 1
@@ -317,6 +324,7 @@ public final class Coordinator {
             outbox.removeFirst(outboxHead)
             outboxHead = 0
         }
+        let durable = journal.durableEvents
         var kept = 0
         for deletion in deletions {
             guard deletion.after <= durable else {
