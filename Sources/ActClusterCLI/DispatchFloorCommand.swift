@@ -47,9 +47,9 @@ struct DispatchFloorCommand: ParsableCommand {
         ).frames(lease: 1, attempt: 1)
         let ack = CoordinatorMessage.ack(Acknowledgement(unit: 0, lease: 1, outcome: .accepted)).encode()
 
-        var peers = Set<[UInt8]>()
+        var peers = Set<RoutingID>()
         var assigned = 0, done = 0
-        var unacknowledged: [[UInt8]] = []
+        var unacknowledged: [RoutingID] = []
         var poller = ZeroMQPoller()
         poller.add(socket)
         let clock = ContinuousClock()

@@ -38,19 +38,19 @@ public final class Coordinator {
     private let authenticator: CurveAuthenticator?
     private let stopRequests: () -> Int
 
-    private var sessions: [[UInt8]: WorkerSession] = [:]
+    private var sessions: [RoutingID: WorkerSession] = [:]
     private var sessionsByName: [String: WorkerSession] = [:]
-    private var idleQueue: [[UInt8]] = []
+    private var idleQueue: [RoutingID] = []
     private var trackers: [LeaseID: LeaseTracker] = [:]
     /// ASSIGNs of planned units not yet leased, encoded but for the lease as they are planned,
     /// so a first ASSIGN needs no second read of the corpus.
     private var plannedAssignments: [UnitID: AssignmentTemplate] = [:]
     /// Replies and file deletions waiting for the journal to hold the events they follow from
     /// (``Journal/durableEvents`` reaching `after`), in the order queued.
-    private var outbox: [(routingID: [UInt8], frames: [[UInt8]], assigned: LeaseID?, after: Int)] = []
+    private var outbox: [(routingID: RoutingID, frames: [[UInt8]], assigned: LeaseID?, after: Int)] = []
     private var outboxHead = 0
     /// Messages in the outbox per peer: a message that could go at once still waits behind them.
-    private var queuedPerPeer: [[UInt8]: Int] = [:]
+    private var queuedPerPeer: [RoutingID: Int] = [:]
     private var deletions: [(name: String, after: Int)] = []
     private let syncer: JournalSyncer
     /// Lease ids up to this are durably reserved by this process: as of the last finished
@@ -338,7 +338,7 @@ public final class Coordinator {
         deletions.removeLast(deletions.count - kept)
     }
 
-    private func send(_ frames: [[UInt8]], to routingID: [UInt8], assigned: LeaseID? = nil) {
+    private func send(_ frames: [[UInt8]], to routingID: RoutingID, assigned: LeaseID? = nil) {
         let session = sessions[routingID]
         do {
             try workerSocket.send(frames, routedTo: routingID)
@@ -346,7 +346,7 @@ public final class Coordinator {
             session?.lastSent = passStarted
         } catch {
             // The peer is gone (ROUTER_MANDATORY) or its queue is full.
-            logger.debug("send_failed", metadata: ["peer": "\(hex(routingID))", "error": "\(error)"])
+            logger.debug("send_failed", metadata: ["peer": "\(routingID.description)", "error": "\(error)"])
             if let session { dropSession(session, reason: "the connection is gone") }
             if let lease = assigned, let tracker = trackers[lease] {
                 // Its ASSIGN never left: give the unit back without counting an attempt.
@@ -357,11 +357,11 @@ public final class Coordinator {
 
     /// Sends `message` once the journal holds every event appended so far (or the first
     /// `after` events), and after the messages queued for the same peer before it.
-    private func queue(_ message: CoordinatorMessage, to routingID: [UInt8], assigned: LeaseID? = nil, after: Int? = nil) {
+    private func queue(_ message: CoordinatorMessage, to routingID: RoutingID, assigned: LeaseID? = nil, after: Int? = nil) {
         queue(frames: message.encode(), to: routingID, assigned: assigned, after: after ?? journal.appendedEvents)
     }
 
-    private func queue(frames: [[UInt8]], to routingID: [UInt8], assigned: LeaseID? = nil, after: Int) {
+    private func queue(frames: [[UInt8]], to routingID: RoutingID, assigned: LeaseID? = nil, after: Int) {
         if after <= journal.durableEvents && queuedPerPeer[routingID] == nil {
             send(frames, to: routingID, assigned: assigned)
             return
@@ -388,7 +388,7 @@ public final class Coordinator {
 
     // MARK: Worker messages
 
-    private func handle(_ frames: [[UInt8]], from routingID: [UInt8]) {
+    private func handle(_ frames: [[UInt8]], from routingID: RoutingID) {
         guard !frames.isEmpty else { return }
         let message: WorkerMessage
         do {
@@ -408,15 +408,15 @@ public final class Coordinator {
         }
     }
 
-    private func reject(_ routingID: [UInt8], _ reason: String) {
+    private func reject(_ routingID: RoutingID, _ reason: String) {
         rejectedMessages += 1
         // A hostile peer can send garbage at line rate: log the first ones, then a sample.
         if rejectedMessages <= 100 || rejectedMessages % 1000 == 0 {
-            logger.warning("message_rejected", metadata: ["peer": "\(hex(routingID))", "reason": "\(reason)", "rejected_total": "\(rejectedMessages)"])
+            logger.warning("message_rejected", metadata: ["peer": "\(routingID.description)", "reason": "\(reason)", "rejected_total": "\(rejectedMessages)"])
         }
     }
 
-    private func handleReady(_ ready: Ready, from routingID: [UInt8], now: ContinuousClock.Instant) {
+    private func handleReady(_ ready: Ready, from routingID: RoutingID, now: ContinuousClock.Instant) {
         var previousLease: LeaseID?
         if let other = sessionsByName[ready.worker], other.routingID != routingID {
             // The same worker on a new connection: the old one is dead.
@@ -445,7 +445,7 @@ public final class Coordinator {
     }
 
     /// A DONE or FAILED with `ready`: the worker asks for its next unit with its report.
-    private func readyAfterReport(from routingID: [UInt8], lease: LeaseID) {
+    private func readyAfterReport(from routingID: RoutingID, lease: LeaseID) {
         guard let session = sessions[routingID] else {
             // Not known here (this coordinator restarted): READY carries what a session needs.
             queue(.disconnect(reason: "the coordinator does not know this worker; send READY"), to: routingID)
@@ -470,7 +470,7 @@ public final class Coordinator {
         }
     }
 
-    private func handleHeartbeat(_ heartbeat: WorkerHeartbeat, from routingID: [UInt8], session: WorkerSession?, now: ContinuousClock.Instant) {
+    private func handleHeartbeat(_ heartbeat: WorkerHeartbeat, from routingID: RoutingID, session: WorkerSession?, now: ContinuousClock.Instant) {
         guard let lease = heartbeat.lease, let unit = heartbeat.unit else {
             if session == nil {
                 // Not known here (this coordinator restarted, or declared it lost): ask for READY.
@@ -493,7 +493,7 @@ public final class Coordinator {
     }
 
     /// A busy worker this coordinator has no session for (it restarted): learn it.
-    private func adopt(_ routingID: [UInt8], name: String, now: ContinuousClock.Instant) -> WorkerSession {
+    private func adopt(_ routingID: RoutingID, name: String, now: ContinuousClock.Instant) -> WorkerSession {
         if let other = sessionsByName[name], other.routingID != routingID { dropSession(other, reason: "it reconnected") }
         let session = WorkerSession(routingID: routingID, name: name, now: now)
         sessions[routingID] = session
@@ -502,7 +502,7 @@ public final class Coordinator {
         return session
     }
 
-    private func handleDone(_ done: UnitDone, body: [UInt8], from routingID: [UInt8], now: ContinuousClock.Instant) {
+    private func handleDone(_ done: UnitDone, body: [UInt8], from routingID: RoutingID, now: ContinuousClock.Instant) {
         if var tracker = trackers[done.lease], tracker.unit == done.unit {
             tracker.deadline = now + configuration.livenessPeriod
             trackers[done.lease] = tracker
@@ -540,7 +540,7 @@ public final class Coordinator {
             logger.info(
                 "unit_done",
                 metadata: [
-                    "unit": "\(done.unit)", "lease": "\(done.lease)", "worker": "\(session?.name ?? hex(routingID))", "tokens": "\(done.tokens)",
+                    "unit": "\(done.unit)", "lease": "\(done.lease)", "worker": "\(session?.name ?? routingID.description)", "tokens": "\(done.tokens)",
                     "rows": "\(done.rows)", "documents": "\(done.documents)", "wall_s": "\(String(format: "%.2f", done.timings.wall))",
                     "units_done": "\(state.done.count)", "units_planned": "\(state.plannedCount)",
                 ])
@@ -564,7 +564,7 @@ public final class Coordinator {
         return nil
     }
 
-    private func handleFailed(_ failed: UnitFailed, from routingID: [UInt8]) {
+    private func handleFailed(_ failed: UnitFailed, from routingID: RoutingID) {
         defer { if failed.ready { readyAfterReport(from: routingID, lease: failed.lease) } }
         let transition = apply(.failed(failed))
         queue(.ack(Acknowledgement(unit: failed.unit, lease: failed.lease, outcome: transition.acknowledgement ?? .rejected, reason: transition.reason)), to: routingID)
@@ -884,12 +884,12 @@ public final class Coordinator {
             let request: StatusRequest
             do {
                 guard case .request(let decoded) = try StatusMessage.decode(frames: parts) else {
-                    reject(envelope[0], "a status reply sent to the coordinator")
+                    reject(RoutingID(envelope[0]), "a status reply sent to the coordinator")
                     continue
                 }
                 request = decoded
             } catch {
-                reject(envelope[0], "\(error)")
+                reject(RoutingID(envelope[0]), "\(error)")
                 continue
             }
             let reply = StatusMessage.reply(report(includeWorkers: request.includeWorkers)).encode()
@@ -945,8 +945,4 @@ public final class Coordinator {
             manifestPath: manifest ? configuration.outputDirectory + "/" + ShardManifest.fileName : nil,
             failures: state.poisoned.keys.sorted().map { ($0, state.poisoned[$0]!.reasons.last ?? "") })
     }
-}
-
-private func hex(_ bytes: [UInt8]) -> String {
-    bytes.map { String(format: "%02x", $0) }.joined()
 }

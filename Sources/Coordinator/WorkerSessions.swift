@@ -1,5 +1,6 @@
 import ClusterProtocol
 import Platform
+import ZeroMQ
 
 typealias Instant = ContinuousClock.Instant
 
@@ -7,7 +8,7 @@ typealias Instant = ContinuousClock.Instant
 /// are soft state: a restarted coordinator starts with none and learns workers again from
 /// their READY and HEARTBEAT messages.
 final class WorkerSession {
-    let routingID: [UInt8]
+    let routingID: RoutingID
     var name: String
     var threads = 1
     var lastSeen: Instant
@@ -25,7 +26,7 @@ final class WorkerSession {
     /// Tokens per second of its last finished unit.
     var lastRate = 0.0
 
-    init(routingID: [UInt8], name: String, now: Instant) {
+    init(routingID: RoutingID, name: String, now: Instant) {
         self.routingID = routingID
         self.name = name
         lastSeen = now
@@ -38,7 +39,7 @@ struct LeaseTracker {
     var unit: UnitID
     /// The routing id of the worker that last spoke for the lease (nil for a lease restored
     /// from the journal that no worker has claimed yet).
-    var holder: [UInt8]?
+    var holder: RoutingID?
     var deadline: Instant
     /// A worker has spoken for the lease since this coordinator started. A restored lease
     /// nobody claims is released, not counted as a failed attempt.

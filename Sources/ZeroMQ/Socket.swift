@@ -108,8 +108,12 @@ public final class ZeroMQSocket {
     /// On a ROUTER: sends `frames` to the peer `routingID` as one message, without building a
     /// second array for the envelope. Only the routing frame can fail (ROUTER_MANDATORY, or a
     /// full queue: it does not wait); the rest then goes with it.
-    public func send(_ frames: [[UInt8]], routedTo routingID: [UInt8]) throws(ZeroMQError) {
-        try send(routingID, more: true, dontWait: true)
+    public func send(_ frames: [[UInt8]], routedTo routingID: RoutingID) throws(ZeroMQError) {
+        let routed: Result<Void, ZeroMQError> = routingID.withUnsafeBytes { bytes in
+            do throws(ZeroMQError) { try send(bytes, more: true, dontWait: true); return .success(()) }
+            catch { return .failure(error) }
+        }
+        try routed.get()
         for index in frames.indices { try send(frames[index], more: index < frames.count - 1) }
     }
 
@@ -184,10 +188,24 @@ public final class ZeroMQSocket {
     }
 
     /// On a ROUTER: the next message if one is waiting, split into the peer's routing id and
-    /// the frames after it (as ``receiveFramesIfReady()``, without a second array for the rest).
-    public func receiveRoutedIfReady() throws(ZeroMQError) -> (routingID: [UInt8], frames: [[UInt8]])? {
-        guard var frames = try receiveFramesIfReady() else { return nil }
-        let routingID = frames.removeFirst()
+    /// the frames after it (as ``receiveFramesIfReady()``; the routing id is no array).
+    public func receiveRoutedIfReady() throws(ZeroMQError) -> (routingID: RoutingID, frames: [[UInt8]])? {
+        let handle = try open("zmq_msg_recv")
+        while zmq_msg_recv(scratch, handle, ZMQ_DONTWAIT) < 0 {
+            let code = zmq_errno()
+            if code == EAGAIN { return nil }
+            if code != EINTR { throw ZeroMQError.last("zmq_msg_recv") }
+        }
+        let routingID = RoutingID(UnsafeRawBufferPointer(start: zmq_msg_data(scratch), count: zmq_msg_size(scratch)))
+        // Protocol, command, body: room for the usual three at once.
+        var frames: [[UInt8]] = []
+        frames.reserveCapacity(3)
+        while zmq_msg_more(scratch) != 0 {
+            while zmq_msg_recv(scratch, handle, 0) < 0 {
+                if zmq_errno() != EINTR { throw ZeroMQError.last("zmq_msg_recv") }
+            }
+            frames.append([UInt8](UnsafeRawBufferPointer(start: zmq_msg_data(scratch), count: zmq_msg_size(scratch))))
+        }
         return (routingID, frames)
     }
 

@@ -141,6 +141,47 @@ private let patience: Duration = .seconds(5)
             try router.send(multipart: [Array("nobody".utf8), [], Array("lost".utf8)])
         }
     }
+
+    /// Ids of up to 8 bytes are kept in a word, longer ones as bytes: both must round-trip
+    /// through receiveRoutedIfReady and send(_:routedTo:), and libzmq's own 5-byte ids too.
+    @Test func routingIDsOfEveryLengthRoundTrip() throws {
+        let context = try ZeroMQContext()
+        let router = try context.socket(.router)
+        try router.set(.routerMandatory, 1)
+        let endpoint = try router.bind("tcp://127.0.0.1:*")
+        let chosen: [[UInt8]?] = [nil, [7], Array("12345678".utf8), Array("a-routing-id-of-24-bytes".utf8), [9, 0, 0]]
+        var dealers: [ZeroMQSocket] = []
+        for (index, id) in chosen.enumerated() {
+            let dealer = try context.socket(.dealer)
+            if let id { try dealer.setRoutingID(id) }
+            try dealer.configure(linger: .zero)
+            try dealer.connect(endpoint)
+            try dealer.send(multipart: [Array("from \(index)".utf8), [UInt8(index)]])
+            dealers.append(dealer)
+        }
+        var seen: [RoutingID: Int] = [:]
+        let deadline = ContinuousClock.now + patience
+        while seen.count < chosen.count, ContinuousClock.now < deadline {
+            guard let (routingID, frames) = try router.receiveRoutedIfReady() else {
+                _ = try router.poll(for: .readable, timeout: .milliseconds(100))
+                continue
+            }
+            let index = Int(try #require(frames.last?.first))
+            #expect(frames == [Array("from \(index)".utf8), [UInt8(index)]])
+            if let id = chosen[index] { #expect(routingID.bytes == id) } else { #expect(routingID.bytes.count == 5) }
+            #expect(RoutingID(routingID.bytes) == routingID)
+            seen[routingID] = index
+            try router.send([Array("to \(index)".utf8)], routedTo: routingID)
+        }
+        #expect(seen.count == chosen.count)
+        for (index, dealer) in dealers.enumerated() {
+            #expect(texts(try dealer.receiveMultipart(timeout: patience)) == ["to \(index)"])
+        }
+        // The length is part of the id: [1] and [1, 0] share a word but are different peers.
+        #expect(RoutingID([1]) != RoutingID([1, 0]))
+        #expect(RoutingID([0x0a, 0xff]).description == "0aff")
+        #expect(throws: ZeroMQError.self) { try router.send([[1]], routedTo: RoutingID(Array("nobody".utf8))) }
+    }
 }
 
 @Suite struct Security {
