@@ -67,7 +67,10 @@ struct BenchDispatchCommand: ParsableCommand {
     @Flag(help: "Then run the same phases against the floor: a libzmq ROUTER with the coordinator's socket options that answers at once from pre-encoded messages, with no state, journal or decoding. Prints its figures and the coordinator's ratios to them: what libzmq and this machine cost before the coordinator does any work.")
     var floor = false
 
-    @Flag(help: "End with one JSON line of the figures.")
+    @Option(help: "Rounds to run, each a new run with fresh null workers (and the floor's right after it, with --floor). With more than one, a summary follows: each figure's median over the rounds, the largest peak RSS, and in how many rounds the coordinator (and the floor) met the p99 goal. On a shared machine one round's p99 says little.")
+    var rounds = 1
+
+    @Flag(help: "End with one JSON line of the figures (the summary's, with --rounds).")
     var json = false
 
     func validate() throws {
@@ -75,6 +78,7 @@ struct BenchDispatchCommand: ParsableCommand {
         guard units >= 1, units <= 10_000_000 else { throw ValidationError("--units must be 1 … 10000000") }
         guard clientThreads >= 1, clientThreads <= workers else { throw ValidationError("--client-threads must be 1 … --workers") }
         guard pacedRate >= 0 else { throw ValidationError("--paced-rate must be 0 or more") }
+        guard rounds >= 1, rounds <= 100 else { throw ValidationError("--rounds must be 1 … 100") }
         guard ["tcp", "ipc"].contains(transport) else { throw ValidationError("--transport must be tcp or ipc") }
     }
 
@@ -92,44 +96,60 @@ struct BenchDispatchCommand: ParsableCommand {
         for index in 0..<units { corpus += Array(("document \(index) " + String(repeating: "x", count: 40)).prefix(40).utf8) + [0x0A] }
         try AtomicFile.write(corpus, to: directory + "/corpus.txt")
 
-        let figures = try measure(coordinatorArguments: { endpoint in
-            [
-                "coordinator", "--corpus", directory + "/corpus.txt", "--format", "txt", "--model", directory + "/model", "--hook",
-                nullWorkerHook, "--out", directory + "/out", "--bind", endpoint, "--unit-tokens", "8", "--context", "8",
-                "--log-level", "warning", "--skip-file-checks", "--log-file", directory + "/coordinator.log",
-            ]
-        }, directory: directory, what: "coordinator", log: directory + "/coordinator.log")
-        let manifest = try ShardManifest.read(directory + "/out")
-        print("dispatch: \(figures.saturatedUnits + figures.pacedUnits) units (manifest \(manifest.shards.count)) to \(workers) null workers (\(nullWorkers.rawValue)) over \(transport)")
-        print("saturated: \(figures.saturatedUnits) units at \(Int(figures.rate)) units/s (goal ≥ 20000); latency p50 \(format(figures.saturatedLatency.p50)) ms, p99 \(format(figures.saturatedLatency.p99)) ms (workers ÷ units/s)")
-        if pacedRate > 0 {
-            print("paced: \(figures.pacedUnits) units at \(Int(figures.pacedRate)) units/s (offered \(pacedRate)); lease latency p50 \(format(figures.pacedLatency.p50)) ms, p99 \(format(figures.pacedLatency.p99)) ms (goal p99 ≤ 5); \(String(format: "%.2f", figures.pacedOverGoalPercent))% of leases over 5 ms (goal ≤ 1%)")
+        var coordinatorRounds: [DispatchFigures] = [], floorRounds: [DispatchFigures] = []
+        for round in 1...rounds {
+            if rounds > 1 { print("round \(round) of \(rounds):") }
+            // Each round is a new run: a journal left by the last would say it is complete.
+            try? FileManager.default.removeItem(atPath: directory + "/out")
+            try FileManager.default.createDirectory(atPath: directory + "/out", withIntermediateDirectories: true)
+            let figures = try measure(coordinatorArguments: { endpoint in
+                [
+                    "coordinator", "--corpus", directory + "/corpus.txt", "--format", "txt", "--model", directory + "/model", "--hook",
+                    nullWorkerHook, "--out", directory + "/out", "--bind", endpoint, "--unit-tokens", "8", "--context", "8",
+                    "--log-level", "warning", "--skip-file-checks", "--log-file", directory + "/coordinator.log",
+                ]
+            }, directory: directory, what: "coordinator", log: directory + "/coordinator.log")
+            let manifest = try ShardManifest.read(directory + "/out")
+            print("dispatch: \(figures.saturatedUnits + figures.pacedUnits) units (manifest \(manifest.shards.count)) to \(workers) null workers (\(nullWorkers.rawValue)) over \(transport)")
+            printCoordinator(figures)
+            coordinatorRounds.append(figures)
+            if floor {
+                let reference = try measure(coordinatorArguments: { ["bench", "dispatch-floor", "--bind", $0, "--units", "\(units)"] }, directory: directory, what: "floor", log: nil)
+                printFloor(reference, against: figures)
+                floorRounds.append(reference)
+            }
         }
-        print("CPU per unit, saturated phase: null workers \(String(format: "%.1f", figures.workerCPU)) µs, coordinator \(String(format: "%.1f", figures.coordinatorCPU)) µs")
-        print("coordinator peak RSS: \(figures.peakRSS >> 20) MB (goal ≤ 200)")
-        // The latency goal is about a coordinator at 20,000 units/s; with a lower capacity it is not met.
-        let latency = pacedRate > 0 ? figures.pacedLatency : figures.saturatedLatency
+        let figures = DispatchFigures.median(of: coordinatorRounds)
+        let reference = floorRounds.isEmpty ? nil : DispatchFigures.median(of: floorRounds)
+        if rounds > 1 {
+            print("summary of \(rounds) rounds (the median of each figure; RSS the largest):")
+            printCoordinator(figures)
+            print("p99 goal met in \(goalMet(coordinatorRounds)) of \(rounds) rounds")
+            if let reference {
+                printFloor(reference, against: figures)
+                print("  the floor met the p99 goal in \(goalMet(floorRounds)) of \(rounds) rounds")
+            }
+        }
+        let latency = figures.goalLatency(paced: pacedRate > 0)
         var object: [String: Any] = [
             "units": figures.saturatedUnits + figures.pacedUnits, "workers": workers, "units_per_second": figures.rate, "p50_ms": latency.p50,
             "p99_ms": latency.p99, "saturated_p50_ms": figures.saturatedLatency.p50, "saturated_p99_ms": figures.saturatedLatency.p99,
             "peak_rss_mb": Double(figures.peakRSS) / 1_048_576, "transport": transport, "null_workers": nullWorkers.rawValue,
             "worker_cpu_us_per_unit": figures.workerCPU, "coordinator_cpu_us_per_unit": figures.coordinatorCPU,
+            "rounds": rounds, "p99_goal_met_rounds": goalMet(coordinatorRounds),
         ]
         if pacedRate > 0 {
             object["paced_offered_units_per_second"] = pacedRate
             object["paced_units_per_second"] = figures.pacedRate
             object["paced_over_5ms_percent"] = figures.pacedOverGoalPercent
         }
-        if floor {
-            let reference = try measure(coordinatorArguments: { ["bench", "dispatch-floor", "--bind", $0, "--units", "\(units)"] }, directory: directory, what: "floor", log: nil)
-            let floorLatency = pacedRate > 0 ? reference.pacedLatency : reference.saturatedLatency
-            print("floor (libzmq ROUTER answering from pre-encoded messages; no state, journal or decoding), same run and workers:")
-            print("  saturated \(Int(reference.rate)) units/s; \(pacedRate > 0 ? "paced at \(Int(reference.pacedRate)) units/s, " : "")lease latency p50 \(format(floorLatency.p50)) ms, p99 \(format(floorLatency.p99)) ms\(pacedRate > 0 ? String(format: " (%.2f%% over 5 ms)", reference.pacedOverGoalPercent) : ""); CPU per unit \(String(format: "%.1f", reference.coordinatorCPU)) µs")
-            print("  coordinator ÷ floor: units/s \(String(format: "%.2f", figures.rate / reference.rate))×, CPU per unit \(String(format: "%.2f", figures.coordinatorCPU / reference.coordinatorCPU))×, p99 \(String(format: "%.2f", latency.p99 / floorLatency.p99))×")
+        if let reference {
+            let floorLatency = reference.goalLatency(paced: pacedRate > 0)
             object["floor_units_per_second"] = reference.rate
             object["floor_p50_ms"] = floorLatency.p50
             object["floor_p99_ms"] = floorLatency.p99
             object["floor_cpu_us_per_unit"] = reference.coordinatorCPU
+            object["floor_p99_goal_met_rounds"] = goalMet(floorRounds)
             if pacedRate > 0 {
                 object["floor_paced_units_per_second"] = reference.pacedRate
                 object["floor_paced_over_5ms_percent"] = reference.pacedOverGoalPercent
@@ -137,6 +157,27 @@ struct BenchDispatchCommand: ParsableCommand {
         }
         if json { print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)) }
         if scratch == nil { try? FileManager.default.removeItem(atPath: directory) }
+    }
+
+    private func printCoordinator(_ figures: DispatchFigures) {
+        print("saturated: \(figures.saturatedUnits) units at \(Int(figures.rate)) units/s (goal ≥ 20000); latency p50 \(format(figures.saturatedLatency.p50)) ms, p99 \(format(figures.saturatedLatency.p99)) ms (workers ÷ units/s)")
+        if pacedRate > 0 {
+            print("paced: \(figures.pacedUnits) units at \(Int(figures.pacedRate)) units/s (offered \(pacedRate)); lease latency p50 \(format(figures.pacedLatency.p50)) ms, p99 \(format(figures.pacedLatency.p99)) ms (goal p99 ≤ 5); \(String(format: "%.2f", figures.pacedOverGoalPercent))% of leases over 5 ms (goal ≤ 1%)")
+        }
+        print("CPU per unit, saturated phase: null workers \(String(format: "%.1f", figures.workerCPU)) µs, coordinator \(String(format: "%.1f", figures.coordinatorCPU)) µs")
+        print("coordinator peak RSS: \(figures.peakRSS >> 20) MB (goal ≤ 200)")
+    }
+
+    private func printFloor(_ reference: DispatchFigures, against figures: DispatchFigures) {
+        let latency = figures.goalLatency(paced: pacedRate > 0), floorLatency = reference.goalLatency(paced: pacedRate > 0)
+        print("floor (libzmq ROUTER answering from pre-encoded messages; no state, journal or decoding), same run and workers:")
+        print("  saturated \(Int(reference.rate)) units/s; \(pacedRate > 0 ? "paced at \(Int(reference.pacedRate)) units/s, " : "")lease latency p50 \(format(floorLatency.p50)) ms, p99 \(format(floorLatency.p99)) ms\(pacedRate > 0 ? String(format: " (%.2f%% over 5 ms)", reference.pacedOverGoalPercent) : ""); CPU per unit \(String(format: "%.1f", reference.coordinatorCPU)) µs")
+        print("  coordinator ÷ floor: units/s \(String(format: "%.2f", figures.rate / reference.rate))×, CPU per unit \(String(format: "%.2f", figures.coordinatorCPU / reference.coordinatorCPU))×, p99 \(String(format: "%.2f", latency.p99 / floorLatency.p99))×")
+    }
+
+    /// Rounds whose lease latency p99 is within the goal (5 ms).
+    private func goalMet(_ rounds: [DispatchFigures]) -> Int {
+        rounds.count { $0.goalLatency(paced: pacedRate > 0).p99 <= 5 }
     }
 
     /// The figures of one run of both phases against the process `coordinatorArguments(endpoint)`
@@ -233,6 +274,21 @@ private struct DispatchFigures {
     var workerCPU: Double
     var coordinatorCPU: Double
     var peakRSS: Int
+}
+
+extension DispatchFigures {
+    /// The latency the goal is about: the paced phase's, or the saturated one's without it.
+    func goalLatency(paced: Bool) -> (p50: Double, p99: Double) { paced ? pacedLatency : saturatedLatency }
+
+    /// Each figure's median over the rounds (the upper one of an even count); the largest peak RSS.
+    static func median(of rounds: [DispatchFigures]) -> DispatchFigures {
+        func middle<T: Comparable>(_ value: (DispatchFigures) -> T) -> T { rounds.map(value).sorted()[rounds.count / 2] }
+        return DispatchFigures(
+            saturatedUnits: middle(\.saturatedUnits), pacedUnits: middle(\.pacedUnits), rate: middle(\.rate),
+            saturatedLatency: (middle(\.saturatedLatency.p50), middle(\.saturatedLatency.p99)), pacedLatency: (middle(\.pacedLatency.p50), middle(\.pacedLatency.p99)),
+            pacedOverGoalPercent: middle(\.pacedOverGoalPercent), pacedRate: middle(\.pacedRate), workerCPU: middle(\.workerCPU),
+            coordinatorCPU: middle(\.coordinatorCPU), peakRSS: rounds.map(\.peakRSS).max() ?? 0)
+    }
 }
 
 struct DispatchClientResult: Sendable {

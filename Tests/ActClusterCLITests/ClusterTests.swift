@@ -452,12 +452,16 @@ struct HarnessFailure: Error, CustomStringConvertible {
 /// `bench dispatch` is not a test of speed, but its runs must stay whole: every unit leased,
 /// reported and in the manifest, for the coordinator and for the floor it is compared with.
 @Suite struct DispatchBenchRuns {
-    @Test func aSmallRunAgainstTheCoordinatorAndTheFloorDispatchesEveryUnit() throws {
+    /// Two rounds: the second is a new run in the same scratch folder, not the first one's
+    /// finished journal.
+    @Test func smallRunsAgainstTheCoordinatorAndTheFloorDispatchEveryUnit() throws {
         let run = try runActcluster([
-            "bench", "dispatch", "--workers", "20", "--units", "400", "--paced-rate", "2000", "--transport", "ipc", "--floor", "--json",
+            "bench", "dispatch", "--workers", "20", "--units", "400", "--paced-rate", "2000", "--transport", "ipc", "--floor", "--rounds", "2", "--json",
         ])
         try #require(run.status == 0, "\(run.stdout) \(run.stderr)")
-        #expect(run.stdout.contains("dispatch: 400 units (manifest 400) to 20 null workers"), "\(run.stdout)")
+        let rounds = run.stdout.split(separator: "\n").filter { $0.hasPrefix("dispatch: 400 units (manifest 400) to 20 null workers") }
+        #expect(rounds.count == 2, "\(run.stdout)")
+        #expect(run.stdout.contains("summary of 2 rounds"), "\(run.stdout)")
         let last = try #require(run.stdout.split(separator: "\n").last)
         let figures = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
         #expect(figures["units"] as? Int == 400)
@@ -468,5 +472,7 @@ struct HarnessFailure: Error, CustomStringConvertible {
         for key in ["paced_over_5ms_percent", "floor_paced_over_5ms_percent"] {
             #expect((0...100).contains(figures[key] as? Double ?? -1), "\(key) in \(last)")
         }
+        #expect(figures["rounds"] as? Int == 2)
+        for key in ["p99_goal_met_rounds", "floor_p99_goal_met_rounds"] { #expect((0...2).contains(figures[key] as? Int ?? -1), "\(key) in \(last)") }
     }
 }
