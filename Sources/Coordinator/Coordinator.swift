@@ -346,7 +346,7 @@ public final class Coordinator {
             session?.lastSent = passStarted
         } catch {
             // The peer is gone (ROUTER_MANDATORY) or its queue is full.
-            logger.debug("send_failed", metadata: ["peer": "\(routingID.description)", "error": "\(error)"])
+            logger.debug("send_failed", metadata: ["peer": "\(routingID)", "error": "\(error)"])
             if let session { dropSession(session, reason: "the connection is gone") }
             if let lease = assigned, let tracker = trackers[lease] {
                 // Its ASSIGN never left: give the unit back without counting an attempt.
@@ -412,7 +412,7 @@ public final class Coordinator {
         rejectedMessages += 1
         // A hostile peer can send garbage at line rate: log the first ones, then a sample.
         if rejectedMessages <= 100 || rejectedMessages % 1000 == 0 {
-            logger.warning("message_rejected", metadata: ["peer": "\(routingID.description)", "reason": "\(reason)", "rejected_total": "\(rejectedMessages)"])
+            logger.warning("message_rejected", metadata: ["peer": "\(routingID)", "reason": "\(reason)", "rejected_total": "\(rejectedMessages)"])
         }
     }
 
