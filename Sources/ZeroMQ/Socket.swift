@@ -173,41 +173,48 @@ public final class ZeroMQSocket {
     /// messages.
     public func receiveFramesIfReady() throws(ZeroMQError) -> [[UInt8]]? {
         let handle = try open("zmq_msg_recv")
+        guard try receiveIntoScratch(handle, dontWait: true) else { return nil }
+        // Routing id, protocol, command, body: room for the usual four at once.
         var frames: [[UInt8]] = []
-        while true {
-            while zmq_msg_recv(scratch, handle, frames.isEmpty ? ZMQ_DONTWAIT : 0) < 0 {
-                let code = zmq_errno()
-                if code == EAGAIN && frames.isEmpty { return nil }
-                if code != EINTR { throw ZeroMQError.last("zmq_msg_recv") }
-            }
-            // Routing id, protocol, command, body: room for the usual four at once.
-            if frames.isEmpty { frames.reserveCapacity(4) }
-            frames.append([UInt8](UnsafeRawBufferPointer(start: zmq_msg_data(scratch), count: zmq_msg_size(scratch))))
-            if zmq_msg_more(scratch) == 0 { return frames }
-        }
+        frames.reserveCapacity(4)
+        frames.append([UInt8](scratchBytes))
+        try receiveRestOfMessage(handle, into: &frames)
+        return frames
     }
 
     /// On a ROUTER: the next message if one is waiting, split into the peer's routing id and
     /// the frames after it (as ``receiveFramesIfReady()``; the routing id is no array).
     public func receiveRoutedIfReady() throws(ZeroMQError) -> (routingID: RoutingID, frames: [[UInt8]])? {
         let handle = try open("zmq_msg_recv")
-        while zmq_msg_recv(scratch, handle, ZMQ_DONTWAIT) < 0 {
-            let code = zmq_errno()
-            if code == EAGAIN { return nil }
-            if code != EINTR { throw ZeroMQError.last("zmq_msg_recv") }
-        }
-        let routingID = RoutingID(UnsafeRawBufferPointer(start: zmq_msg_data(scratch), count: zmq_msg_size(scratch)))
+        guard try receiveIntoScratch(handle, dontWait: true) else { return nil }
+        let routingID = RoutingID(scratchBytes)
         // Protocol, command, body: room for the usual three at once.
         var frames: [[UInt8]] = []
         frames.reserveCapacity(3)
-        while zmq_msg_more(scratch) != 0 {
-            while zmq_msg_recv(scratch, handle, 0) < 0 {
-                if zmq_errno() != EINTR { throw ZeroMQError.last("zmq_msg_recv") }
-            }
-            frames.append([UInt8](UnsafeRawBufferPointer(start: zmq_msg_data(scratch), count: zmq_msg_size(scratch))))
-        }
+        try receiveRestOfMessage(handle, into: &frames)
         return (routingID, frames)
     }
+
+    /// Receives the next frame into `scratch`; false if none is waiting (only with `dontWait`).
+    private func receiveIntoScratch(_ handle: UnsafeMutableRawPointer, dontWait: Bool) throws(ZeroMQError) -> Bool {
+        while zmq_msg_recv(scratch, handle, dontWait ? ZMQ_DONTWAIT : 0) < 0 {
+            let code = zmq_errno()
+            if code == EAGAIN && dontWait { return false }
+            if code != EINTR { throw ZeroMQError.last("zmq_msg_recv") }
+        }
+        return true
+    }
+
+    /// Copies of the frames that follow the one in `scratch` in its message (libzmq delivers
+    /// them together).
+    private func receiveRestOfMessage(_ handle: UnsafeMutableRawPointer, into frames: inout [[UInt8]]) throws(ZeroMQError) {
+        while zmq_msg_more(scratch) != 0 {
+            _ = try receiveIntoScratch(handle, dontWait: false)
+            frames.append([UInt8](scratchBytes))
+        }
+    }
+
+    private var scratchBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: zmq_msg_data(scratch), count: zmq_msg_size(scratch)) }
 
     /// Waits until the socket is ready for `events`; false on timeout or signal.
     public func poll(for events: PollEvents, timeout: Duration) throws(ZeroMQError) -> Bool {
