@@ -240,9 +240,12 @@ struct BenchDispatchCommand: ParsableCommand {
         let pacedLatency = percentiles(pacedLatencies)
         // How far from the goal: p99 ≤ 5 ms is at most 1% of leases over 5 ms.
         let overGoal = pacedLatencies.isEmpty ? 0 : Double(pacedLatencies.count { $0 > 0.005 }) / Double(pacedLatencies.count) * 100
+        // The rate at which paced requests were answered, between the first answer and the last.
+        // Counted by ACKs instead, the span would take in the saturated phase's ACKs that the
+        // switch leaves in flight, and the last ACKs, which wait for the manifest.
         var pacedRateSeen = 0.0
-        if let start = all.compactMap(\.pacedStart).min(), let end = all.compactMap(\.pacedEnd).max(), end > start {
-            pacedRateSeen = Double(paced) / (end - start).seconds
+        if let start = all.compactMap(\.firstPacedAssign).min(), let end = all.compactMap(\.lastPacedAssign).max(), end > start {
+            pacedRateSeen = Double(pacedLatencies.count - 1) / (end - start).seconds
         }
         // CPU from the first client thread's start to the last one's switch to paced (one
         // span with the default single client thread). This process is the null workers, with
@@ -299,8 +302,9 @@ struct DispatchClientResult: Sendable {
     var saturatedLatencies: [Double] = []
     /// Paced phase: each null worker holds its unit for a while first.
     var pacedUnits = 0
-    var pacedStart: ContinuousClock.Instant?
-    var pacedEnd: ContinuousClock.Instant?
+    /// When the first and the last ASSIGN that answered a paced request arrived.
+    var firstPacedAssign: ContinuousClock.Instant?
+    var lastPacedAssign: ContinuousClock.Instant?
     var pacedLatencies: [Double] = []
     /// CPU seconds so far of this process (the null workers) and of the coordinator, when this
     /// thread's workers started and when their saturated phase ended.
@@ -363,7 +367,13 @@ private func runNullWorkers(
         func handle(_ index: Int, _ frames: [[UInt8]]) throws {
             if let (unit, lease) = try Assignment.unitAndLease(frames: frames) {
                 let latency = (clock.now - askedAt[index]).seconds
-                if askedPaced[index] { result.pacedLatencies.append(latency) } else { result.saturatedLatencies.append(latency) }
+                if askedPaced[index] {
+                    result.pacedLatencies.append(latency)
+                    if result.firstPacedAssign == nil { result.firstPacedAssign = clock.now }
+                    result.lastPacedAssign = clock.now
+                } else {
+                    result.saturatedLatencies.append(latency)
+                }
                 if paced {
                     // Uniform over [0, 2·hold]: the mean offered load is workers / hold.
                     let due = clock.now + hold * Double.random(in: 0..<2, using: &generator)
@@ -378,13 +388,11 @@ private func runNullWorkers(
             case .ack:
                 if paced {
                     result.pacedUnits += 1
-                    result.pacedEnd = clock.now
                 } else {
                     result.saturatedUnits += 1
                     result.saturatedEnd = clock.now
                     if result.saturatedUnits >= saturatedShare && hold > .zero {
                         paced = true
-                        result.pacedStart = clock.now
                         endSaturated()
                     }
                 }

@@ -790,6 +790,8 @@ public final class Coordinator {
     }
 
     private func complete() throws {
+        // The last reports' ACKs first: the workers need not wait for the manifest.
+        try commit()
         try writeManifest()
         for name in state.strayFiles() where unlink(configuration.outputDirectory + "/" + name) == 0 {
             logger.info("stray_deleted", metadata: ["file": "\(name)"])
