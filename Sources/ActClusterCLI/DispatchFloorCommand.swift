@@ -7,8 +7,9 @@ import ZeroMQ
 /// `actcluster bench dispatch-floor` (hidden; `bench dispatch --floor` starts it): the reference
 /// for the coordinator's dispatch. A libzmq ROUTER with the coordinator's socket options that
 /// answers every READY and DONE with one pre-encoded ASSIGN at once, and ACKs the DONEs every
-/// 2 ms (the coordinator's commit interval); no state, journal, planning or decoding beyond the
-/// command byte. What it costs per unit, and the lease latency it gives, is what libzmq and
+/// 2 ms (the coordinator's commit interval), each held to leave with the peer's next ASSIGN as
+/// the coordinator holds it (``HeldAcknowledgements``); no state, journal, planning or decoding
+/// beyond the command byte. What it costs per unit, and the lease latency it gives, is what libzmq and
 /// this machine cost before the coordinator does any work.
 struct DispatchFloorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -54,6 +55,12 @@ struct DispatchFloorCommand: ParsableCommand {
         poller.add(socket)
         let clock = ContinuousClock()
         var lastAcks = clock.now
+        var held = HeldAcknowledgements()
+        let linger = ClusterWire.Defaults.heartbeatInterval / 4
+        func send(_ frames: [[UInt8]], to peer: RoutingID) throws {
+            for ack in held.take(for: peer) ?? [] { try socket.send(ack, routedTo: peer) }
+            try socket.send(frames, routedTo: peer)
+        }
         while done < units {
             _ = try poller.poll(timeout: .milliseconds(2))
             while let (peer, frames) = try socket.receiveRoutedIfReady() {
@@ -67,16 +74,23 @@ struct DispatchFloorCommand: ParsableCommand {
                 }
                 if assigned < units {
                     assigned += 1
-                    try socket.send(assignment, routedTo: peer)
+                    try send(assignment, to: peer)
                 }
             }
-            if clock.now - lastAcks >= .milliseconds(2) {
-                lastAcks = clock.now
-                for peer in unacknowledged { try socket.send(ack, routedTo: peer) }
+            let now = clock.now
+            if now - lastAcks >= .milliseconds(2) {
+                lastAcks = now
+                for peer in unacknowledged { held.hold(ack, for: peer, now: now) }
                 unacknowledged.removeAll(keepingCapacity: true)
             }
+            try held.takeExpired(heldSince: now - linger) { peer, acks in
+                for ack in acks { try socket.send(ack, routedTo: peer) }
+            }
         }
-        for peer in unacknowledged { try socket.send(ack, routedTo: peer) }
+        for peer in unacknowledged { held.hold(ack, for: peer, now: clock.now) }
+        try held.takeAll { peer, acks in
+            for ack in acks { try socket.send(ack, routedTo: peer) }
+        }
         let shutdown = CoordinatorMessage.shutdown(reason: "the run is complete").encode()
         for peer in peers { try socket.send(shutdown, routedTo: peer) }
         // The linger delivers the SHUTDOWNs when the socket closes.

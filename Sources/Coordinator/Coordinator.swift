@@ -18,7 +18,8 @@ import ZeroMQ
 /// less than ``CoordinatorConfiguration/commitInterval`` ago. Replies and file deletions that
 /// follow from events wait in the outbox until the commit that holds those events is durable
 /// (write-ahead); the loop meanwhile goes on. ASSIGN is the exception: a lease is soft state,
-/// so it waits only for its id's reservation.
+/// so it waits only for its id's reservation. An ACK that the worker does not wait for may then
+/// wait a little longer, to leave with the worker's next message (``HeldAcknowledgements``).
 public final class Coordinator {
     public let configuration: CoordinatorConfiguration
     /// The worker endpoint actually bound (a port of 0 is resolved).
@@ -47,11 +48,12 @@ public final class Coordinator {
     private var plannedAssignments: [UnitID: AssignmentTemplate] = [:]
     /// Replies and file deletions waiting for the journal to hold the events they follow from
     /// (``Journal/durableEvents`` reaching `after`), in the order queued.
-    private var outbox: [(routingID: RoutingID, frames: [[UInt8]], assigned: LeaseID?, after: Int)] = []
+    private var outbox: [QueuedMessage] = []
     private var outboxHead = 0
     /// Messages in the outbox per peer: a message that could go at once still waits behind them.
     private var queuedPerPeer: [RoutingID: Int] = [:]
     private var deletions: [(name: String, after: Int)] = []
+    private var heldAcks = HeldAcknowledgements()
     private let syncer: JournalSyncer
     /// Lease ids up to this are durably reserved by this process: as of the last finished
     /// commit, and as of the commit in flight.
@@ -198,6 +200,7 @@ public final class Coordinator {
             passStarted = clock.now
             try finishCommit()
             releaseOutbox(limit: Self.releasedPerPass)
+            sendExpiredAcks()
             try answerAuthentication()
             try answerStatusRequests()
             var handled = 0
@@ -272,7 +275,8 @@ public final class Coordinator {
         durableReservation = inFlightReservation
     }
 
-    /// Makes the journal hold every event so far, then sends everything that waited for it.
+    /// Makes the journal hold every event so far, then sends everything that waited for it,
+    /// held ACKs too.
     private func commit() throws {
         if journal.commitInFlight {
             let (commit, error) = syncer.waitFinished()
@@ -284,6 +288,20 @@ public final class Coordinator {
             durableReservation = reservation
         }
         releaseOutbox()
+        heldAcks.takeAll { peer, acks in
+            for ack in acks { transmit(ack, to: peer) }
+        }
+    }
+
+    private struct QueuedMessage {
+        var routingID: RoutingID
+        var frames: [[UInt8]]
+        /// The lease an ASSIGN grants: given back if the send fails.
+        var assigned: LeaseID?
+        /// An ACK to hold rather than send once it may go.
+        var lingers: Bool
+        /// It may go once the journal holds this many events.
+        var after: Int
     }
 
     private func journalOperation<T>(_ operation: () throws -> T) throws -> T {
@@ -315,7 +333,11 @@ public final class Coordinator {
             } else {
                 queuedPerPeer[message.routingID] = nil
             }
-            send(message.frames, to: message.routingID, assigned: message.assigned)
+            if message.lingers {
+                heldAcks.hold(message.frames, for: message.routingID, now: passStarted)
+            } else {
+                send(message.frames, to: message.routingID, assigned: message.assigned)
+            }
         }
         if outboxHead == outbox.count {
             outbox.removeAll(keepingCapacity: true)
@@ -338,7 +360,23 @@ public final class Coordinator {
         deletions.removeLast(deletions.count - kept)
     }
 
+    /// Sends a message, after the ACKs held for the same peer.
     private func send(_ frames: [[UInt8]], to routingID: RoutingID, assigned: LeaseID? = nil) {
+        if let acks = heldAcks.take(for: routingID) {
+            for ack in acks { transmit(ack, to: routingID) }
+        }
+        transmit(frames, to: routingID, assigned: assigned)
+    }
+
+    /// Sends the held ACKs whose linger is over.
+    private func sendExpiredAcks() {
+        guard !heldAcks.isEmpty else { return }
+        heldAcks.takeExpired(heldSince: passStarted - configuration.effectiveAckLinger) { peer, acks in
+            for ack in acks { transmit(ack, to: peer) }
+        }
+    }
+
+    private func transmit(_ frames: [[UInt8]], to routingID: RoutingID, assigned: LeaseID? = nil) {
         let session = sessions[routingID]
         do {
             try workerSocket.send(frames, routedTo: routingID)
@@ -356,18 +394,29 @@ public final class Coordinator {
     }
 
     /// Sends `message` once the journal holds every event appended so far (or the first
-    /// `after` events), and after the messages queued for the same peer before it.
-    private func queue(_ message: CoordinatorMessage, to routingID: RoutingID, assigned: LeaseID? = nil, after: Int? = nil) {
-        queue(frames: message.encode(), to: routingID, assigned: assigned, after: after ?? journal.appendedEvents)
+    /// `after` events), and after the messages queued for the same peer before it. An ACK
+    /// that `lingers` is then held (``HeldAcknowledgements``) instead of sent.
+    private func queue(_ message: CoordinatorMessage, to routingID: RoutingID, assigned: LeaseID? = nil, after: Int? = nil, lingers: Bool = false) {
+        queue(frames: message.encode(), to: routingID, assigned: assigned, after: after ?? journal.appendedEvents, lingers: lingers)
     }
 
-    private func queue(frames: [[UInt8]], to routingID: RoutingID, assigned: LeaseID? = nil, after: Int) {
+    private func queue(frames: [[UInt8]], to routingID: RoutingID, assigned: LeaseID? = nil, after: Int, lingers: Bool = false) {
         if after <= journal.durableEvents && queuedPerPeer[routingID] == nil {
-            send(frames, to: routingID, assigned: assigned)
+            if lingers {
+                heldAcks.hold(frames, for: routingID, now: passStarted)
+            } else {
+                send(frames, to: routingID, assigned: assigned)
+            }
             return
         }
-        outbox.append((routingID, frames, assigned, after))
+        outbox.append(QueuedMessage(routingID: routingID, frames: frames, assigned: assigned, lingers: lingers, after: after))
         queuedPerPeer[routingID, default: 0] += 1
+    }
+
+    /// Whether the ACK of a report may linger: the report carried `ready`, and the worker takes
+    /// the ASSIGN that answers it before the ACK, so it does not wait for the ACK.
+    private func ackMayLinger(ready: Bool, outcome: Acknowledgement.Outcome, from routingID: RoutingID) -> Bool {
+        ready && outcome != .rejected && configuration.effectiveAckLinger > .zero && sessions[routingID]?.assignBeforeAck == true
     }
 
     /// Applies an event and journals it if it changed the state.
@@ -518,7 +567,9 @@ public final class Coordinator {
         let plan = state.active[done.unit]?.plan
         let transition = apply(.done(done), decodedFrom: body)
         let outcome = transition.acknowledgement ?? .rejected
-        queue(.ack(Acknowledgement(unit: done.unit, lease: done.lease, outcome: outcome, reason: transition.reason)), to: routingID)
+        queue(
+            .ack(Acknowledgement(unit: done.unit, lease: done.lease, outcome: outcome, reason: transition.reason)), to: routingID,
+            lingers: ackMayLinger(ready: done.ready, outcome: outcome, from: routingID))
         let after = journal.appendedEvents
         deletions += transition.deleteFiles.map { ($0, after) }
         switch transition.verdict {
@@ -567,7 +618,10 @@ public final class Coordinator {
     private func handleFailed(_ failed: UnitFailed, from routingID: RoutingID) {
         defer { if failed.ready { readyAfterReport(from: routingID, lease: failed.lease) } }
         let transition = apply(.failed(failed))
-        queue(.ack(Acknowledgement(unit: failed.unit, lease: failed.lease, outcome: transition.acknowledgement ?? .rejected, reason: transition.reason)), to: routingID)
+        let outcome = transition.acknowledgement ?? .rejected
+        queue(
+            .ack(Acknowledgement(unit: failed.unit, lease: failed.lease, outcome: outcome, reason: transition.reason)), to: routingID,
+            lingers: ackMayLinger(ready: failed.ready, outcome: outcome, from: routingID))
         switch transition.verdict {
         case .applied:
             trackers[failed.lease] = nil

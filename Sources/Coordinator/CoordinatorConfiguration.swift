@@ -42,6 +42,12 @@ public struct CoordinatorConfiguration: Sendable {
     /// in one by one, committing each at once would cost more than handling it. Only ACKs
     /// (and the next ASSIGN of a worker without `assign_before_ack`) wait for it.
     public var commitInterval: Duration = .milliseconds(2)
+    /// How long a durable ACK the worker does not wait for (its report carried `ready`, and
+    /// the worker took the next ASSIGN before it) may wait to leave with the next message to
+    /// that worker, in one write with it; nil for a quarter of the heartbeat interval, zero to
+    /// send every ACK as soon as it is durable. Well under the liveness period, after which a
+    /// worker sends an unacknowledged report again.
+    public var ackLinger: Duration?
     /// Where to publish gauges and counters for Prometheus (`--metrics-bind`), if anywhere.
     public var metrics: MetricsRegistry?
 
@@ -56,6 +62,7 @@ public struct CoordinatorConfiguration: Sendable {
     public var journalPath: String { outputDirectory + "/" + JournalFormat.defaultFileName }
     /// A lease or worker is dead after this much silence.
     public var livenessPeriod: Duration { heartbeatInterval * liveness }
+    public var effectiveAckLinger: Duration { ackLinger ?? heartbeatInterval / 4 }
 }
 
 /// How a coordinator's run ended.

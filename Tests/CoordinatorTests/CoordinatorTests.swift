@@ -294,6 +294,76 @@ import ZeroMQ
         #expect(summary.unitsDone == 6 && summary.unitsFailed == 0)
     }
 
+    /// The ACK of a report the worker does not wait for (it carried `ready`, and the next
+    /// ASSIGN went ahead) is held for the linger: it leaves right before the worker's next
+    /// message, or alone once the linger is over; never before.
+    @Test func heldAckLeavesWithTheNextMessage() throws {
+        let directory = try scratchDirectory("held-ack")
+        let corpus = directory + "/corpus.txt"
+        try writeCorpus(corpus, documents: 6)
+        let linger = Duration.milliseconds(400)
+        // A HEARTBEAT to the worker would take the held ACK along: none within the test's waits.
+        let coordinator = try RunningCoordinator(
+            {
+                $0.heartbeatInterval = .seconds(1)
+                $0.ackLinger = linger
+            }, run: Fixture.run(corpus: [corpus], out: directory, unitTokens: 8))
+        let context = try ZeroMQContext()
+        let worker = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "quick", directory: directory)
+        try worker.send(.ready(Ready(worker: worker.name, assignBeforeAck: true)))
+        let first = try worker.assignment()
+        var done = try worker.finish(first)
+        done.ready = true
+        try worker.send(.done(done))
+        let second = try worker.assignment()
+        // The first report is durable within milliseconds; its ACK waits.
+        #expect(try worker.next(timeout: .milliseconds(300)) == nil, "the ACK did not wait for the linger")
+
+        done = try worker.finish(second)
+        done.ready = true
+        let sent = ContinuousClock.now
+        try worker.send(.done(done))
+        let ack = try worker.acknowledgement()
+        #expect(ack.lease == first.lease && ack.outcome == .accepted)
+        let third = try worker.assignment()
+        #expect(third.lease > second.lease)
+
+        // Nothing else goes to the worker: the second ACK leaves alone when its linger is over.
+        let last = try worker.acknowledgement()
+        let waited = ContinuousClock.now - sent
+        #expect(last.lease == second.lease && last.outcome == .accepted)
+        #expect(waited >= linger - .milliseconds(20), "the second ACK came after \(waited), before the linger was over")
+
+        try worker.send(.done(try worker.finish(third)))
+        #expect(try worker.acknowledgement().lease == third.lease)
+        while try worker.work() != nil {}
+        guard case .completed(let summary) = try coordinator.outcome() else { Issue.record("not completed"); return }
+        #expect(summary.unitsDone == 6 && summary.unitsFailed == 0)
+    }
+
+    /// Held ACKs leave per peer, in order: all of a peer's at once, the oldest peers first once
+    /// their linger is over, and a peer's new hold is not taken for its old one.
+    @Test func heldAcknowledgementsKeepOrderPerPeer() {
+        var held = HeldAcknowledgements()
+        let start = ContinuousClock.now
+        let a = RoutingID([1, 2, 3, 4, 5]), b = RoutingID([9])
+        func ack(_ byte: UInt8) -> [[UInt8]] { [[byte]] }
+        held.hold(ack(1), for: a, now: start)
+        held.hold(ack(2), for: b, now: start + .milliseconds(10))
+        held.hold(ack(3), for: a, now: start + .milliseconds(20))
+        #expect(held.take(for: a) == [ack(1), ack(3)])
+        #expect(held.take(for: a) == nil)
+        held.hold(ack(4), for: a, now: start + .milliseconds(30))
+        var expired: [(RoutingID, [[[UInt8]]])] = []
+        held.takeExpired(heldSince: start + .milliseconds(20)) { expired.append(($0, $1)) }
+        #expect(expired.map(\.0) == [b] && expired.map(\.1) == [[ack(2)]])
+        expired = []
+        held.takeExpired(heldSince: start + .milliseconds(29)) { expired.append(($0, $1)) }
+        #expect(expired.isEmpty && !held.isEmpty)
+        held.takeAll { expired.append(($0, $1)) }
+        #expect(expired.map(\.0) == [a] && expired.map(\.1) == [[ack(4)]] && held.isEmpty)
+    }
+
     /// A STATUS request gets counts that add up.
     @Test func statusReportsProgress() throws {
         let directory = try scratchDirectory("status")
