@@ -23,8 +23,19 @@ public enum ClusterWire {
         /// Worker PUSH ──► trainer PULL.
         case batch = "ACTB"
 
-        /// Frame 0 of every message on this channel, e.g. `ACTW01`.
-        public var header: [UInt8] { Array((rawValue + ClusterWire.version).utf8) }
+        /// Frame 0 of every message on this channel, e.g. `ACTW01`. Made once: every message
+        /// sent or received uses it.
+        public var header: [UInt8] {
+            switch self {
+            case .worker: Self.headers.worker
+            case .status: Self.headers.status
+            case .batch: Self.headers.batch
+            }
+        }
+
+        private static let headers = (
+            worker: Array((Channel.worker.rawValue + ClusterWire.version).utf8), status: Array((Channel.status.rawValue + ClusterWire.version).utf8),
+            batch: Array((Channel.batch.rawValue + ClusterWire.version).utf8))
 
         public var description: String {
             switch self {
@@ -89,6 +100,11 @@ public enum ClusterWire {
             default: .worker
             }
         }
+
+        /// Frame 1 of its messages, made once.
+        public var frame: [UInt8] { Self.frames[Int(rawValue)] }
+
+        private static let frames = (0...255).map { [UInt8($0)] }
     }
 
     // MARK: Control bodies

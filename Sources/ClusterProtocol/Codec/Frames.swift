@@ -55,7 +55,7 @@ enum FrameCheck {
     }
 
     static func frames(_ channel: Channel, _ command: Command, _ body: FieldWriter, _ more: [[UInt8]] = []) -> [[UInt8]] {
-        [channel.header, [command.rawValue], body.bytes] + more
+        more.isEmpty ? [channel.header, command.frame, body.bytes] : [channel.header, command.frame, body.bytes] + more
     }
 }
 

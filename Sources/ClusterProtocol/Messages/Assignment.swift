@@ -249,8 +249,6 @@ public struct AssignmentTemplate: Sendable {
         body.uint(.lease, lease.rawValue)
         body.int(.attempt, attempt)
         body.raw(tail)
-        return [ClusterWire.Channel.worker.header, Self.command, body.bytes, table, text]
+        return [ClusterWire.Channel.worker.header, ClusterWire.Command.assign.frame, body.bytes, table, text]
     }
-
-    private static let command = [ClusterWire.Command.assign.rawValue]
 }
