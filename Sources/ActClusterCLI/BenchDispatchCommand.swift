@@ -110,7 +110,7 @@ struct BenchDispatchCommand: ParsableCommand {
                 ]
             }, directory: directory, what: "coordinator", log: directory + "/coordinator.log")
             let manifest = try ShardManifest.read(directory + "/out")
-            print("dispatch: \(figures.saturatedUnits + figures.pacedUnits) units (manifest \(manifest.shards.count)) to \(workers) null workers (\(nullWorkers.rawValue)) over \(transport)")
+            print("dispatch: \(figures.acknowledged) units (manifest \(manifest.shards.count)) to \(workers) null workers (\(nullWorkers.rawValue)) over \(transport)")
             printCoordinator(figures)
             coordinatorRounds.append(figures)
             if floor {
@@ -132,7 +132,7 @@ struct BenchDispatchCommand: ParsableCommand {
         }
         let latency = figures.goalLatency(paced: pacedRate > 0)
         var object: [String: Any] = [
-            "units": figures.saturatedUnits + figures.pacedUnits, "workers": workers, "units_per_second": figures.rate, "p50_ms": latency.p50,
+            "units": figures.acknowledged, "workers": workers, "units_per_second": figures.rate, "p50_ms": latency.p50,
             "p99_ms": latency.p99, "saturated_p50_ms": figures.saturatedLatency.p50, "saturated_p99_ms": figures.saturatedLatency.p99,
             "peak_rss_mb": Double(figures.peakRSS) / 1_048_576, "transport": transport, "null_workers": nullWorkers.rawValue,
             "worker_cpu_us_per_unit": figures.workerCPU, "coordinator_cpu_us_per_unit": figures.coordinatorCPU,
@@ -226,6 +226,7 @@ struct BenchDispatchCommand: ParsableCommand {
         }
         let saturated = all.reduce(0) { $0 + $1.saturatedUnits }
         let paced = all.reduce(0) { $0 + $1.pacedUnits }
+        let acknowledged = all.reduce(0) { $0 + $1.acknowledged }
         guard let first = all.compactMap(\.firstReady).min(), let saturatedEnd = all.compactMap(\.saturatedEnd).max() else {
             throw CommandFailure("no unit was dispatched")
         }
@@ -257,7 +258,7 @@ struct BenchDispatchCommand: ParsableCommand {
         }
         let workerCPU = perUnit(\.workers), coordinatorCPU = perUnit(\.coordinator)
         return DispatchFigures(
-            saturatedUnits: saturated, pacedUnits: paced, rate: rate, saturatedLatency: saturatedLatency, pacedLatency: pacedLatency, pacedOverGoalPercent: overGoal,
+            saturatedUnits: saturated, pacedUnits: paced, acknowledged: acknowledged, rate: rate, saturatedLatency: saturatedLatency, pacedLatency: pacedLatency, pacedOverGoalPercent: overGoal,
             pacedRate: pacedRateSeen, workerCPU: workerCPU, coordinatorCPU: coordinatorCPU, peakRSS: peakRSS)
     }
 }
@@ -266,6 +267,7 @@ struct BenchDispatchCommand: ParsableCommand {
 private struct DispatchFigures {
     var saturatedUnits: Int
     var pacedUnits: Int
+    var acknowledged: Int
     /// Units/s of the saturated phase, and of the paced one.
     var rate: Double
     var saturatedLatency: (p50: Double, p99: Double)
@@ -287,7 +289,7 @@ extension DispatchFigures {
     static func median(of rounds: [DispatchFigures]) -> DispatchFigures {
         func middle<T: Comparable>(_ value: (DispatchFigures) -> T) -> T { rounds.map(value).sorted()[rounds.count / 2] }
         return DispatchFigures(
-            saturatedUnits: middle(\.saturatedUnits), pacedUnits: middle(\.pacedUnits), rate: middle(\.rate),
+            saturatedUnits: middle(\.saturatedUnits), pacedUnits: middle(\.pacedUnits), acknowledged: middle(\.acknowledged), rate: middle(\.rate),
             saturatedLatency: (middle(\.saturatedLatency.p50), middle(\.saturatedLatency.p99)), pacedLatency: (middle(\.pacedLatency.p50), middle(\.pacedLatency.p99)),
             pacedOverGoalPercent: middle(\.pacedOverGoalPercent), pacedRate: middle(\.pacedRate), workerCPU: middle(\.workerCPU),
             coordinatorCPU: middle(\.coordinatorCPU), peakRSS: rounds.map(\.peakRSS).max() ?? 0)
@@ -296,12 +298,16 @@ extension DispatchFigures {
 
 struct DispatchClientResult: Sendable {
     var firstReady: ContinuousClock.Instant?
-    /// Saturated phase: every null worker answers at once.
+    /// Units leased (ASSIGNs received) in the saturated phase, where every null worker answers
+    /// at once. Counted by ASSIGN, not ACK: the coordinator holds ACKs to send them with the
+    /// next ASSIGN, so they say when a unit was leased only within a quarter second.
     var saturatedUnits = 0
     var saturatedEnd: ContinuousClock.Instant?
     var saturatedLatencies: [Double] = []
-    /// Paced phase: each null worker holds its unit for a while first.
+    /// Units leased in the paced phase, where each null worker holds its unit for a while first.
     var pacedUnits = 0
+    /// ACKs received: every unit's, by the end.
+    var acknowledged = 0
     /// When the first and the last ASSIGN that answered a paced request arrived.
     var firstPacedAssign: ContinuousClock.Instant?
     var lastPacedAssign: ContinuousClock.Instant?
@@ -366,6 +372,12 @@ private func runNullWorkers(
         /// One message from the coordinator to worker `index`.
         func handle(_ index: Int, _ frames: [[UInt8]]) throws {
             if let (unit, lease) = try Assignment.unitAndLease(frames: frames) {
+                if paced {
+                    result.pacedUnits += 1
+                } else {
+                    result.saturatedUnits += 1
+                    result.saturatedEnd = clock.now
+                }
                 let latency = (clock.now - askedAt[index]).seconds
                 if askedPaced[index] {
                     result.pacedLatencies.append(latency)
@@ -380,22 +392,16 @@ private func runNullWorkers(
                     holding.insert(HeldReport(due: due, index: index, unit: unit, lease: lease))
                 } else {
                     try answer(index, unit, lease)
-                }
-                return
-            }
-            switch try CoordinatorMessage.decode(frames: frames) {
-            case .assign: break
-            case .ack:
-                if paced {
-                    result.pacedUnits += 1
-                } else {
-                    result.saturatedUnits += 1
-                    result.saturatedEnd = clock.now
                     if result.saturatedUnits >= saturatedShare && hold > .zero {
                         paced = true
                         endSaturated()
                     }
                 }
+                return
+            }
+            switch try CoordinatorMessage.decode(frames: frames) {
+            case .assign: break
+            case .ack: result.acknowledged += 1
             case .shutdown:
                 if !finished[index] {
                     finished[index] = true
