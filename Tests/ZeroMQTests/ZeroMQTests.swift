@@ -267,5 +267,12 @@ private let patience: Duration = .seconds(5)
         #expect(try socket.get(.receiveHighWaterMark) == 9)
         #expect(try socket.get(.heartbeatInterval) == 1000)
         #expect(try socket.get(.heartbeatTimeout) == 3000)
+        #expect(try socket.get(.tcpKeepalive) == -1)
+        // Whole seconds, at least one.
+        try socket.setTCPKeepalive(idle: .seconds(3), interval: .milliseconds(400), count: 3)
+        #expect(try socket.get(.tcpKeepalive) == 1)
+        #expect(try socket.get(.tcpKeepaliveIdle) == 3)
+        #expect(try socket.get(.tcpKeepaliveInterval) == 1)
+        #expect(try socket.get(.tcpKeepaliveCount) == 3)
     }
 }
