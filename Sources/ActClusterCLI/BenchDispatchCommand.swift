@@ -28,8 +28,8 @@ struct BenchDispatchCommand: ParsableCommand {
             printed.
 
             The run has two phases. Saturated (the first half of the units): every null worker \
-            answers each ASSIGN at once, so the coordinator works flat out; its units/s is the \
-            capacity. Paced (the rest): each null worker holds its unit for a random time before \
+            answers each ASSIGN at once, so the coordinator works flat out; its units/s (leases \
+            granted) is the capacity. Paced (the rest): each null worker holds its unit for a random time before \
             answering, so that the workers together offer --paced-rate units/s, as a fleet of \
             real workers would; the lease latency (from asking for a unit to holding its ASSIGN, \
             p50 and p99) is measured there. In the saturated phase every worker is always \
@@ -39,7 +39,8 @@ struct BenchDispatchCommand: ParsableCommand {
 
             With --floor the same phases run once more, against a process that only answers \
             through libzmq from pre-encoded messages (the ACKs every 2 ms, as the coordinator's \
-            commits): the reference for what the coordinator adds on this machine.
+            commits, each held for the worker's next ASSIGN as the coordinator holds it): the \
+            reference for what the coordinator adds on this machine.
             """
     )
 

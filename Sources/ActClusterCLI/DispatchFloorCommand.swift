@@ -9,8 +9,8 @@ import ZeroMQ
 /// answers every READY and DONE with one pre-encoded ASSIGN at once, and ACKs the DONEs every
 /// 2 ms (the coordinator's commit interval), each held to leave with the peer's next ASSIGN as
 /// the coordinator holds it (``HeldAcknowledgements``); no state, journal, planning or decoding
-/// beyond the command byte. What it costs per unit, and the lease latency it gives, is what libzmq and
-/// this machine cost before the coordinator does any work.
+/// beyond the command byte. What it costs per unit, and the lease latency it gives, is what
+/// libzmq and this machine cost before the coordinator does any work.
 struct DispatchFloorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dispatch-floor",
