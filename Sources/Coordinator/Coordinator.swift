@@ -48,8 +48,7 @@ public final class Coordinator {
     private var plannedAssignments: [UnitID: AssignmentTemplate] = [:]
     /// Replies and file deletions waiting for the journal to hold the events they follow from
     /// (``Journal/durableEvents`` reaching `after`), in the order queued.
-    private var outbox: [QueuedMessage] = []
-    private var outboxHead = 0
+    private var outbox = FIFOQueue<QueuedMessage>()
     /// Messages in the outbox per peer: a message that could go at once still waits behind them.
     private var queuedPerPeer: [RoutingID: Int] = [:]
     private var deletions: [(name: String, after: Int)] = []
@@ -224,7 +223,7 @@ public final class Coordinator {
             }
             try startCommit()
             // Nothing in flight: everything appended is durable, so nothing may wait.
-            if !journal.commitInFlight && (!deletions.isEmpty || outboxHead < outbox.count) { releaseOutbox(limit: Self.releasedPerPass) }
+            if !journal.commitInFlight && (!deletions.isEmpty || !outbox.isEmpty) { releaseOutbox(limit: Self.releasedPerPass) }
 
             if state.allUnitsFinished {
                 try complete()
@@ -317,7 +316,7 @@ public final class Coordinator {
     }
 
     /// The outbox's next message may go: its events are durable.
-    private var outboxHasReleasable: Bool { outboxHead < outbox.count && outbox[outboxHead].after <= journal.durableEvents }
+    private var outboxHasReleasable: Bool { outbox.first.map { $0.after <= journal.durableEvents } ?? false }
 
     /// Messages the loop releases per pass. A slow sync can free thousands of ACKs at once;
     /// sent in one go they would hold back, for milliseconds, the messages that arrive meanwhile
@@ -330,8 +329,7 @@ public final class Coordinator {
         var released = 0
         while released < limit, outboxHasReleasable {
             released += 1
-            let message = outbox[outboxHead]
-            outboxHead += 1
+            let message = outbox.popFirst()!
             if let count = queuedPerPeer[message.routingID], count > 1 {
                 queuedPerPeer[message.routingID] = count - 1
             } else {
@@ -342,13 +340,6 @@ public final class Coordinator {
             } else {
                 send(message.frames, to: message.routingID, assigned: message.assigned)
             }
-        }
-        if outboxHead == outbox.count {
-            outbox.removeAll(keepingCapacity: true)
-            outboxHead = 0
-        } else if outboxHead > 4096 && outboxHead * 2 > outbox.count {
-            outbox.removeFirst(outboxHead)
-            outboxHead = 0
         }
         let durable = journal.durableEvents
         var kept = 0

@@ -21,8 +21,7 @@ public struct HeldAcknowledgements {
 
     private var byPeer: [RoutingID: Held] = [:]
     /// One entry per hold, oldest first; an entry whose peer's ACKs left since is stale.
-    private var order: [Entry] = []
-    private var head = 0
+    private var order = FIFOQueue<Entry>()
     private var generations = 0
 
     public init() {}
@@ -48,20 +47,12 @@ public struct HeldAcknowledgements {
 
     /// Hands over, peer by peer, the ACKs held since `cutoff` or before.
     public mutating func takeExpired(heldSince cutoff: ContinuousClock.Instant, _ deliver: (RoutingID, [[[UInt8]]]) throws -> Void) rethrows {
-        while head < order.count, order[head].since <= cutoff {
-            let entry = order[head]
-            head += 1
+        while let entry = order.first, entry.since <= cutoff {
+            _ = order.popFirst()
             if let held = byPeer[entry.peer], held.generation == entry.generation {
                 byPeer[entry.peer] = nil
                 try deliver(entry.peer, held.messages)
             }
-        }
-        if head == order.count {
-            order.removeAll(keepingCapacity: true)
-            head = 0
-        } else if head > 1024 && head * 2 > order.count {
-            order.removeFirst(head)
-            head = 0
         }
     }
 
@@ -69,8 +60,7 @@ public struct HeldAcknowledgements {
     public mutating func takeAll(_ deliver: (RoutingID, [[[UInt8]]]) throws -> Void) rethrows {
         let all = byPeer
         byPeer.removeAll()
-        order.removeAll(keepingCapacity: true)
-        head = 0
+        order.removeAll()
         for (peer, held) in all { try deliver(peer, held.messages) }
     }
 }

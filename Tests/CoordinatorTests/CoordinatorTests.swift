@@ -278,9 +278,7 @@ import ZeroMQ
             let worker = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "early-\(takesIt)", directory: directory)
             try worker.send(.ready(Ready(worker: worker.name, assignBeforeAck: takesIt)))
             let first = try worker.assignment()
-            var done = try worker.finish(first)
-            done.ready = true
-            try worker.send(.done(done))
+            try worker.finishAsking(first)
             let messages = [try worker.next(), try worker.next()].compactMap { $0 }
             #expect(messages.map(\.command) == (takesIt ? [.assign, .ack] : [.ack, .assign]), "worker that takes it: \(takesIt)")
             guard case .assign(let second) = messages.first(where: { $0.command == .assign }) else { Issue.record("no ASSIGN"); return }
@@ -312,14 +310,12 @@ import ZeroMQ
         let worker = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "quick", directory: directory)
         try worker.send(.ready(Ready(worker: worker.name, assignBeforeAck: true)))
         let first = try worker.assignment()
-        var done = try worker.finish(first)
-        done.ready = true
-        try worker.send(.done(done))
+        try worker.finishAsking(first)
         let second = try worker.assignment()
         // The first report is durable within milliseconds; its ACK waits.
         #expect(try worker.next(timeout: .milliseconds(300)) == nil, "the ACK did not wait for the linger")
 
-        done = try worker.finish(second)
+        var done = try worker.finish(second)
         done.ready = true
         let sent = ContinuousClock.now
         try worker.send(.done(done))

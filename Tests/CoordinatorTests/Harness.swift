@@ -172,6 +172,13 @@ final class ScriptedWorker {
             rows: texts, tokens: texts, timings: UnitTimings(wall: 0.01))
     }
 
+    /// Sends the DONE of `assignment` with `ready`: the worker asks for its next unit with it.
+    func finishAsking(_ assignment: Assignment) throws {
+        var done = try finish(assignment)
+        done.ready = true
+        try send(.done(done))
+    }
+
     /// READY, ASSIGN, DONE, ACK; returns the assignment, or nil when told to shut down.
     @discardableResult
     func work(_ expectedOutcome: Acknowledgement.Outcome = .accepted) throws -> Assignment? {
