@@ -32,7 +32,9 @@ struct BenchDispatchCommand: ParsableCommand {
             granted) is the capacity. Paced (the rest): each null worker holds its unit for a random time before \
             answering, so that the workers together offer --paced-rate units/s, as a fleet of \
             real workers would; the lease latency (from asking for a unit to holding its ASSIGN, \
-            p50 and p99) is measured there. In the saturated phase every worker is always \
+            p50 and p99) is measured there, from the moment the saturated phase's backlog (a \
+            request from every worker, made before the switch) has been answered: requests made \
+            before that queue behind it, so they are counted apart. In the saturated phase every worker is always \
             waiting, so its latency is just workers ÷ units/s (Little's law) and says nothing \
             about the coordinator; it is printed for reference. Also the coordinator process's \
             peak RSS. Goals: ≥ 20,000 units/s, p99 ≤ 5 ms at 20,000 units/s, ≤ 200 MB.
@@ -143,6 +145,7 @@ struct BenchDispatchCommand: ParsableCommand {
             object["paced_offered_units_per_second"] = pacedRate
             object["paced_units_per_second"] = figures.pacedRate
             object["paced_over_5ms_percent"] = figures.pacedOverGoalPercent
+            object["paced_settling_requests"] = figures.settlingRequests
         }
         if let reference {
             let floorLatency = reference.goalLatency(paced: pacedRate > 0)
@@ -163,7 +166,7 @@ struct BenchDispatchCommand: ParsableCommand {
     private func printCoordinator(_ figures: DispatchFigures) {
         print("saturated: \(figures.saturatedUnits) units at \(Int(figures.rate)) units/s (goal ≥ 20000); latency p50 \(format(figures.saturatedLatency.p50)) ms, p99 \(format(figures.saturatedLatency.p99)) ms (workers ÷ units/s)")
         if pacedRate > 0 {
-            print("paced: \(figures.pacedUnits) units at \(Int(figures.pacedRate)) units/s (offered \(pacedRate)); lease latency p50 \(format(figures.pacedLatency.p50)) ms, p99 \(format(figures.pacedLatency.p99)) ms (goal p99 ≤ 5); \(String(format: "%.2f", figures.pacedOverGoalPercent))% of leases over 5 ms (goal ≤ 1%)")
+            print("paced: \(figures.pacedUnits) units at \(Int(figures.pacedRate)) units/s (offered \(pacedRate)); lease latency p50 \(format(figures.pacedLatency.p50)) ms, p99 \(format(figures.pacedLatency.p99)) ms (goal p99 ≤ 5); \(String(format: "%.2f", figures.pacedOverGoalPercent))% of leases over 5 ms (goal ≤ 1%); not counted: \(figures.settlingRequests) requests made while the saturated phase's backlog cleared")
         }
         print("CPU per unit, saturated phase: null workers \(String(format: "%.1f", figures.workerCPU)) µs, coordinator \(String(format: "%.1f", figures.coordinatorCPU)) µs")
         print("coordinator peak RSS: \(figures.peakRSS >> 20) MB (goal ≤ 200)")
@@ -228,6 +231,7 @@ struct BenchDispatchCommand: ParsableCommand {
         let saturated = all.reduce(0) { $0 + $1.saturatedUnits }
         let paced = all.reduce(0) { $0 + $1.pacedUnits }
         let acknowledged = all.reduce(0) { $0 + $1.acknowledged }
+        let settling = all.reduce(0) { $0 + $1.settlingRequests }
         guard let first = all.compactMap(\.firstReady).min(), let saturatedEnd = all.compactMap(\.saturatedEnd).max() else {
             throw CommandFailure("no unit was dispatched")
         }
@@ -260,7 +264,7 @@ struct BenchDispatchCommand: ParsableCommand {
         let workerCPU = perUnit(\.workers), coordinatorCPU = perUnit(\.coordinator)
         return DispatchFigures(
             saturatedUnits: saturated, pacedUnits: paced, acknowledged: acknowledged, rate: rate, saturatedLatency: saturatedLatency, pacedLatency: pacedLatency, pacedOverGoalPercent: overGoal,
-            pacedRate: pacedRateSeen, workerCPU: workerCPU, coordinatorCPU: coordinatorCPU, peakRSS: peakRSS)
+            pacedRate: pacedRateSeen, settlingRequests: settling, workerCPU: workerCPU, coordinatorCPU: coordinatorCPU, peakRSS: peakRSS)
     }
 }
 
@@ -276,6 +280,8 @@ private struct DispatchFigures {
     /// Leases of the paced phase that took over 5 ms, in percent.
     var pacedOverGoalPercent: Double
     var pacedRate: Double
+    /// Paced requests not counted: made while the saturated phase's backlog was answered.
+    var settlingRequests: Int
     /// CPU µs per unit of the saturated phase.
     var workerCPU: Double
     var coordinatorCPU: Double
@@ -292,7 +298,7 @@ extension DispatchFigures {
         return DispatchFigures(
             saturatedUnits: middle(\.saturatedUnits), pacedUnits: middle(\.pacedUnits), acknowledged: middle(\.acknowledged), rate: middle(\.rate),
             saturatedLatency: (middle(\.saturatedLatency.p50), middle(\.saturatedLatency.p99)), pacedLatency: (middle(\.pacedLatency.p50), middle(\.pacedLatency.p99)),
-            pacedOverGoalPercent: middle(\.pacedOverGoalPercent), pacedRate: middle(\.pacedRate), workerCPU: middle(\.workerCPU),
+            pacedOverGoalPercent: middle(\.pacedOverGoalPercent), pacedRate: middle(\.pacedRate), settlingRequests: middle(\.settlingRequests), workerCPU: middle(\.workerCPU),
             coordinatorCPU: middle(\.coordinatorCPU), peakRSS: rounds.map(\.peakRSS).max() ?? 0)
     }
 }
@@ -313,6 +319,9 @@ struct DispatchClientResult: Sendable {
     var firstPacedAssign: ContinuousClock.Instant?
     var lastPacedAssign: ContinuousClock.Instant?
     var pacedLatencies: [Double] = []
+    /// Requests of the paced phase made before the saturated phase's last one was answered:
+    /// they queue behind its backlog, so their latency is not counted.
+    var settlingRequests = 0
     /// CPU seconds so far of this process (the null workers) and of the coordinator, when this
     /// thread's workers started and when their saturated phase ended.
     var startCPU: (workers: Double, coordinator: Double)?
@@ -353,12 +362,20 @@ private func runNullWorkers(
             try transport.send(index, message.encode())
             lastSent[index] = clock.now
         }
-        /// When each worker asked for its unit, and whether in the paced phase: an answer to a
-        /// request of the saturated phase that arrives after the switch is not a paced latency.
+        /// When each worker asked for its unit, and whether in the paced phase once settled: an
+        /// answer to a request of the saturated phase that arrives after the switch is not a
+        /// paced latency, nor is one to a request made while the saturated phase's backlog
+        /// (a request from every worker) was still being answered.
         var askedPaced = [Bool](repeating: false, count: names.count)
+        var askedSaturated = [Bool](repeating: false, count: names.count)
+        var saturatedOutstanding = 0
+        var settled = false
         func ask(_ index: Int) {
             askedAt[index] = clock.now
-            askedPaced[index] = paced
+            askedPaced[index] = settled
+            askedSaturated[index] = !paced
+            if !paced { saturatedOutstanding += 1 }
+            if paced && !settled { result.settlingRequests += 1 }
         }
         let hook = nullWorkerHook
         let statistics = [hook: HookStatistics(count: 1, mean: [0], variance: [0], meanNorm: 0)]
@@ -380,6 +397,11 @@ private func runNullWorkers(
                     result.saturatedEnd = clock.now
                 }
                 let latency = (clock.now - askedAt[index]).seconds
+                if askedSaturated[index] {
+                    askedSaturated[index] = false
+                    saturatedOutstanding -= 1
+                    if paced && saturatedOutstanding == 0 { settled = true }
+                }
                 if askedPaced[index] {
                     result.pacedLatencies.append(latency)
                     if result.firstPacedAssign == nil { result.firstPacedAssign = clock.now }
@@ -395,6 +417,7 @@ private func runNullWorkers(
                     try answer(index, unit, lease)
                     if result.saturatedUnits >= saturatedShare && hold > .zero {
                         paced = true
+                        settled = saturatedOutstanding == 0
                         endSaturated()
                     }
                 }
