@@ -4,6 +4,7 @@ import Foundation
 import Platform
 import Shards
 import Synchronization
+import Trainer
 import ZeroMQ
 
 /// `actcluster bench dispatch`: how fast the coordinator leases units, with null workers.
@@ -347,7 +348,9 @@ private func runNullWorkers(
         let transport = try kind.connect(workers: names.count, to: endpoint, maxMessageSize: ClusterWire.Limits.workerMaxMessageBytes)
         defer { transport.close() }
         let clock = ContinuousClock()
-        var generator = SystemRandomNumberGenerator()
+        // Seeded once: the system generator costs a getrandom call per draw, on the cores the
+        // coordinator runs on.
+        var generator = SplitMix64(seed: UInt64.random(in: .min ... .max))
         var askedAt = [ContinuousClock.Instant](repeating: clock.now, count: names.count)
         var lastSent = [ContinuousClock.Instant](repeating: clock.now, count: names.count)
         var finished = [Bool](repeating: false, count: names.count)
