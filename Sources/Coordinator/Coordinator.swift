@@ -38,14 +38,18 @@ public final class Coordinator {
     private let statusSocket: ZeroMQSocket?
     private let authenticator: CurveAuthenticator?
     private let stopRequests: () -> Int
+    /// From the configuration, worked out once: they are used per message.
+    private let livenessPeriod: Duration
+    private let ackLinger: Duration
 
     private var sessions: [RoutingID: WorkerSession] = [:]
     private var sessionsByName: [String: WorkerSession] = [:]
     private var idleQueue: [RoutingID] = []
     private var trackers: [LeaseID: LeaseTracker] = [:]
     /// ASSIGNs of planned units not yet leased, encoded but for the lease as they are planned,
-    /// so a first ASSIGN needs no second read of the corpus.
-    private var plannedAssignments: [UnitID: AssignmentTemplate] = [:]
+    /// so a first ASSIGN needs no second read of the corpus. In unit order: units planned here
+    /// are leased in the order planned (requeued units, which go first, have none).
+    private var plannedAssignments = FIFOQueue<AssignmentTemplate>()
     /// Replies and file deletions waiting for the journal to hold the events they follow from
     /// (``Journal/durableEvents`` reaching `after`), in the order queued.
     private var outbox = FIFOQueue<QueuedMessage>()
@@ -83,6 +87,8 @@ public final class Coordinator {
         self.configuration = configuration
         self.logger = logger
         self.stopRequests = stopRequests
+        livenessPeriod = configuration.livenessPeriod
+        ackLinger = configuration.effectiveAckLinger
         startedAt = clock.now
         lastTimerPass = startedAt
         lastLoopPass = startedAt
@@ -117,7 +123,7 @@ public final class Coordinator {
             authenticator = nil
         }
         workerSocket = try context.socket(.router)
-        try Self.configureWorkerSocket(workerSocket, heartbeatInterval: configuration.heartbeatInterval, livenessPeriod: configuration.livenessPeriod)
+        try Self.configureWorkerSocket(workerSocket, heartbeatInterval: configuration.heartbeatInterval, livenessPeriod: livenessPeriod)
         if let curve = configuration.curve { try workerSocket.makeCurveServer(secretKey: curve.secretKey) }
         do {
             workerEndpoint = try workerSocket.bind(configuration.bind)
@@ -149,7 +155,7 @@ public final class Coordinator {
         }
 
         // Leases from before a restart: no worker has spoken for them yet.
-        let deadline = clock.now + configuration.livenessPeriod
+        let deadline = clock.now + livenessPeriod
         for (lease, live) in state.leases {
             trackers[lease] = LeaseTracker(unit: live.unit, holder: nil, deadline: deadline, claimed: false, started: clock.now)
         }
@@ -366,7 +372,7 @@ public final class Coordinator {
     /// Sends the held ACKs whose linger is over.
     private func sendExpiredAcks() {
         guard !heldAcks.isEmpty else { return }
-        heldAcks.takeExpired(heldSince: passStarted - configuration.effectiveAckLinger) { peer, acks in
+        heldAcks.takeExpired(heldSince: passStarted - ackLinger) { peer, acks in
             for ack in acks { transmit(ack, to: peer) }
         }
     }
@@ -411,7 +417,7 @@ public final class Coordinator {
     /// Whether the ACK of a report may linger: the report carried `ready`, and the worker takes
     /// the ASSIGN that answers it before the ACK, so it does not wait for the ACK.
     private func ackMayLinger(ready: Bool, outcome: Acknowledgement.Outcome, from routingID: RoutingID) -> Bool {
-        ready && outcome != .rejected && configuration.effectiveAckLinger > .zero && sessions[routingID]?.assignBeforeAck == true
+        ready && outcome != .rejected && ackLinger > .zero && sessions[routingID]?.assignBeforeAck == true
     }
 
     /// Applies an event and journals it if it changed the state.
@@ -531,7 +537,7 @@ public final class Coordinator {
         if !tracker.claimed { logger.info("lease_claimed", metadata: ["lease": "\(lease)", "unit": "\(unit)", "worker": "\(heartbeat.worker)"]) }
         tracker.claimed = true
         tracker.holder = routingID
-        tracker.deadline = now + configuration.livenessPeriod
+        tracker.deadline = now + livenessPeriod
         if let tokens = heartbeat.tokens { tracker.tokens = tokens }
         trackers[lease] = tracker
     }
@@ -548,11 +554,11 @@ public final class Coordinator {
 
     private func handleDone(_ done: UnitDone, body: [UInt8], from routingID: RoutingID, now: ContinuousClock.Instant) {
         if var tracker = trackers[done.lease], tracker.unit == done.unit {
-            tracker.deadline = now + configuration.livenessPeriod
+            tracker.deadline = now + livenessPeriod
             trackers[done.lease] = tracker
         }
         // Check files only for a report that could be accepted.
-        if configuration.checkShardFiles, state.active[done.unit]?.leases.contains(done.lease) == true, let problem = missingFile(done) {
+        if configuration.checkShardFiles, state.active[done.unit]?.wasIssued(done.lease) == true, let problem = missingFile(done) {
             reject(routingID, "DONE of unit \(done.unit), lease \(done.lease): \(problem)")
             queue(.ack(Acknowledgement(unit: done.unit, lease: done.lease, outcome: .rejected, reason: problem)), to: routingID)
             if done.ready { readyAfterReport(from: routingID, lease: done.lease) }
@@ -683,7 +689,7 @@ public final class Coordinator {
         }
         let heartbeat = CoordinatorMessage.heartbeat(CoordinatorHeartbeat(run: state.run.run)).encode()
         for session in Array(sessions.values) {
-            if now - session.lastSeen > configuration.livenessPeriod {
+            if now - session.lastSeen > livenessPeriod {
                 dropSession(session, reason: "no message for \(configuration.liveness) heartbeat intervals")
             } else if now - session.lastSent >= configuration.heartbeatInterval {
                 // Follows from no event: it waits only behind the peer's other messages.
@@ -719,7 +725,10 @@ public final class Coordinator {
 
     // MARK: Planning and assignment
 
-    private var pendingTarget: Int { max(configuration.lookahead, 2 * sessions.count) }
+    /// Units kept planned: one for each worker waiting, and a few more. Not one per worker: the
+    /// planned units' records and encoded ASSIGNs are touched again when leased, and with
+    /// thousands planned ahead they have left the cache by then.
+    private var pendingTarget: Int { configuration.lookahead + idleQueue.count }
     /// The settings every ASSIGN carries, encoded once: the journal's, but the trainer where
     /// it listens now.
     private lazy var encodedSettings: [UInt8] = {
@@ -750,7 +759,7 @@ public final class Coordinator {
             guard transition.changed else {
                 throw CoordinatorError("the planner cut unit \(plan.unit), which the journal does not accept: \(transition.reason ?? ""); the corpus may have changed")
             }
-            plannedAssignments[plan.unit] = assignmentTemplate(plan, lines: lines)
+            plannedAssignments.append(assignmentTemplate(plan, lines: lines))
         }
     }
 
@@ -775,8 +784,9 @@ public final class Coordinator {
                 throw CoordinatorError("internal error: leasing unit \(unit) was refused: \(transition.reason ?? "")")
             }
             let template: AssignmentTemplate
-            if let cached = plannedAssignments.removeValue(forKey: unit) {
+            if let cached = plannedAssignments.first, cached.unit == unit {
                 template = cached
+                _ = plannedAssignments.popFirst()
             } else {
                 do {
                     template = assignmentTemplate(record.plan, lines: try unitReader.lines(of: record.plan))
@@ -786,8 +796,8 @@ public final class Coordinator {
             }
             let now = clock.now
             session.lease = lease
-            trackers[lease] = LeaseTracker(unit: unit, holder: routingID, deadline: now + configuration.livenessPeriod, claimed: true, started: now)
-            let frames = template.frames(lease: lease, attempt: record.leases.count)
+            trackers[lease] = LeaseTracker(unit: unit, holder: routingID, deadline: now + livenessPeriod, claimed: true, started: now)
+            let frames = template.frames(lease: lease, attempt: record.leaseCount)
             // A lease is soft state: after a crash before its LEASED is durable the unit is simply
             // pending again (planned again, the same, if its PLANNED was lost too), and reports
             // for the lease are ignored, as its id is skipped. So the ASSIGN waits only for its
@@ -800,7 +810,7 @@ public final class Coordinator {
             } else {
                 queue(frames: frames, to: routingID, assigned: lease, after: durable ? 0 : journal.appendedEvents)
             }
-            logger.debug("unit_leased", metadata: ["unit": "\(unit)", "lease": "\(lease)", "worker": "\(session.name)", "attempt": "\(record.leases.count)"])
+            logger.debug("unit_leased", metadata: ["unit": "\(unit)", "lease": "\(lease)", "worker": "\(session.name)", "attempt": "\(record.leaseCount)"])
         }
         idleQueue.removeFirst(taken)
         taken = 0

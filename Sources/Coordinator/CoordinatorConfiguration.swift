@@ -30,8 +30,8 @@ public struct CoordinatorConfiguration: Sendable {
     public var liveness = ClusterWire.Defaults.liveness
     /// How long a drain (SIGINT/SIGTERM) waits for in-flight units before releasing them.
     public var drainTimeout: Duration = .seconds(60)
-    /// Units planned ahead of the workers (at least twice the workers are kept planned).
-    public var lookahead = 16
+    /// Units planned ahead, beyond one for each worker waiting for a unit.
+    public var lookahead = 64
     /// Check that a DONE's shard files exist with the reported sizes before accepting it.
     /// Only `bench dispatch`, whose null workers write no files, turns this off.
     public var checkShardFiles = true

@@ -145,8 +145,29 @@ public struct CoordinatorState: Equatable, Sendable {
         public var lease: LeaseID?
         /// Reasons of the counted failed attempts so far.
         public var failures: [String] = []
+        /// The first lease inline and the rest apart: most units get one lease, and an array
+        /// per unit is an allocation when leased and a cache miss when the DONE comes.
+        private var firstLease: LeaseID?
+        private var laterLeases: [LeaseID] = []
+
+        init(plan: UnitPlan) { self.plan = plan }
+
         /// Every lease issued for the unit, in order.
-        public var leases: [LeaseID] = []
+        public var leases: [LeaseID] { firstLease.map { [$0] + laterLeases } ?? [] }
+        public var leaseCount: Int { firstLease == nil ? 0 : 1 + laterLeases.count }
+
+        public func wasIssued(_ lease: LeaseID) -> Bool { firstLease == lease || laterLeases.contains(lease) }
+
+        /// Leases other than `lease`, in order.
+        func leases(except lease: LeaseID) -> [LeaseID] {
+            guard let firstLease else { return [] }
+            if laterLeases.isEmpty { return firstLease == lease ? [] : [firstLease] }
+            return leases.filter { $0 != lease }
+        }
+
+        mutating func issue(_ lease: LeaseID) {
+            if firstLease == nil { firstLease = lease } else { laterLeases.append(lease) }
+        }
     }
 
     public struct PoisonedUnit: Equatable, Sendable {
@@ -289,9 +310,9 @@ public struct CoordinatorState: Equatable, Sendable {
         }
         pending.remove(unit)
         record.lease = lease
-        record.leases.append(lease)
+        record.issue(lease)
         active[unit] = record
-        leases[lease] = Lease(unit: unit, worker: worker, attempt: record.leases.count)
+        leases[lease] = Lease(unit: unit, worker: worker, attempt: record.leaseCount)
         nextLease = LeaseID(lease.rawValue + 1)
         return Transition(.applied)
     }
@@ -371,7 +392,7 @@ public struct CoordinatorState: Equatable, Sendable {
         guard let record = active[unit] else {
             return Transition(.rejected("unit \(unit) is unknown (\(plannedCount) units are planned)"), acknowledgement: .rejected)
         }
-        guard record.leases.contains(lease) else {
+        guard record.wasIssued(lease) else {
             return Transition(.rejected("lease \(lease) was never issued for unit \(unit)"), acknowledgement: .rejected)
         }
         if let problem = mismatch(report) { return Transition(.rejected(problem), acknowledgement: .rejected) }
@@ -386,7 +407,7 @@ public struct CoordinatorState: Equatable, Sendable {
             pending.remove(unit)
         }
         active[unit] = nil
-        done.insert(unit: unit, lease: lease, shards: report.shards, rows: report.rows, otherLeases: record.leases.filter { $0 != lease })
+        done.insert(unit: unit, lease: lease, shards: report.shards, rows: report.rows, otherLeases: record.leases(except: lease))
         for (hook, value) in report.statistics where value.count > 0 {
             statistics[hook, default: RunningStatistics(width: value.width)].merge(value.running)
         }
