@@ -784,9 +784,8 @@ public final class Coordinator {
                 throw CoordinatorError("internal error: leasing unit \(unit) was refused: \(transition.reason ?? "")")
             }
             let template: AssignmentTemplate
-            if let cached = plannedAssignments.first, cached.unit == unit {
+            if let cached = plannedAssignments.popFirst(if: { $0.unit == unit }) {
                 template = cached
-                _ = plannedAssignments.popFirst()
             } else {
                 do {
                     template = assignmentTemplate(record.plan, lines: try unitReader.lines(of: record.plan))

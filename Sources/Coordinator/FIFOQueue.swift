@@ -11,6 +11,12 @@ struct FIFOQueue<Element> {
 
     mutating func append(_ element: Element) { elements.append(element) }
 
+    /// The first element, taken if it meets `condition` (checked in place, without a copy).
+    mutating func popFirst(if condition: (borrowing Element) -> Bool) -> Element? {
+        guard !isEmpty, condition(elements[head]) else { return nil }
+        return popFirst()
+    }
+
     mutating func popFirst() -> Element? {
         guard !isEmpty else { return nil }
         let element = elements[head]

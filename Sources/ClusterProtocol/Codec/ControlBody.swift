@@ -24,10 +24,14 @@ struct FieldWriter {
     mutating func raw(_ fields: [UInt8]) { bytes += fields }
 
     private mutating func header(_ tag: Tag, length: Int) {
+        header(tag, type: tag.type, length: length)
+    }
+
+    /// One append for the six header bytes: they are written per field at dispatch rates.
+    private mutating func header(_ tag: Tag, type: ClusterWire.FieldType, length: Int) {
         precondition(length <= Int(UInt32.max), "field \(tag) of \(length) bytes is too long for the protocol")
-        bytes.append(tag.rawValue)
-        bytes.append(tag.type.rawValue)
-        appendLittleEndian(UInt32(length))
+        let word = UInt64(tag.rawValue) | UInt64(type.rawValue) << 8 | UInt64(length) << 16
+        withUnsafeBytes(of: word.littleEndian) { bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0.prefix(ClusterWire.fieldHeaderSize))) }
     }
 
     private mutating func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {
@@ -35,9 +39,16 @@ struct FieldWriter {
     }
 
     mutating func uint(_ tag: Tag, _ value: UInt64) {
-        precondition(tag.type == .uint, "field \(tag) is not a uint")
-        header(tag, length: 8)
-        appendLittleEndian(value)
+        let type = tag.type
+        precondition(type == .uint, "field \(tag) is not a uint")
+        // Header and value in one append.
+        var field: (UInt64, UInt64) = (0, value.littleEndian)
+        withUnsafeMutableBytes(of: &field) { raw in
+            raw[2] = tag.rawValue
+            raw[3] = type.rawValue
+            raw.storeBytes(of: UInt32(8).littleEndian, toByteOffset: 4, as: UInt32.self)
+        }
+        withUnsafeBytes(of: field) { bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[2...])) }
     }
 
     mutating func int(_ tag: Tag, _ value: Int) {
