@@ -442,7 +442,7 @@ public final class Coordinator {
         guard !frames.isEmpty else { return }
         let message: WorkerMessage
         do {
-            message = try WorkerMessage.decode(frames: frames)
+            message = try WorkerMessage.decode(frames: frames, knownHooks: state.run.settings.hooks)
         } catch {
             reject(routingID, "\(error)")
             return

@@ -47,6 +47,27 @@ private func patchUInt(_ body: [UInt8], tag: ClusterWire.Tag, _ value: UInt64) -
         }
     }
 
+    /// Known hook names are taken as they are; the message decodes the same with or without
+    /// them, whether its hooks are among them or not.
+    @Test func knownHooksChangeNothing() throws {
+        var hooks: [String] = []
+        for case .done(let done) in Samples.workerMessages { hooks += done.shards.map(\.hook) }
+        #expect(!hooks.isEmpty)
+        for message in Samples.workerMessages {
+            let frames = message.encode()
+            #expect(try WorkerMessage.decode(frames: frames, knownHooks: hooks) == message)
+            #expect(try WorkerMessage.decode(frames: frames, knownHooks: ["blocks.9.hook_mlp_out", "x"]) == message)
+            if case .done(let done) = message, let hook = done.shards.first?.hook {
+                // A known name is no excuse to skip the other checks: statistics for a known
+                // hook that has no shard in the report are still refused.
+                let other = hook + "-other"
+                var renamed = done
+                renamed.statistics[other] = renamed.statistics.removeValue(forKey: hook)
+                expectRefusal(.invalidValue) { _ = try WorkerMessage.decode(frames: WorkerMessage.done(renamed).encode(), knownHooks: hooks + [other]) }
+            }
+        }
+    }
+
     @Test func everyCoordinatorMessage() throws {
         for message in Samples.coordinatorMessages {
             let frames = message.encode()

@@ -334,6 +334,17 @@ struct Fields {
         return value
     }
 
+    /// ``name(_:maxBytes:)``, but a name among `known` (checked names) is that string itself:
+    /// no new string, no second check.
+    func name(_ tag: Tag, among known: [String]) throws(ProtocolError) -> String {
+        let range = try required(tag)
+        for candidate in known {
+            var candidate = candidate
+            if candidate.withUTF8({ $0.elementsEqual(base[range]) }) { return candidate }
+        }
+        return try name(tag)
+    }
+
     func optionalName(_ tag: Tag, maxBytes: Int = ClusterWire.Limits.maxNameBytes) throws(ProtocolError) -> String? {
         guard let value = try optionalString(tag, maxBytes: maxBytes) else { return nil }
         try checkName(tag, value)

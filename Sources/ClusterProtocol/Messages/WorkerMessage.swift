@@ -153,14 +153,15 @@ public struct UnitDone: Equatable, Hashable, Sendable {
         if ready { writer.bool(.ready, true) }
     }
 
-    init(_ fields: Fields) throws(ProtocolError) {
+    /// `knownHooks`: hook names a receiver expects, taken as they are when a report names them.
+    init(_ fields: Fields, knownHooks: [String] = []) throws(ProtocolError) {
         let maxHooks = ClusterWire.Limits.maxHooks
         unit = try fields.unit()
         lease = try fields.lease()
         rows = try fields.int(.rows)
         shards = []
         for shard in try fields.allNested(.shard, maxCount: maxHooks) {
-            let hook = try shard.name(.hook)
+            let hook = try shard.name(.hook, among: knownHooks)
             // Compared as bytes: the name is the expected one, so no second string is made.
             let expected = ClusterWire.shardFileName(unit: unit.rawValue, lease: lease.rawValue, hook: hook)
             guard try shard.equals(.file, expected) else {
@@ -182,7 +183,7 @@ public struct UnitDone: Equatable, Hashable, Sendable {
         func isShardHook(_ hook: String) -> Bool { reported.contains { $0.hook == hook } }
         statistics = [:]
         for entry in try fields.allNested(.statistics, maxCount: maxHooks) {
-            let hook = try entry.name(.hook)
+            let hook = try entry.name(.hook, among: knownHooks)
             guard isShardHook(hook) else { throw entry.invalid(.hook, expected: "a hook of the shards", found: Printable.text(hook)) }
             guard statistics[hook] == nil else { throw entry.invalid(.hook, expected: "statistics once per hook", found: "\(Printable.text(hook)) twice") }
             let value = try HookStatistics(entry)
@@ -278,13 +279,14 @@ public enum WorkerMessage: Equatable, Hashable, Sendable {
         return FrameCheck.frames(.worker, command, writer)
     }
 
-    /// Decodes and checks a message from a worker (without the ROUTER envelope).
-    public static func decode(frames: [[UInt8]]) throws(ProtocolError) -> WorkerMessage {
+    /// Decodes and checks a message from a worker (without the ROUTER envelope). Hook names in
+    /// `knownHooks` (the run's) are checked once, not per report.
+    public static func decode(frames: [[UInt8]], knownHooks: [String] = []) throws(ProtocolError) -> WorkerMessage {
         let command = try FrameCheck.command(frames, channel: .worker)
         switch command {
         case .ready: return .ready(try Ready(try FrameCheck.body(frames, command, frameCount: 3)))
         case .heartbeat: return .heartbeat(try WorkerHeartbeat(try FrameCheck.body(frames, command, frameCount: 3)))
-        case .done: return .done(try UnitDone(try FrameCheck.body(frames, command, frameCount: 3)))
+        case .done: return .done(try UnitDone(try FrameCheck.body(frames, command, frameCount: 3), knownHooks: knownHooks))
         case .failed: return .failed(try UnitFailed(try FrameCheck.body(frames, command, frameCount: 3)))
         default: throw FrameCheck.wrongDirection(command, receiver: "coordinator")
         }
