@@ -63,7 +63,7 @@ struct DispatchFloorCommand: ParsableCommand {
         }
         while done < units {
             _ = try poller.poll(timeout: .milliseconds(2))
-            while let (peer, frames) = try socket.receiveRoutedIfReady() {
+            while let (peer, frames) = try socket.receiveRoutedIfReady(shared: Coordinator.sharedFrames) {
                 guard frames.count >= 2, frames[1].count == 1, let command = ClusterWire.Command(rawValue: frames[1][0]) else { continue }
                 switch command {
                 case .ready: peers.insert(peer)

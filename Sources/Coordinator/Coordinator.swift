@@ -213,7 +213,7 @@ public final class Coordinator {
             try answerAuthentication()
             try answerStatusRequests()
             var handled = 0
-            while handled < configuration.messagesPerCommit, let (routingID, frames) = try workerSocket.receiveRoutedIfReady() {
+            while handled < configuration.messagesPerCommit, let (routingID, frames) = try workerSocket.receiveRoutedIfReady(shared: Self.sharedFrames) {
                 handle(frames, from: routingID)
                 handled += 1
                 // Workers that asked early in a long batch need not wait for its end.
@@ -737,10 +737,12 @@ public final class Coordinator {
         return Assignment.encodedSettings(settings)
     }()
 
+    /// What every ASSIGN holds alike, encoded once and shared by the templates.
+    private lazy var assignmentPreamble = AssignmentPreamble(
+        run: state.run.run, heartbeatInterval: configuration.heartbeatInterval, liveness: configuration.liveness, encodedSettings: encodedSettings)
+
     private func assignmentTemplate(_ plan: UnitPlan, lines: [CorpusLine]) -> AssignmentTemplate {
-        AssignmentTemplate(
-            run: state.run.run, heartbeatInterval: configuration.heartbeatInterval, liveness: configuration.liveness,
-            encodedSettings: encodedSettings, file: state.run.corpus.paths[plan.fileIndex], plan: plan, corpusLines: lines)
+        AssignmentTemplate(preamble: assignmentPreamble, file: state.run.corpus.paths[plan.fileIndex], plan: plan, corpusLines: lines)
     }
     /// Lease ids reserved per LEASES_RESERVED record. The ASSIGNs after a block runs out wait
     /// for the sync that holds the next one, so a block lasts a minute at 20,000 units/s. A
@@ -762,6 +764,9 @@ public final class Coordinator {
             plannedAssignments.append(assignmentTemplate(plan, lines: lines))
         }
     }
+
+    /// The frames worker messages repeat: received as these arrays, not copies.
+    public static let sharedFrames = [ClusterWire.Channel.worker.header] + [ClusterWire.Command.ready, .heartbeat, .done, .failed].map(\.frame)
 
     /// Messages handled between two assignment rounds within a batch.
     static let assignEvery = 64
@@ -885,7 +890,7 @@ public final class Coordinator {
             passStarted = clock.now
             try answerAuthentication()
             try answerStatusRequests()
-            while let (routingID, frames) = try workerSocket.receiveRoutedIfReady() {
+            while let (routingID, frames) = try workerSocket.receiveRoutedIfReady(shared: Self.sharedFrames) {
                 handle(frames, from: routingID)
                 if let session = sessions[routingID], !session.shutdownSent {
                     shutDown(session, reason: "the run is complete")

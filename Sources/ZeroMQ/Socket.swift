@@ -183,15 +183,17 @@ public final class ZeroMQSocket {
     }
 
     /// On a ROUTER: the next message if one is waiting, split into the peer's routing id and
-    /// the frames after it (as ``receiveFramesIfReady()``; the routing id is no array).
-    public func receiveRoutedIfReady() throws(ZeroMQError) -> (routingID: RoutingID, frames: [[UInt8]])? {
+    /// the frames after it (as ``receiveFramesIfReady()``; the routing id is no array). A frame
+    /// equal to one in `shared` (a protocol header, a command byte) is that array, not a copy:
+    /// no allocation for the frames most messages repeat.
+    public func receiveRoutedIfReady(shared: [[UInt8]] = []) throws(ZeroMQError) -> (routingID: RoutingID, frames: [[UInt8]])? {
         let handle = try open("zmq_msg_recv")
         guard try receiveIntoScratch(handle, dontWait: true) else { return nil }
         let routingID = RoutingID(scratchBytes)
         // Protocol, command, body: room for the usual three at once.
         var frames: [[UInt8]] = []
         frames.reserveCapacity(3)
-        try receiveRestOfMessage(handle, into: &frames)
+        try receiveRestOfMessage(handle, into: &frames, shared: shared)
         return (routingID, frames)
     }
 
@@ -207,10 +209,15 @@ public final class ZeroMQSocket {
 
     /// Copies of the frames that follow the one in `scratch` in its message (libzmq delivers
     /// them together).
-    private func receiveRestOfMessage(_ handle: UnsafeMutableRawPointer, into frames: inout [[UInt8]]) throws(ZeroMQError) {
+    private func receiveRestOfMessage(_ handle: UnsafeMutableRawPointer, into frames: inout [[UInt8]], shared: [[UInt8]] = []) throws(ZeroMQError) {
         while zmq_msg_more(scratch) != 0 {
             _ = try receiveIntoScratch(handle, dontWait: false)
-            frames.append([UInt8](scratchBytes))
+            let bytes = scratchBytes
+            if let same = shared.first(where: { $0.count == bytes.count && $0.withUnsafeBytes { $0.elementsEqual(bytes) } }) {
+                frames.append(same)
+            } else {
+                frames.append([UInt8](bytes))
+            }
         }
     }
 

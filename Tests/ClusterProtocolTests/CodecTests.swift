@@ -133,6 +133,19 @@ private func patchUInt(_ body: [UInt8], tag: ClusterWire.Tag, _ value: UInt64) -
             expected.attempt = attempt
             #expect(try CoordinatorMessage.decode(frames: template.frames(lease: lease, attempt: attempt)) == .assign(expected))
         }
+        // Templates that share one preamble, as a coordinator's do, each keep their own unit.
+        let preamble = AssignmentPreamble(
+            run: assignment.run, heartbeatInterval: assignment.heartbeatInterval, liveness: assignment.liveness,
+            encodedSettings: Assignment.encodedSettings(assignment.settings))
+        var next = assignment
+        next.plan = UnitPlan(
+            unit: UnitID(assignment.plan.unit.rawValue + 1), fileIndex: assignment.plan.fileIndex, byteRange: assignment.plan.byteRange.upperBound..<(assignment.plan.byteRange.upperBound + 3),
+            firstDocumentID: assignment.plan.firstDocumentID + 2, firstLine: assignment.plan.firstLine + 2, lineCount: 1, textBytes: 2)
+        next.lines = [UnitLine(rawBytes: 3, content: .success("hi"))]
+        for expected in [assignment, next] {
+            let shared = AssignmentTemplate(preamble: preamble, file: expected.file, plan: expected.plan, lines: expected.lines)
+            #expect(try CoordinatorMessage.decode(frames: shared.frames(lease: expected.lease, attempt: expected.attempt)) == .assign(expected))
+        }
     }
 
     @Test func everyJournalEvent() throws {

@@ -183,34 +183,46 @@ public struct Assignment: Equatable, Hashable, Sendable {
     }
 }
 
+/// The fields every ASSIGN of a run holds alike, encoded once: the run (before the unit), and
+/// the timing and settings (after the attempt).
+public struct AssignmentPreamble: Sendable {
+    fileprivate let head: [UInt8]
+    fileprivate let middle: [UInt8]
+
+    public init(run: UInt64, heartbeatInterval: Duration, liveness: Int, encodedSettings: [UInt8]) {
+        var head = FieldWriter(capacity: 16)
+        head.uint(.run, run)
+        self.head = head.bytes
+        var middle = FieldWriter(capacity: encodedSettings.count + 48)
+        middle.uint(.heartbeatMilliseconds, UInt64(max(1, heartbeatInterval.wholeMilliseconds)))
+        middle.int(.liveness, liveness)
+        middle.fields(.settings, encoded: encodedSettings)
+        self.middle = middle.bytes
+    }
+}
+
 /// An ASSIGN with everything but its lease encoded ahead, so that leasing a unit writes only
 /// the unit, lease and attempt fields: a coordinator prepares one per unit as it plans it.
 /// The frames are byte for byte those of ``CoordinatorMessage/assign(_:encodedSettings:)``.
 public struct AssignmentTemplate: Sendable {
     public let unit: UnitID
-    /// The body's fields before the unit (run) and after the attempt (timing, settings, corpus).
-    private let head: [UInt8]
-    private let tail: [UInt8]
+    /// Shared by the run's templates (arrays are not copied).
+    private let preamble: AssignmentPreamble
+    /// The corpus field (file and position), after the settings.
+    private let corpus: [UInt8]
     private let table: [UInt8]
     private let text: [UInt8]
 
-    public init(
-        run: UInt64, heartbeatInterval: Duration, liveness: Int, encodedSettings: [UInt8], file: String, plan: UnitPlan, lines: [UnitLine]
-    ) {
+    public init(preamble: AssignmentPreamble, file: String, plan: UnitPlan, lines: [UnitLine]) {
         precondition(lines.count == plan.lineCount, "a plan of \(plan.lineCount) lines with \(lines.count) lines")
         unit = plan.unit
-        var head = FieldWriter(capacity: 16)
-        head.uint(.run, run)
-        self.head = head.bytes
-        var tail = FieldWriter(capacity: encodedSettings.count + file.utf8.count + 160)
-        tail.uint(.heartbeatMilliseconds, UInt64(max(1, heartbeatInterval.wholeMilliseconds)))
-        tail.int(.liveness, liveness)
-        tail.fields(.settings, encoded: encodedSettings)
-        tail.fields(.corpus) { nested in
+        self.preamble = preamble
+        var corpus = FieldWriter(capacity: file.utf8.count + 128)
+        corpus.fields(.corpus) { nested in
             nested.string(.file, file)
             plan.writePosition(to: &nested)
         }
-        self.tail = tail.bytes
+        self.corpus = corpus.bytes
         var table = [UInt8]()
         table.reserveCapacity(lines.count * ClusterWire.lineRecordSize)
         var text = [UInt8]()
@@ -232,23 +244,30 @@ public struct AssignmentTemplate: Sendable {
         self.text = text
     }
 
-    /// For the corpus lines a ``UnitReader`` returned for `plan`.
     public init(
-        run: UInt64, heartbeatInterval: Duration, liveness: Int, encodedSettings: [UInt8], file: String, plan: UnitPlan, corpusLines: [CorpusLine]
+        run: UInt64, heartbeatInterval: Duration, liveness: Int, encodedSettings: [UInt8], file: String, plan: UnitPlan, lines: [UnitLine]
     ) {
         self.init(
-            run: run, heartbeatInterval: heartbeatInterval, liveness: liveness, encodedSettings: encodedSettings, file: file, plan: plan,
+            preamble: AssignmentPreamble(run: run, heartbeatInterval: heartbeatInterval, liveness: liveness, encodedSettings: encodedSettings),
+            file: file, plan: plan, lines: lines)
+    }
+
+    /// For the corpus lines a ``UnitReader`` returned for `plan`.
+    public init(preamble: AssignmentPreamble, file: String, plan: UnitPlan, corpusLines: [CorpusLine]) {
+        self.init(
+            preamble: preamble, file: file, plan: plan,
             lines: corpusLines.map { UnitLine(rawBytes: $0.byteRange.upperBound - $0.byteRange.lowerBound, content: $0.content) })
     }
 
     /// The whole message (protocol, command, body, line table, text) for one lease.
     public func frames(lease: LeaseID, attempt: Int) -> [[UInt8]] {
-        var body = FieldWriter(capacity: head.count + 3 * (ClusterWire.fieldHeaderSize + 8) + tail.count)
-        body.raw(head)
+        var body = FieldWriter(capacity: preamble.head.count + 3 * (ClusterWire.fieldHeaderSize + 8) + preamble.middle.count + corpus.count)
+        body.raw(preamble.head)
         body.uint(.unit, unit.rawValue)
         body.uint(.lease, lease.rawValue)
         body.int(.attempt, attempt)
-        body.raw(tail)
+        body.raw(preamble.middle)
+        body.raw(corpus)
         return [ClusterWire.Channel.worker.header, ClusterWire.Command.assign.frame, body.bytes, table, text]
     }
 }
