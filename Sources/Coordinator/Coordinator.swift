@@ -416,8 +416,8 @@ public final class Coordinator {
 
     /// Whether the ACK of a report may linger: the report carried `ready`, and the worker takes
     /// the ASSIGN that answers it before the ACK, so it does not wait for the ACK.
-    private func ackMayLinger(ready: Bool, outcome: Acknowledgement.Outcome, from routingID: RoutingID) -> Bool {
-        ready && outcome != .rejected && ackLinger > .zero && sessions[routingID]?.assignBeforeAck == true
+    private func ackMayLinger(ready: Bool, outcome: Acknowledgement.Outcome, session: WorkerSession?) -> Bool {
+        ready && outcome != .rejected && ackLinger > .zero && session?.assignBeforeAck == true
     }
 
     /// Applies an event and journals it if it changed the state.
@@ -453,8 +453,8 @@ public final class Coordinator {
         switch message {
         case .ready(let ready): handleReady(ready, from: routingID, now: now)
         case .heartbeat(let heartbeat): handleHeartbeat(heartbeat, from: routingID, session: session, now: now)
-        case .done(let done): handleDone(done, body: frames[2], from: routingID, now: now)
-        case .failed(let failed): handleFailed(failed, from: routingID)
+        case .done(let done): handleDone(done, body: frames[2], from: routingID, session: session, now: now)
+        case .failed(let failed): handleFailed(failed, from: routingID, session: session)
         }
     }
 
@@ -495,8 +495,9 @@ public final class Coordinator {
     }
 
     /// A DONE or FAILED with `ready`: the worker asks for its next unit with its report.
-    private func readyAfterReport(from routingID: RoutingID, lease: LeaseID) {
-        guard let session = sessions[routingID] else {
+    /// `session`: the sender's, looked up when the report came.
+    private func readyAfterReport(from routingID: RoutingID, session: WorkerSession?, lease: LeaseID) {
+        guard let session, !session.dropped else {
             // Not known here (this coordinator restarted): READY carries what a session needs.
             queue(.disconnect(reason: "the coordinator does not know this worker; send READY"), to: routingID)
             return
@@ -552,7 +553,7 @@ public final class Coordinator {
         return session
     }
 
-    private func handleDone(_ done: UnitDone, body: [UInt8], from routingID: RoutingID, now: ContinuousClock.Instant) {
+    private func handleDone(_ done: UnitDone, body: [UInt8], from routingID: RoutingID, session: WorkerSession?, now: ContinuousClock.Instant) {
         if var tracker = trackers[done.lease], tracker.unit == done.unit {
             tracker.deadline = now + livenessPeriod
             trackers[done.lease] = tracker
@@ -561,16 +562,16 @@ public final class Coordinator {
         if configuration.checkShardFiles, state.active[done.unit]?.wasIssued(done.lease) == true, let problem = missingFile(done) {
             reject(routingID, "DONE of unit \(done.unit), lease \(done.lease): \(problem)")
             queue(.ack(Acknowledgement(unit: done.unit, lease: done.lease, outcome: .rejected, reason: problem)), to: routingID)
-            if done.ready { readyAfterReport(from: routingID, lease: done.lease) }
+            if done.ready { readyAfterReport(from: routingID, session: session, lease: done.lease) }
             return
         }
-        defer { if done.ready { readyAfterReport(from: routingID, lease: done.lease) } }
+        defer { if done.ready { readyAfterReport(from: routingID, session: session, lease: done.lease) } }
         let plan = state.active[done.unit]?.plan
         let transition = apply(.done(done), decodedFrom: body)
         let outcome = transition.acknowledgement ?? .rejected
         queue(
             .ack(Acknowledgement(unit: done.unit, lease: done.lease, outcome: outcome, reason: transition.reason)), to: routingID,
-            lingers: ackMayLinger(ready: done.ready, outcome: outcome, from: routingID))
+            lingers: ackMayLinger(ready: done.ready, outcome: outcome, session: session))
         let after = journal.appendedEvents
         deletions += transition.deleteFiles.map { ($0, after) }
         switch transition.verdict {
@@ -585,7 +586,6 @@ public final class Coordinator {
             }
             if let plan { bytesDone += plan.byteRange.upperBound - plan.byteRange.lowerBound }
             tokensDoneHere += done.tokens
-            let session = sessions[routingID]
             if session?.lease == done.lease { session?.lease = nil }
             session?.unitsDone += 1
             if done.timings.wall > 0 { session?.lastRate = Double(done.tokens) / done.timings.wall }
@@ -616,17 +616,17 @@ public final class Coordinator {
         return nil
     }
 
-    private func handleFailed(_ failed: UnitFailed, from routingID: RoutingID) {
-        defer { if failed.ready { readyAfterReport(from: routingID, lease: failed.lease) } }
+    private func handleFailed(_ failed: UnitFailed, from routingID: RoutingID, session: WorkerSession?) {
+        defer { if failed.ready { readyAfterReport(from: routingID, session: session, lease: failed.lease) } }
         let transition = apply(.failed(failed))
         let outcome = transition.acknowledgement ?? .rejected
         queue(
             .ack(Acknowledgement(unit: failed.unit, lease: failed.lease, outcome: outcome, reason: transition.reason)), to: routingID,
-            lingers: ackMayLinger(ready: failed.ready, outcome: outcome, from: routingID))
+            lingers: ackMayLinger(ready: failed.ready, outcome: outcome, session: session))
         switch transition.verdict {
         case .applied:
             trackers[failed.lease] = nil
-            if sessions[routingID]?.lease == failed.lease { sessions[routingID]?.lease = nil }
+            if session?.lease == failed.lease { session?.lease = nil }
             logEnded(failed.lease, unit: failed.unit, transition, event: failed.disposition == .released ? "lease_released" : "unit_failed", reason: failed.reason)
         case .ignored(let reason):
             logger.info("report_ignored", metadata: ["unit": "\(failed.unit)", "lease": "\(failed.lease)", "reason": "\(reason)"])
@@ -713,6 +713,7 @@ public final class Coordinator {
         sessions[session.routingID] = nil
         if sessionsByName[session.name] === session { sessionsByName[session.name] = nil }
         session.idle = false
+        session.dropped = true
         // Its lease, if any, lives on until its own deadline: the worker may reconnect.
         logger.warning("worker_lost", metadata: ["worker": "\(session.name)", "reason": "\(reason)", "lease": "\(session.lease.map { "\($0)" } ?? "none")"])
     }
