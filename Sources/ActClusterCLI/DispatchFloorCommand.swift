@@ -55,10 +55,10 @@ struct DispatchFloorCommand: ParsableCommand {
         poller.add(socket)
         let clock = ContinuousClock()
         var lastAcks = clock.now
-        var held = HeldAcknowledgements()
+        var held = HeldAcknowledgements<[[UInt8]]>()
         let linger = ClusterWire.Defaults.heartbeatInterval / 4
         func send(_ frames: [[UInt8]], to peer: RoutingID) throws {
-            for ack in held.take(for: peer) ?? [] { try socket.send(ack, routedTo: peer) }
+            try held.take(for: peer) { try socket.send($0, routedTo: peer) }
             try socket.send(frames, routedTo: peer)
         }
         while done < units {
@@ -83,14 +83,10 @@ struct DispatchFloorCommand: ParsableCommand {
                 for peer in unacknowledged { held.hold(ack, for: peer, now: now) }
                 unacknowledged.removeAll(keepingCapacity: true)
             }
-            try held.takeExpired(heldSince: now - linger) { peer, acks in
-                for ack in acks { try socket.send(ack, routedTo: peer) }
-            }
+            try held.takeExpired(heldSince: now - linger) { peer, ack in try socket.send(ack, routedTo: peer) }
         }
         for peer in unacknowledged { held.hold(ack, for: peer, now: clock.now) }
-        try held.takeAll { peer, acks in
-            for ack in acks { try socket.send(ack, routedTo: peer) }
-        }
+        try held.takeAll { peer, ack in try socket.send(ack, routedTo: peer) }
         let shutdown = CoordinatorMessage.shutdown(reason: "the run is complete").encode()
         for peer in peers { try socket.send(shutdown, routedTo: peer) }
         // The linger delivers the SHUTDOWNs when the socket closes.

@@ -56,7 +56,9 @@ public final class Coordinator {
     /// Messages in the outbox per peer: a message that could go at once still waits behind them.
     private var queuedPerPeer: [RoutingID: Int] = [:]
     private var deletions: [(name: String, after: Int)] = []
-    private var heldAcks = HeldAcknowledgements()
+    private var heldAcks = HeldAcknowledgements<Acknowledgement>()
+    /// An ACK's frames, encoded into as each ACK leaves (no allocation per ACK).
+    private var ackFrames: [[UInt8]] = []
     private let syncer: JournalSyncer
     /// Lease ids up to this are durably reserved by this process: as of the last finished
     /// commit, and as of the commit in flight.
@@ -297,14 +299,19 @@ public final class Coordinator {
             durableReservation = reservation
         }
         releaseOutbox()
-        heldAcks.takeAll { peer, acks in
-            for ack in acks { transmit(ack, to: peer) }
-        }
+        heldAcks.takeAll { peer, ack in transmit(.ack(ack), to: peer) }
+    }
+
+    /// A message to send: encoded, or an ACK, which is encoded as it leaves. ACKs wait in the
+    /// outbox for their sync and then often linger: small values wait better than three arrays.
+    private enum Outgoing {
+        case frames([[UInt8]])
+        case ack(Acknowledgement)
     }
 
     private struct QueuedMessage {
         var routingID: RoutingID
-        var frames: [[UInt8]]
+        var message: Outgoing
         /// The lease an ASSIGN grants: given back if the send fails.
         var assigned: LeaseID?
         /// An ACK to hold rather than send once it may go.
@@ -341,10 +348,10 @@ public final class Coordinator {
             } else {
                 queuedPerPeer[message.routingID] = nil
             }
-            if message.lingers {
-                heldAcks.hold(message.frames, for: message.routingID, now: passStarted)
+            if message.lingers, case .ack(let ack) = message.message {
+                heldAcks.hold(ack, for: message.routingID, now: passStarted)
             } else {
-                send(message.frames, to: message.routingID, assigned: message.assigned)
+                send(message.message, to: message.routingID, assigned: message.assigned)
             }
         }
         let durable = journal.durableEvents
@@ -362,25 +369,27 @@ public final class Coordinator {
     }
 
     /// Sends a message, after the ACKs held for the same peer.
-    private func send(_ frames: [[UInt8]], to routingID: RoutingID, assigned: LeaseID? = nil) {
-        if let acks = heldAcks.take(for: routingID) {
-            for ack in acks { transmit(ack, to: routingID) }
-        }
-        transmit(frames, to: routingID, assigned: assigned)
+    private func send(_ message: Outgoing, to routingID: RoutingID, assigned: LeaseID? = nil) {
+        heldAcks.take(for: routingID) { transmit(.ack($0), to: routingID) }
+        transmit(message, to: routingID, assigned: assigned)
     }
 
     /// Sends the held ACKs whose linger is over.
     private func sendExpiredAcks() {
         guard !heldAcks.isEmpty else { return }
-        heldAcks.takeExpired(heldSince: passStarted - ackLinger) { peer, acks in
-            for ack in acks { transmit(ack, to: peer) }
-        }
+        heldAcks.takeExpired(heldSince: passStarted - ackLinger) { peer, ack in transmit(.ack(ack), to: peer) }
     }
 
-    private func transmit(_ frames: [[UInt8]], to routingID: RoutingID, assigned: LeaseID? = nil) {
+    private func transmit(_ message: Outgoing, to routingID: RoutingID, assigned: LeaseID? = nil) {
         let session = sessions[routingID]
         do {
-            try workerSocket.send(frames, routedTo: routingID)
+            switch message {
+            case .frames(let frames):
+                try workerSocket.send(frames, routedTo: routingID)
+            case .ack(let ack):
+                CoordinatorMessage.encodeAck(ack, into: &ackFrames)
+                try workerSocket.send(ackFrames, routedTo: routingID)
+            }
             // The loop pass's time is exact enough for when to heartbeat, and costs no clock read.
             session?.lastSent = passStarted
         } catch {
@@ -398,19 +407,22 @@ public final class Coordinator {
     /// `after` events), and after the messages queued for the same peer before it. An ACK
     /// that `lingers` is then held (``HeldAcknowledgements``) instead of sent.
     private func queue(_ message: CoordinatorMessage, to routingID: RoutingID, assigned: LeaseID? = nil, after: Int? = nil, lingers: Bool = false) {
-        queue(frames: message.encode(), to: routingID, assigned: assigned, after: after ?? journal.appendedEvents, lingers: lingers)
+        let outgoing: Outgoing
+        if case .ack(let ack) = message { outgoing = .ack(ack) } else { outgoing = .frames(message.encode()) }
+        queue(outgoing, to: routingID, assigned: assigned, after: after ?? journal.appendedEvents, lingers: lingers)
     }
 
-    private func queue(frames: [[UInt8]], to routingID: RoutingID, assigned: LeaseID? = nil, after: Int, lingers: Bool = false) {
+    /// `lingers` applies to ACKs only.
+    private func queue(_ message: Outgoing, to routingID: RoutingID, assigned: LeaseID? = nil, after: Int, lingers: Bool = false) {
         if after <= journal.durableEvents && queuedPerPeer[routingID] == nil {
-            if lingers {
-                heldAcks.hold(frames, for: routingID, now: passStarted)
+            if lingers, case .ack(let ack) = message {
+                heldAcks.hold(ack, for: routingID, now: passStarted)
             } else {
-                send(frames, to: routingID, assigned: assigned)
+                send(message, to: routingID, assigned: assigned)
             }
             return
         }
-        outbox.append(QueuedMessage(routingID: routingID, frames: frames, assigned: assigned, lingers: lingers, after: after))
+        outbox.append(QueuedMessage(routingID: routingID, message: message, assigned: assigned, lingers: lingers, after: after))
         queuedPerPeer[routingID, default: 0] += 1
     }
 
@@ -693,7 +705,7 @@ public final class Coordinator {
                 dropSession(session, reason: "no message for \(configuration.liveness) heartbeat intervals")
             } else if now - session.lastSent >= configuration.heartbeatInterval {
                 // Follows from no event: it waits only behind the peer's other messages.
-                queue(frames: heartbeat, to: session.routingID, after: 0)
+                queue(.frames(heartbeat), to: session.routingID, after: 0)
             }
         }
         let progress = progressTokens
@@ -811,9 +823,9 @@ public final class Coordinator {
             let durable = lease <= durableReservation
             if durable && session.assignBeforeAck {
                 // Ahead of the ACK of the report that asked for it, which waits for the sync.
-                send(frames, to: routingID, assigned: lease)
+                send(.frames(frames), to: routingID, assigned: lease)
             } else {
-                queue(frames: frames, to: routingID, assigned: lease, after: durable ? 0 : journal.appendedEvents)
+                queue(.frames(frames), to: routingID, assigned: lease, after: durable ? 0 : journal.appendedEvents)
             }
             logger.debug("unit_leased", metadata: ["unit": "\(unit)", "lease": "\(lease)", "worker": "\(session.name)", "attempt": "\(record.leaseCount)"])
         }

@@ -68,6 +68,20 @@ private func patchUInt(_ body: [UInt8], tag: ClusterWire.Tag, _ value: UInt64) -
         }
     }
 
+    /// ACKs encoded into one reused set of frames, long reasons before short ones and back,
+    /// are byte for byte the ACKs `encode()` makes, and decode to themselves.
+    @Test func acksEncodedIntoReusedFrames() throws {
+        var acks: [Acknowledgement] = []
+        for case .ack(let ack) in Samples.coordinatorMessages { acks.append(ack) }
+        #expect(acks.count >= 3)
+        var frames: [[UInt8]] = []
+        for ack in acks + acks.reversed() {
+            CoordinatorMessage.encodeAck(ack, into: &frames)
+            #expect(frames == CoordinatorMessage.ack(ack).encode())
+            #expect(try CoordinatorMessage.decode(frames: frames) == .ack(ack))
+        }
+    }
+
     @Test func everyCoordinatorMessage() throws {
         for message in Samples.coordinatorMessages {
             let frames = message.encode()

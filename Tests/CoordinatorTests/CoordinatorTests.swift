@@ -340,24 +340,31 @@ import ZeroMQ
     /// Held ACKs leave per peer, in order: all of a peer's at once, the oldest peers first once
     /// their linger is over, and a peer's new hold is not taken for its old one.
     @Test func heldAcknowledgementsKeepOrderPerPeer() {
-        var held = HeldAcknowledgements()
+        var held = HeldAcknowledgements<Int>()
         let start = ContinuousClock.now
         let a = RoutingID([1, 2, 3, 4, 5]), b = RoutingID([9])
-        func ack(_ byte: UInt8) -> [[UInt8]] { [[byte]] }
-        held.hold(ack(1), for: a, now: start)
-        held.hold(ack(2), for: b, now: start + .milliseconds(10))
-        held.hold(ack(3), for: a, now: start + .milliseconds(20))
-        #expect(held.take(for: a) == [ack(1), ack(3)])
-        #expect(held.take(for: a) == nil)
-        held.hold(ack(4), for: a, now: start + .milliseconds(30))
-        var expired: [(RoutingID, [[[UInt8]]])] = []
+        func take(_ peer: RoutingID) -> [Int] {
+            var taken: [Int] = []
+            held.take(for: peer) { taken.append($0) }
+            return taken
+        }
+        held.hold(1, for: a, now: start)
+        held.hold(2, for: b, now: start + .milliseconds(10))
+        held.hold(3, for: a, now: start + .milliseconds(20))
+        held.hold(5, for: a, now: start + .milliseconds(25))
+        #expect(take(a) == [1, 3, 5])
+        #expect(take(a) == [])
+        held.hold(4, for: a, now: start + .milliseconds(30))
+        var expired: [(RoutingID, Int)] = []
         held.takeExpired(heldSince: start + .milliseconds(20)) { expired.append(($0, $1)) }
-        #expect(expired.map(\.0) == [b] && expired.map(\.1) == [[ack(2)]])
+        #expect(expired.map(\.0) == [b] && expired.map(\.1) == [2])
         expired = []
         held.takeExpired(heldSince: start + .milliseconds(29)) { expired.append(($0, $1)) }
         #expect(expired.isEmpty && !held.isEmpty)
+        held.hold(6, for: a, now: start + .milliseconds(40))
+        held.hold(7, for: b, now: start + .milliseconds(40))
         held.takeAll { expired.append(($0, $1)) }
-        #expect(expired.map(\.0) == [a] && expired.map(\.1) == [[ack(4)]] && held.isEmpty)
+        #expect(expired.filter { $0.0 == a }.map(\.1) == [4, 6] && expired.filter { $0.0 == b }.map(\.1) == [7] && held.isEmpty)
     }
 
     /// A STATUS request gets counts that add up.
