@@ -58,7 +58,9 @@ struct DispatchFloorCommand: ParsableCommand {
         var held = HeldAcknowledgements<[[UInt8]]>()
         let linger = ClusterWire.Defaults.heartbeatInterval / 4
         func send(_ frames: [[UInt8]], to peer: RoutingID) throws {
-            try held.take(for: peer) { try socket.send($0, routedTo: peer) }
+            if let acks = held.take(for: peer) {
+                for ack in acks { try socket.send(ack, routedTo: peer) }
+            }
             try socket.send(frames, routedTo: peer)
         }
         while done < units {
@@ -83,10 +85,14 @@ struct DispatchFloorCommand: ParsableCommand {
                 for peer in unacknowledged { held.hold(ack, for: peer, now: now) }
                 unacknowledged.removeAll(keepingCapacity: true)
             }
-            try held.takeExpired(heldSince: now - linger) { peer, ack in try socket.send(ack, routedTo: peer) }
+            while let (peer, acks) = held.takeExpired(heldSince: now - linger) {
+                for ack in acks { try socket.send(ack, routedTo: peer) }
+            }
         }
         for peer in unacknowledged { held.hold(ack, for: peer, now: clock.now) }
-        try held.takeAll { peer, ack in try socket.send(ack, routedTo: peer) }
+        for (peer, acks) in held.takeAll() {
+            for ack in acks { try socket.send(ack, routedTo: peer) }
+        }
         let shutdown = CoordinatorMessage.shutdown(reason: "the run is complete").encode()
         for peer in peers { try socket.send(shutdown, routedTo: peer) }
         // The linger delivers the SHUTDOWNs when the socket closes.

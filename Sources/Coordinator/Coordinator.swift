@@ -299,7 +299,9 @@ public final class Coordinator {
             durableReservation = reservation
         }
         releaseOutbox()
-        heldAcks.takeAll { peer, ack in transmit(.ack(ack), to: peer) }
+        for (peer, acks) in heldAcks.takeAll() {
+            for ack in acks { transmit(.ack(ack), to: peer) }
+        }
     }
 
     /// A message to send: encoded, or an ACK, which is encoded as it leaves. ACKs wait in the
@@ -370,14 +372,19 @@ public final class Coordinator {
 
     /// Sends a message, after the ACKs held for the same peer.
     private func send(_ message: Outgoing, to routingID: RoutingID, assigned: LeaseID? = nil) {
-        heldAcks.take(for: routingID) { transmit(.ack($0), to: routingID) }
+        if let acks = heldAcks.take(for: routingID) {
+            for ack in acks { transmit(.ack(ack), to: routingID) }
+        }
         transmit(message, to: routingID, assigned: assigned)
     }
 
     /// Sends the held ACKs whose linger is over.
     private func sendExpiredAcks() {
         guard !heldAcks.isEmpty else { return }
-        heldAcks.takeExpired(heldSince: passStarted - ackLinger) { peer, ack in transmit(.ack(ack), to: peer) }
+        let cutoff = passStarted - ackLinger
+        while let (peer, acks) = heldAcks.takeExpired(heldSince: cutoff) {
+            for ack in acks { transmit(.ack(ack), to: peer) }
+        }
     }
 
     private func transmit(_ message: Outgoing, to routingID: RoutingID, assigned: LeaseID? = nil) {

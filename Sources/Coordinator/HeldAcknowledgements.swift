@@ -9,11 +9,24 @@ import ZeroMQ
 /// holds its ACKs with the same type. `Message` is what is held: the coordinator holds
 /// ``Acknowledgement``s and encodes them as they leave, the floor holds encoded frames.
 public struct HeldAcknowledgements<Message> {
-    /// A peer's held ACKs: nearly always one, kept inline.
-    private struct Held {
-        var generation: Int
-        var first: Message
-        var rest: [Message] = []
+    /// A peer's held ACKs, in order: nearly always one, kept inline.
+    public struct Held: Sequence {
+        fileprivate var first: Message
+        fileprivate var rest: [Message] = []
+
+        public struct Iterator: IteratorProtocol {
+            fileprivate let held: Held
+            /// -1: `first` is next.
+            fileprivate var index = -1
+
+            public mutating func next() -> Message? {
+                defer { index += 1 }
+                if index < 0 { return held.first }
+                return index < held.rest.count ? held.rest[index] : nil
+            }
+        }
+
+        public func makeIterator() -> Iterator { Iterator(held: self) }
     }
 
     private struct Entry {
@@ -22,7 +35,7 @@ public struct HeldAcknowledgements<Message> {
         var since: ContinuousClock.Instant
     }
 
-    private var byPeer: [RoutingID: Held] = [:]
+    private var byPeer: [RoutingID: (generation: Int, held: Held)] = [:]
     /// One entry per hold, oldest first; an entry whose peer's ACKs left since is stale.
     private var order = FIFOQueue<Entry>()
     private var generations = 0
@@ -34,41 +47,39 @@ public struct HeldAcknowledgements<Message> {
     /// Holds `message` (an ACK) for `peer` from `now`; it leaves after the peer's earlier held ACKs.
     public mutating func hold(_ message: Message, for peer: RoutingID, now: ContinuousClock.Instant) {
         if byPeer[peer] != nil {
-            byPeer[peer]!.rest.append(message)
+            byPeer[peer]!.held.rest.append(message)
             return
         }
         generations += 1
-        byPeer[peer] = Held(generation: generations, first: message)
+        byPeer[peer] = (generations, Held(first: message))
         order.append(Entry(peer: peer, generation: generations, since: now))
     }
 
-    /// Hands over the ACKs held for `peer`, in order, to send right before another message to it.
-    public mutating func take(for peer: RoutingID, _ deliver: (Message) throws -> Void) rethrows {
-        guard !byPeer.isEmpty, let held = byPeer.removeValue(forKey: peer) else { return }
-        try Self.deliver(held, to: deliver)
+    /// The ACKs held for `peer`, to send right before another message to it. Values, not a
+    /// callback: sending one may make the caller hold or take more.
+    public mutating func take(for peer: RoutingID) -> Held? {
+        guard !byPeer.isEmpty else { return nil }
+        return byPeer.removeValue(forKey: peer)?.held
     }
 
-    /// Hands over, peer by peer, the ACKs held since `cutoff` or before.
-    public mutating func takeExpired(heldSince cutoff: ContinuousClock.Instant, _ deliver: (RoutingID, Message) throws -> Void) rethrows {
+    /// The ACKs of the peer held longest, if held since `cutoff` or before; call until nil.
+    public mutating func takeExpired(heldSince cutoff: ContinuousClock.Instant) -> (peer: RoutingID, acks: Held)? {
         while let entry = order.first, entry.since <= cutoff {
             _ = order.popFirst()
             if let held = byPeer[entry.peer], held.generation == entry.generation {
                 byPeer[entry.peer] = nil
-                try Self.deliver(held) { try deliver(entry.peer, $0) }
+                return (entry.peer, held.held)
             }
         }
+        return nil
     }
 
-    /// Hands over every held ACK.
-    public mutating func takeAll(_ deliver: (RoutingID, Message) throws -> Void) rethrows {
-        let all = byPeer
-        byPeer.removeAll()
-        order.removeAll()
-        for (peer, held) in all { try Self.deliver(held) { try deliver(peer, $0) } }
-    }
-
-    private static func deliver(_ held: Held, to deliver: (Message) throws -> Void) rethrows {
-        try deliver(held.first)
-        for message in held.rest { try deliver(message) }
+    /// Every held ACK, by peer.
+    public mutating func takeAll() -> [(peer: RoutingID, acks: Held)] {
+        defer {
+            byPeer.removeAll()
+            order.removeAll()
+        }
+        return byPeer.map { ($0.key, $0.value.held) }
     }
 }

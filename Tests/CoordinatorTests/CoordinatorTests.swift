@@ -343,9 +343,10 @@ import ZeroMQ
         var held = HeldAcknowledgements<Int>()
         let start = ContinuousClock.now
         let a = RoutingID([1, 2, 3, 4, 5]), b = RoutingID([9])
-        func take(_ peer: RoutingID) -> [Int] {
-            var taken: [Int] = []
-            held.take(for: peer) { taken.append($0) }
+        func take(_ peer: RoutingID) -> [Int] { held.take(for: peer).map(Array.init) ?? [] }
+        func takeExpired(heldSince cutoff: ContinuousClock.Instant) -> [(RoutingID, Int)] {
+            var taken: [(RoutingID, Int)] = []
+            while let (peer, acks) = held.takeExpired(heldSince: cutoff) { taken += acks.map { (peer, $0) } }
             return taken
         }
         held.hold(1, for: a, now: start)
@@ -355,15 +356,13 @@ import ZeroMQ
         #expect(take(a) == [1, 3, 5])
         #expect(take(a) == [])
         held.hold(4, for: a, now: start + .milliseconds(30))
-        var expired: [(RoutingID, Int)] = []
-        held.takeExpired(heldSince: start + .milliseconds(20)) { expired.append(($0, $1)) }
+        var expired = takeExpired(heldSince: start + .milliseconds(20))
         #expect(expired.map(\.0) == [b] && expired.map(\.1) == [2])
-        expired = []
-        held.takeExpired(heldSince: start + .milliseconds(29)) { expired.append(($0, $1)) }
+        expired = takeExpired(heldSince: start + .milliseconds(29))
         #expect(expired.isEmpty && !held.isEmpty)
         held.hold(6, for: a, now: start + .milliseconds(40))
         held.hold(7, for: b, now: start + .milliseconds(40))
-        held.takeAll { expired.append(($0, $1)) }
+        for (peer, acks) in held.takeAll() { expired += acks.map { (peer, $0) } }
         #expect(expired.filter { $0.0 == a }.map(\.1) == [4, 6] && expired.filter { $0.0 == b }.map(\.1) == [7] && held.isEmpty)
     }
 
