@@ -29,9 +29,15 @@ struct FieldWriter {
 
     /// One append for the six header bytes: they are written per field at dispatch rates.
     private mutating func header(_ tag: Tag, type: ClusterWire.FieldType, length: Int) {
+        withUnsafeBytes(of: Self.headerWord(tag, type: type, length: length).littleEndian) {
+            bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0.prefix(ClusterWire.fieldHeaderSize)))
+        }
+    }
+
+    /// A field header (tag, type, length) in the low six bytes, as it is laid out little-endian.
+    private static func headerWord(_ tag: Tag, type: ClusterWire.FieldType, length: Int) -> UInt64 {
         precondition(length <= Int(UInt32.max), "field \(tag) of \(length) bytes is too long for the protocol")
-        let word = UInt64(tag.rawValue) | UInt64(type.rawValue) << 8 | UInt64(length) << 16
-        withUnsafeBytes(of: word.littleEndian) { bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0.prefix(ClusterWire.fieldHeaderSize))) }
+        return UInt64(tag.rawValue) | UInt64(type.rawValue) << 8 | UInt64(length) << 16
     }
 
     private mutating func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {
@@ -41,13 +47,8 @@ struct FieldWriter {
     mutating func uint(_ tag: Tag, _ value: UInt64) {
         let type = tag.type
         precondition(type == .uint, "field \(tag) is not a uint")
-        // Header and value in one append.
-        var field: (UInt64, UInt64) = (0, value.littleEndian)
-        withUnsafeMutableBytes(of: &field) { raw in
-            raw[2] = tag.rawValue
-            raw[3] = type.rawValue
-            raw.storeBytes(of: UInt32(8).littleEndian, toByteOffset: 4, as: UInt32.self)
-        }
+        // Header and value in one append: the header in the first word's top six bytes.
+        let field: (UInt64, UInt64) = ((Self.headerWord(tag, type: type, length: 8) << 16).littleEndian, value.littleEndian)
         withUnsafeBytes(of: field) { bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[2...])) }
     }
 
