@@ -749,17 +749,15 @@ public final class Coordinator {
     /// planned units' records and encoded ASSIGNs are touched again when leased, and with
     /// thousands planned ahead they have left the cache by then.
     private var pendingTarget: Int { configuration.lookahead + idleQueue.count }
-    /// The settings every ASSIGN carries, encoded once: the journal's, but the trainer where
-    /// it listens now.
-    private lazy var encodedSettings: [UInt8] = {
+    /// What every ASSIGN holds alike, encoded once and shared by the templates. Its settings
+    /// are the journal's, but the trainer where it listens now.
+    private lazy var assignmentPreamble: AssignmentPreamble = {
         var settings = state.run.settings
         settings.trainerEndpoint = configuration.run.settings.trainerEndpoint
-        return Assignment.encodedSettings(settings)
+        return AssignmentPreamble(
+            run: state.run.run, heartbeatInterval: configuration.heartbeatInterval, liveness: configuration.liveness,
+            encodedSettings: Assignment.encodedSettings(settings))
     }()
-
-    /// What every ASSIGN holds alike, encoded once and shared by the templates.
-    private lazy var assignmentPreamble = AssignmentPreamble(
-        run: state.run.run, heartbeatInterval: configuration.heartbeatInterval, liveness: configuration.liveness, encodedSettings: encodedSettings)
 
     private func assignmentTemplate(_ plan: UnitPlan, lines: [CorpusLine]) -> AssignmentTemplate {
         AssignmentTemplate(preamble: assignmentPreamble, file: state.run.corpus.paths[plan.fileIndex], plan: plan, corpusLines: lines)
