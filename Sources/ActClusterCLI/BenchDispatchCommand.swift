@@ -34,8 +34,9 @@ struct BenchDispatchCommand: ParsableCommand {
             answering, so that the workers together offer --paced-rate units/s, as a fleet of \
             real workers would; the lease latency (from asking for a unit to holding its ASSIGN, \
             p50 and p99) is measured there, from the moment the saturated phase's backlog (a \
-            request from every worker, made before the switch) has been answered: requests made \
-            before that queue behind it, so they are counted apart. In the saturated phase every worker is always \
+            request from every worker, made before the switch) has been answered: requests \
+            made before that queue behind it, so they are counted apart. In the saturated \
+            phase every worker is always \
             waiting, so its latency is just workers ÷ units/s (Little's law) and says nothing \
             about the coordinator; it is printed for reference. Also the coordinator process's \
             peak RSS. Goals: ≥ 20,000 units/s, p99 ≤ 5 ms at 20,000 units/s, ≤ 200 MB.
@@ -365,20 +366,23 @@ private func runNullWorkers(
             try transport.send(index, message.encode())
             lastSent[index] = clock.now
         }
-        /// When each worker asked for its unit, and whether in the paced phase once settled: an
-        /// answer to a request of the saturated phase that arrives after the switch is not a
-        /// paced latency, nor is one to a request made while the saturated phase's backlog
-        /// (a request from every worker) was still being answered.
-        var askedPaced = [Bool](repeating: false, count: names.count)
-        var askedSaturated = [Bool](repeating: false, count: names.count)
+        /// When each worker asked for its unit, and in which phase (nil: it has no request
+        /// out). An answer to a request of the saturated phase that arrives after the switch is
+        /// not a paced latency, nor is one to a request made while the saturated phase's backlog
+        /// (a request from every worker) was still being answered: those settle.
+        enum Phase { case saturated, settling, paced }
+        var asked = [Phase?](repeating: nil, count: names.count)
         var saturatedOutstanding = 0
         var settled = false
         func ask(_ index: Int) {
             askedAt[index] = clock.now
-            askedPaced[index] = settled
-            askedSaturated[index] = !paced
-            if !paced { saturatedOutstanding += 1 }
-            if paced && !settled { result.settlingRequests += 1 }
+            let phase: Phase = !paced ? .saturated : settled ? .paced : .settling
+            asked[index] = phase
+            switch phase {
+            case .saturated: saturatedOutstanding += 1
+            case .settling: result.settlingRequests += 1
+            case .paced: break
+            }
         }
         let hook = nullWorkerHook
         let statistics = [hook: HookStatistics(count: 1, mean: [0], variance: [0], meanNorm: 0)]
@@ -400,18 +404,19 @@ private func runNullWorkers(
                     result.saturatedEnd = clock.now
                 }
                 let latency = (clock.now - askedAt[index]).seconds
-                if askedSaturated[index] {
-                    askedSaturated[index] = false
+                switch asked[index] {
+                case .saturated:
+                    result.saturatedLatencies.append(latency)
                     saturatedOutstanding -= 1
                     if paced && saturatedOutstanding == 0 { settled = true }
-                }
-                if askedPaced[index] {
+                case .paced:
                     result.pacedLatencies.append(latency)
                     if result.firstPacedAssign == nil { result.firstPacedAssign = clock.now }
                     result.lastPacedAssign = clock.now
-                } else {
-                    result.saturatedLatencies.append(latency)
+                case .settling, nil:
+                    break
                 }
+                asked[index] = nil
                 if paced {
                     // Uniform over [0, 2·hold]: the mean offered load is workers / hold.
                     let due = clock.now + hold * Double.random(in: 0..<2, using: &generator)
