@@ -1,5 +1,6 @@
 import ArgumentParser
 import ZeroMQ
+import Glibc
 
 /// How `bench dispatch`'s null workers reach the coordinator: one connection per worker, all
 /// played by one thread. The bench's logic is the same over either implementation.
@@ -11,6 +12,9 @@ protocol NullWorkerTransport: AnyObject {
     func wait(timeout: Duration, _ deliver: (Int, [[UInt8]]) throws -> Void) throws -> Bool
     /// Hands over messages already waiting for worker `index` that `wait` might not report.
     func drain(_ index: Int, _ deliver: (Int, [[UInt8]]) throws -> Void) throws
+    /// When the message just handed over for worker `index` reached this machine's socket, as
+    /// an instant of `ContinuousClock` (`now` is its reading at the call).
+    func arrival(_ index: Int, now: ContinuousClock.Instant) -> ContinuousClock.Instant
     /// Worker `index` got SHUTDOWN: its connection may close from now on.
     func finish(_ index: Int)
     func close()
@@ -68,6 +72,8 @@ final class ZeroMQNullWorkers: NullWorkerTransport {
         while let frames = try sockets[index].receiveFramesIfReady() { try deliver(index, frames) }
     }
 
+    func arrival(_ index: Int, now: ContinuousClock.Instant) -> ContinuousClock.Instant { now }
+
     func finish(_ index: Int) {}
 
     func close() {
@@ -83,6 +89,7 @@ final class ZMTPNullWorkers: NullWorkerTransport {
 
     init(workers: Int, endpoint: String, maxMessageSize: Int64) throws {
         client = try ZMTPClient(maxMessageSize: Int(maxMessageSize))
+        client.stampsArrivals = true
         finished = [Bool](repeating: false, count: workers)
         for _ in 0..<workers { _ = try client.connect(endpoint) }
     }
@@ -108,6 +115,14 @@ final class ZMTPNullWorkers: NullWorkerTransport {
     }
 
     func drain(_ index: Int, _ deliver: (Int, [[UInt8]]) throws -> Void) throws {}
+
+    func arrival(_ index: Int, now: ContinuousClock.Instant) -> ContinuousClock.Instant {
+        guard let stamp = client.lastArrival(index) else { return now }
+        var real = timespec()
+        clock_gettime(CLOCK_REALTIME, &real)
+        let age = Duration.seconds(real.tv_sec - stamp.tv_sec) + .nanoseconds(real.tv_nsec - stamp.tv_nsec)
+        return age >= .zero && age < .seconds(1) ? now - age : now
+    }
 
     func finish(_ index: Int) { finished[index] = true }
 

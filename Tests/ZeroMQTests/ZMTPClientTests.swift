@@ -45,7 +45,42 @@ private func pump(_ client: ZMTPClient, limit: Duration = patience, until done: 
     return received
 }
 
+private func realtimeNow() -> Duration {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return .seconds(now.tv_sec) + .nanoseconds(now.tv_nsec)
+}
+
 @Suite struct ZMTPAgainstLibzmq {
+    /// The arrival time is the kernel's, not the read's: a message read 150 ms after it came is
+    /// stamped before the read began. `bench dispatch` times leases by it.
+    @Test func arrivalIsTheKernelsReceiveTime() throws {
+        let context = try ZeroMQContext()
+        let (router, endpoint) = try listeningRouter(context)
+        let client = try ZMTPClient()
+        client.stampsArrivals = true
+        let index = try client.connect(endpoint)
+        try client.send(index, [bytes("hello")])
+        _ = try pump(client) { !$0.ready.isEmpty }
+        let routingID = try #require(try router.receiveMultipart(timeout: patience)).map(\.bytes)[0]
+
+        let sent = realtimeNow()
+        try router.send(multipart: [routingID, bytes("reply")])
+        usleep(150_000)
+        let readFrom = realtimeNow()
+        let reply = try pump(client) { !$0.messages.isEmpty }
+        #expect(reply.messages.first?.frames == [bytes("reply")])
+        let stamp = try #require(client.lastArrival(index))
+        let arrival = Duration.seconds(stamp.tv_sec) + .nanoseconds(stamp.tv_nsec)
+        #expect(arrival >= sent)
+        #expect(arrival < readFrom - .milliseconds(100), "stamped \(readFrom - arrival) before the read")
+
+        let plain = try ZMTPClient()
+        let other = try plain.connect(endpoint)
+        _ = try pump(plain) { !$0.ready.isEmpty }
+        #expect(plain.lastArrival(other) == nil)
+    }
+
     @Test(arguments: ["tcp", "ipc"])
     func handshakeAndMultipartMessagesBothWays(transport: String) throws {
         let context = try ZeroMQContext()

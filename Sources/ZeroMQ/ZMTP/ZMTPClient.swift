@@ -79,6 +79,18 @@ public final class ZMTPClient {
 
     public var connectionCount: Int { connections.count }
 
+    /// Ask the kernel for the time each read's data arrived (`SO_TIMESTAMPNS`); set before
+    /// connecting.
+    public var stampsArrivals = false
+    /// SO_TIMESTAMPNS (and SCM_TIMESTAMPNS): the "old" value, whose timespec is 64-bit on 64-bit
+    /// Linux; the C macro does not reach Swift.
+    private static let timestampOption: Int32 = 35
+    private var controlSpace = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+
+    /// When the data of connection `index`'s last read arrived, by the kernel's receive
+    /// timestamp (CLOCK_REALTIME), if ``stampsArrivals`` and the kernel gave one.
+    public func lastArrival(_ index: Int) -> timespec? { connections[index].arrival }
+
     /// Whether connection `index` has completed its handshake and is open.
     public func isReady(_ index: Int) -> Bool { connections[index].state == .ready }
 
@@ -131,6 +143,10 @@ public final class ZMTPClient {
             // Small messages go out at once, as libzmq sets it too.
             var on: Int32 = 1
             setsockopt(descriptor, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
+        }
+        if stampsArrivals {
+            var on: Int32 = 1
+            setsockopt(descriptor, SOL_SOCKET, Self.timestampOption, &on, socklen_t(MemoryLayout<Int32>.size))
         }
         connection.descriptor = descriptor
         connection.generation &+= 1
@@ -292,7 +308,7 @@ public final class ZMTPClient {
         guard connection.isOpen else { return 0 }
         var code: Int32 = 0
         let count = connection.decoder.fill {
-            let count = recv(connection.descriptor, $0, $1, 0)
+            let count = stampsArrivals ? receiveStamped(connection, $0, $1) : recv(connection.descriptor, $0, $1, 0)
             if count < 0 { code = errno }
             return count
         }
@@ -305,6 +321,38 @@ public final class ZMTPClient {
         }
         handled += try deliverNotices(handle)
         return handled
+    }
+
+    /// `recvmsg` with room for the SCM_TIMESTAMPNS control message, which it keeps.
+    private func receiveStamped(_ connection: Connection, _ buffer: UnsafeMutableRawPointer, _ capacity: Int) -> Int {
+        // A read without a timestamp must not leave an earlier one standing.
+        connection.arrival = nil
+        var vector = iovec(iov_base: buffer, iov_len: capacity)
+        return withUnsafeMutablePointer(to: &vector) { vectorPointer in
+            withUnsafeMutableBytes(of: &controlSpace) { control in
+                var message = msghdr()
+                message.msg_iov = vectorPointer
+                message.msg_iovlen = 1
+                message.msg_control = control.baseAddress
+                message.msg_controllen = control.count
+                let count = recvmsg(connection.descriptor, &message, 0)
+                guard count > 0 else { return count }
+                // cmsghdr: length (size_t), level, type (Int32 each), then data aligned to size_t.
+                var offset = 0
+                let headerSize = MemoryLayout<Int>.size + 8
+                while offset + headerSize <= message.msg_controllen {
+                    let length = control.load(fromByteOffset: offset, as: Int.self)
+                    let level = control.load(fromByteOffset: offset + MemoryLayout<Int>.size, as: Int32.self)
+                    let type = control.load(fromByteOffset: offset + MemoryLayout<Int>.size + 4, as: Int32.self)
+                    guard length >= headerSize else { break }
+                    if level == SOL_SOCKET && type == Self.timestampOption && length >= headerSize + MemoryLayout<timespec>.size {
+                        connection.arrival = control.loadUnaligned(fromByteOffset: offset + headerSize, as: timespec.self)
+                    }
+                    offset += (length + 7) & ~7
+                }
+                return count
+            }
+        }
     }
 
     /// Hands over every complete event in the decoder; answers PINGs itself.
@@ -432,6 +480,8 @@ private final class Connection {
     var failure: ZMTPError?
     var descriptor: Int32 = -1
     var generation: UInt32 = 0
+    /// The kernel's receive time of the last read, with ``ZMTPClient/stampsArrivals``.
+    var arrival: timespec?
     /// Encoded bytes; `sent` of them are with the kernel already.
     var outbox: [UInt8] = []
     /// Messages sent before the handshake completed, encoded.
