@@ -388,7 +388,7 @@ private func runNullWorkers(
         /// (a request from every worker) was still being answered: those settle.
         enum Phase { case saturated, settling, paced }
         var asked = [Phase?](repeating: nil, count: names.count)
-    var saturatedOutstanding = 0
+        var saturatedOutstanding = 0
         var settled = false
         func ask(_ index: Int) {
             askedAt[index] = clock.now

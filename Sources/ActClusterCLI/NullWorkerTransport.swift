@@ -1,6 +1,6 @@
 import ArgumentParser
-import ZeroMQ
 import Glibc
+import ZeroMQ
 
 /// How `bench dispatch`'s null workers reach the coordinator: one connection per worker, all
 /// played by one thread. The bench's logic is the same over either implementation.
@@ -121,6 +121,7 @@ final class ZMTPNullWorkers: NullWorkerTransport {
         var real = timespec()
         clock_gettime(CLOCK_REALTIME, &real)
         let age = Duration.seconds(real.tv_sec - stamp.tv_sec) + .nanoseconds(real.tv_nsec - stamp.tv_nsec)
+        // A stamp in the future, or absurdly old, is a clock step: time the read instead.
         return age >= .zero && age < .seconds(1) ? now - age : now
     }
 
