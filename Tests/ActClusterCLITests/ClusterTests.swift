@@ -454,9 +454,12 @@ struct HarnessFailure: Error, CustomStringConvertible {
 @Suite struct DispatchBenchRuns {
     /// Two rounds: the second is a new run in the same scratch folder, not the first one's
     /// finished journal.
-    @Test func smallRunsAgainstTheCoordinatorAndTheFloorDispatchEveryUnit() throws {
+    /// Over tcp the kernel times each ASSIGN's arrival, which can only come before its read;
+    /// over ipc there is no such time, and both latencies are the reads'.
+    @Test(arguments: ["ipc", "tcp"])
+    func smallRunsAgainstTheCoordinatorAndTheFloorDispatchEveryUnit(transport: String) throws {
         let run = try runActcluster([
-            "bench", "dispatch", "--workers", "20", "--units", "400", "--paced-rate", "2000", "--transport", "ipc", "--floor", "--rounds", "2", "--json",
+            "bench", "dispatch", "--workers", "20", "--units", "400", "--paced-rate", "2000", "--transport", transport, "--floor", "--rounds", "2", "--json",
         ])
         try #require(run.status == 0, "\(run.stdout) \(run.stderr)")
         let rounds = run.stdout.split(separator: "\n").filter { $0.hasPrefix("dispatch: 400 units (manifest 400) to 20 null workers") }
@@ -474,5 +477,9 @@ struct HarnessFailure: Error, CustomStringConvertible {
         }
         #expect(figures["rounds"] as? Int == 2)
         for key in ["p99_goal_met_rounds", "floor_p99_goal_met_rounds"] { #expect((0...2).contains(figures[key] as? Int ?? -1), "\(key) in \(last)") }
+        for (stamped, read) in [("p99_ms", "paced_read_p99_ms"), ("floor_p99_ms", "floor_paced_read_p99_ms")] {
+            let arrival = try #require(figures[stamped] as? Double), reading = try #require(figures[read] as? Double, "\(read) in \(last)")
+            if transport == "tcp" { #expect(arrival <= reading, "\(stamped) \(arrival) after \(read) \(reading)") } else { #expect(arrival == reading) }
+        }
     }
 }
