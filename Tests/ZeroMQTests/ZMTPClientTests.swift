@@ -52,8 +52,9 @@ private func realtimeNow() -> Duration {
 }
 
 @Suite struct ZMTPAgainstLibzmq {
-    /// The arrival time is the kernel's, not the read's: a message read 150 ms after it came is
-    /// stamped before the read began. `bench dispatch` times leases by it.
+    /// The arrival time is the kernel's, not the read's: a message read 300 ms after it was sent
+    /// is stamped well before the read began (the slack is for a loaded host, where libzmq's
+    /// I/O thread may send late). `bench dispatch` times leases by it.
     @Test func arrivalIsTheKernelsReceiveTime() throws {
         let context = try ZeroMQContext()
         let (router, endpoint) = try listeningRouter(context)
@@ -66,7 +67,7 @@ private func realtimeNow() -> Duration {
 
         let sent = realtimeNow()
         try router.send(multipart: [routingID, bytes("reply")])
-        usleep(150_000)
+        usleep(300_000)
         let readFrom = realtimeNow()
         let reply = try pump(client) { !$0.messages.isEmpty }
         #expect(reply.messages.first?.frames == [bytes("reply")])
