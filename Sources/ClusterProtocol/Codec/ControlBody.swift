@@ -23,13 +23,9 @@ struct FieldWriter {
     /// Whole fields encoded before (another writer's `bytes`).
     mutating func raw(_ fields: [UInt8]) { bytes += fields }
 
-    private mutating func header(_ tag: Tag, length: Int) {
-        header(tag, type: tag.type, length: length)
-    }
-
     /// One append for the six header bytes: they are written per field at dispatch rates.
-    private mutating func header(_ tag: Tag, type: ClusterWire.FieldType, length: Int) {
-        withUnsafeBytes(of: Self.headerWord(tag, type: type, length: length).littleEndian) {
+    private mutating func header(_ tag: Tag, length: Int) {
+        withUnsafeBytes(of: Self.headerWord(tag, type: tag.type, length: length).littleEndian) {
             bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0.prefix(ClusterWire.fieldHeaderSize)))
         }
     }
