@@ -413,16 +413,17 @@ private func runNullWorkers(
         /// One message from the coordinator to worker `index`.
         func handle(_ index: Int, _ frames: [[UInt8]]) throws {
             if let (unit, lease) = try Assignment.unitAndLease(frames: frames) {
+                let now = clock.now
                 if paced {
                     result.pacedUnits += 1
                 } else {
                     result.saturatedUnits += 1
-                    result.saturatedEnd = clock.now
+                    result.saturatedEnd = now
                 }
                 // Timed to the ASSIGN's arrival, not to when this thread got to read it: the null
                 // workers wait for the same two cores as the coordinator, and a real worker on
                 // its own machine reads at once.
-                let now = clock.now, stamped = transport.arrival(index, now: now)
+                let stamped = transport.arrival(index, now: now)
                 // Never before the request: the two clocks are read a few hundred ns apart.
                 let arrived = stamped >= askedAt[index] ? stamped : now
                 let latency = (arrived - askedAt[index]).seconds
@@ -434,8 +435,8 @@ private func runNullWorkers(
                 case .paced:
                     result.pacedLatencies.append(latency)
                     result.pacedReadLatencies.append((now - askedAt[index]).seconds)
-                    if result.firstPacedAssign == nil { result.firstPacedAssign = clock.now }
-                    result.lastPacedAssign = clock.now
+                    if result.firstPacedAssign == nil { result.firstPacedAssign = now }
+                    result.lastPacedAssign = now
                 case .settling, nil:
                     break
                 }
