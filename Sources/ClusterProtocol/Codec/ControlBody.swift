@@ -1,3 +1,5 @@
+import Glibc
+
 /// Writes a control body: a sequence of fields, each `tag (1) · type (1) · length (4, LE) ·
 /// value`. Values are written by tag, so every tag keeps the one type the registry gives it.
 struct FieldWriter {
@@ -9,6 +11,8 @@ struct FieldWriter {
 
     /// Writes on at the end of `bytes` (which it takes over; ``take()`` gives them back).
     init(continuing bytes: consuming [UInt8]) { self.bytes = bytes }
+
+    mutating func reserveCapacity(_ count: Int) { bytes.reserveCapacity(count) }
 
     /// The bytes written, leaving the writer empty (no copy).
     mutating func take() -> [UInt8] {
@@ -116,7 +120,15 @@ struct Fields {
 
     private struct Entry {
         let tag: Tag
-        let range: Range<Int>
+        private let lower: UInt32
+        private let upper: UInt32
+        var range: Range<Int> { Int(lower)..<Int(upper) }
+
+        init(tag: Tag, range: Range<Int>) {
+            self.tag = tag
+            lower = UInt32(range.lowerBound)
+            upper = UInt32(range.upperBound)
+        }
     }
 
     private let base: [UInt8]
@@ -148,6 +160,10 @@ struct Fields {
         self.pathIndex = index
         // Built only for an error message.
         func path() -> String { tag.map { parentPath + $0.name + (index.map { "[\($0)]" } ?? "") + "." } ?? parentPath }
+        // Offsets are kept in 32 bits; a body that big is refused long before (64 MiB).
+        guard range.upperBound <= Int(UInt32.max) else {
+            throw ProtocolError(.tooLarge, message: message, location: path().isEmpty ? "body" : path(), expected: "under 4 GiB", found: "\(range.upperBound) bytes")
+        }
         var entries: [Entry] = []
         // Room for the fields of any control body but the biggest, reserved once instead of
         // regrowing. Not more: a request of 1 KiB or more makes glibc's malloc consolidate its
@@ -216,11 +232,11 @@ struct Fields {
 
     private func single(_ tag: Tag) throws(ProtocolError) -> Range<Int>? {
         var found: Range<Int>?
-        for entry in entries where entry.tag == tag {
+        for index in entries.indices where entries[index].tag == tag {
             guard found == nil else {
                 throw ProtocolError(.malformed, message: message, location: location(tag), expected: "the field once", found: "it repeated")
             }
-            found = entry.range
+            found = entries[index].range
         }
         return found
     }
@@ -322,8 +338,17 @@ struct Fields {
     /// Whether a string field is present and holds exactly `text` (no string is made).
     func equals(_ tag: Tag, _ text: String) throws(ProtocolError) -> Bool {
         guard let range = try single(tag) else { throw missing(tag) }
+        return holds(range, text)
+    }
+
+    /// Whether `base[range]` is `text`'s UTF-8, compared with memcmp (Sequence's
+    /// elementsEqual goes byte by byte through an iterator).
+    private func holds(_ range: Range<Int>, _ text: String) -> Bool {
         var text = text
-        return text.withUTF8 { utf8 in utf8.elementsEqual(base[range]) }
+        return text.withUTF8 { utf8 in
+            guard utf8.count == range.count, !range.isEmpty else { return utf8.count == range.count }
+            return base.withUnsafeBufferPointer { memcmp($0.baseAddress! + range.lowerBound, utf8.baseAddress!, range.count) == 0 }
+        }
     }
 
     /// A name: printable, non-empty, no control characters.
@@ -337,10 +362,7 @@ struct Fields {
     /// no new string, no second check.
     func name(_ tag: Tag, among known: [String]) throws(ProtocolError) -> String {
         let range = try required(tag)
-        for candidate in known {
-            var candidate = candidate
-            if candidate.withUTF8({ $0.elementsEqual(base[range]) }) { return candidate }
-        }
+        for candidate in known where holds(range, candidate) { return candidate }
         return try name(tag)
     }
 
@@ -396,10 +418,18 @@ struct Fields {
     /// Every occurrence of a repeated nested field, in order.
     func allNested(_ tag: Tag, maxCount: Int) throws(ProtocolError) -> [Fields] {
         var values: [Fields] = []
-        for entry in entries where entry.tag == tag {
-            guard values.count < maxCount else { throw invalid(tag, expected: "at most \(maxCount) of them", found: "more") }
-            values.append(try Fields(base, range: entry.range, message: message, parentPath: path, tag: tag, index: values.count))
-        }
+        try forEachNested(tag, maxCount: maxCount) { (nested: Fields) throws(ProtocolError) in values.append(nested) }
         return values
+    }
+
+    /// Calls `body` with every occurrence of a repeated nested field, in order; unlike
+    /// ``allNested(_:maxCount:)`` it collects nothing.
+    func forEachNested(_ tag: Tag, maxCount: Int, _ body: (Fields) throws(ProtocolError) -> Void) throws(ProtocolError) {
+        var index = 0
+        for entry in entries where entry.tag == tag {
+            guard index < maxCount else { throw invalid(tag, expected: "at most \(maxCount) of them", found: "more") }
+            try body(try Fields(base, range: entry.range, message: message, parentPath: path, tag: tag, index: index))
+            index += 1
+        }
     }
 }

@@ -156,11 +156,10 @@ public struct UnitDone: Equatable, Hashable, Sendable {
     /// `knownHooks`: hook names a receiver expects, taken as they are when a report names them.
     init(_ fields: Fields, knownHooks: [String] = []) throws(ProtocolError) {
         let maxHooks = ClusterWire.Limits.maxHooks
-        unit = try fields.unit()
-        lease = try fields.lease()
-        rows = try fields.int(.rows)
-        shards = []
-        for shard in try fields.allNested(.shard, maxCount: maxHooks) {
+        let unit = try fields.unit(), lease = try fields.lease(), rows = try fields.int(.rows)
+        (self.unit, self.lease, self.rows) = (unit, lease, rows)
+        var shards: [ShardReport] = []
+        try fields.forEachNested(.shard, maxCount: maxHooks) { (shard: Fields) throws(ProtocolError) in
             let hook = try shard.name(.hook, among: knownHooks)
             // Compared as bytes: the name is the expected one, so no second string is made.
             let expected = ClusterWire.shardFileName(unit: unit.rawValue, lease: lease.rawValue, hook: hook)
@@ -174,6 +173,7 @@ public struct UnitDone: Equatable, Hashable, Sendable {
             let crc = try shard.uint(.crc32c, in: 0...UInt64(UInt32.max))
             shards.append(ShardReport(hook: hook, file: file, rows: shardRows, bytes: try shard.int(.bytes), crc32c: UInt32(crc)))
         }
+        self.shards = shards
         guard !shards.isEmpty else { throw fields.missing(.shard) }
         // A handful of hooks: pairwise is cheaper than a set per message.
         let reported = shards
@@ -181,8 +181,8 @@ public struct UnitDone: Equatable, Hashable, Sendable {
             throw fields.invalid(.shard, expected: "one shard per hook", found: "a hook twice")
         }
         func isShardHook(_ hook: String) -> Bool { reported.contains { $0.hook == hook } }
-        statistics = [:]
-        for entry in try fields.allNested(.statistics, maxCount: maxHooks) {
+        var statistics: [String: HookStatistics] = [:]
+        try fields.forEachNested(.statistics, maxCount: maxHooks) { (entry: Fields) throws(ProtocolError) in
             let hook = try entry.name(.hook, among: knownHooks)
             guard isShardHook(hook) else { throw entry.invalid(.hook, expected: "a hook of the shards", found: Printable.text(hook)) }
             guard statistics[hook] == nil else { throw entry.invalid(.hook, expected: "statistics once per hook", found: "\(Printable.text(hook)) twice") }
@@ -193,12 +193,14 @@ public struct UnitDone: Equatable, Hashable, Sendable {
         guard statistics.count == shards.count else {
             throw fields.invalid(.statistics, expected: "statistics for each of the \(shards.count) hooks", found: "\(statistics.count)")
         }
-        skipped = [:]
-        for entry in try fields.allNested(.skipped, maxCount: 64) {
+        self.statistics = statistics
+        var skipped: [String: Int] = [:]
+        try fields.forEachNested(.skipped, maxCount: 64) { (entry: Fields) throws(ProtocolError) in
             let reason = try entry.name(.reason, maxBytes: 64)
             guard skipped[reason] == nil else { throw entry.invalid(.reason, expected: "each reason once", found: "\(Printable.text(reason)) twice") }
             skipped[reason] = try entry.int(.count)
         }
+        self.skipped = skipped
         documents = try fields.int(.documents)
         windows = try fields.int(.windows)
         tokens = try fields.int(.tokens)
