@@ -59,6 +59,8 @@ public final class Coordinator {
     private var heldAcks = HeldAcknowledgements<Acknowledgement>()
     /// An ACK's frames, encoded into as each ACK leaves (no allocation per ACK).
     private var ackFrames: [[UInt8]] = []
+    /// The ASSIGN frames, rewritten per lease; one queued for later keeps its own copy.
+    private var assignFrames: [[UInt8]] = []
     private let syncer: JournalSyncer
     /// Lease ids up to this are durably reserved by this process: as of the last finished
     /// commit, and as of the commit in flight.
@@ -819,7 +821,7 @@ public final class Coordinator {
             let now = clock.now
             session.lease = lease
             trackers[lease] = LeaseTracker(unit: unit, holder: routingID, deadline: now + livenessPeriod, claimed: true, started: now)
-            let frames = template.frames(lease: lease, attempt: record.leaseCount)
+            template.write(lease: lease, attempt: record.leaseCount, into: &assignFrames)
             // A lease is soft state: after a crash before its LEASED is durable the unit is simply
             // pending again (planned again, the same, if its PLANNED was lost too), and reports
             // for the lease are ignored, as its id is skipped. So the ASSIGN waits only for its
@@ -828,9 +830,9 @@ public final class Coordinator {
             let durable = lease <= durableReservation
             if durable && session.assignBeforeAck {
                 // Ahead of the ACK of the report that asked for it, which waits for the sync.
-                send(.frames(frames), to: routingID, assigned: lease)
+                send(.frames(assignFrames), to: routingID, assigned: lease)
             } else {
-                queue(.frames(frames), to: routingID, assigned: lease, after: durable ? 0 : journal.appendedEvents)
+                queue(.frames(assignFrames), to: routingID, assigned: lease, after: durable ? 0 : journal.appendedEvents)
             }
             logger.debug("unit_leased", metadata: ["unit": "\(unit)", "lease": "\(lease)", "worker": "\(session.name)", "attempt": "\(record.leaseCount)"])
         }

@@ -214,6 +214,12 @@ public struct AssignmentTemplate: Sendable {
     private let text: [UInt8]
 
     public init(preamble: AssignmentPreamble, file: String, plan: UnitPlan, lines: [UnitLine]) {
+        self.init(preamble: preamble, file: file, plan: plan, lines: lines) { $0 }
+    }
+
+    /// `line` gives each element of `lines` as a ``UnitLine``: the coordinator's corpus lines
+    /// need no array of their own on the way.
+    private init<Lines: Collection>(preamble: AssignmentPreamble, file: String, plan: UnitPlan, lines: Lines, line: (Lines.Element) -> UnitLine) {
         precondition(lines.count == plan.lineCount, "a plan of \(plan.lineCount) lines with \(lines.count) lines")
         unit = plan.unit
         self.preamble = preamble
@@ -227,7 +233,8 @@ public struct AssignmentTemplate: Sendable {
         table.reserveCapacity(lines.count * ClusterWire.lineRecordSize)
         var text = [UInt8]()
         text.reserveCapacity(plan.textBytes)
-        for line in lines {
+        for element in lines {
+            let line = line(element)
             withUnsafeBytes(of: UInt64(line.rawBytes).littleEndian) { table.append(contentsOf: $0) }
             switch line.content {
             case .success(let document):
@@ -254,20 +261,36 @@ public struct AssignmentTemplate: Sendable {
 
     /// For the corpus lines a ``UnitReader`` returned for `plan`.
     public init(preamble: AssignmentPreamble, file: String, plan: UnitPlan, corpusLines: [CorpusLine]) {
-        self.init(
-            preamble: preamble, file: file, plan: plan,
-            lines: corpusLines.map { UnitLine(rawBytes: $0.byteRange.upperBound - $0.byteRange.lowerBound, content: $0.content) })
+        self.init(preamble: preamble, file: file, plan: plan, lines: corpusLines) {
+            UnitLine(rawBytes: $0.byteRange.upperBound - $0.byteRange.lowerBound, content: $0.content)
+        }
     }
 
     /// The whole message (protocol, command, body, line table, text) for one lease.
     public func frames(lease: LeaseID, attempt: Int) -> [[UInt8]] {
-        var body = FieldWriter(capacity: preamble.head.count + 3 * (ClusterWire.fieldHeaderSize + 8) + preamble.middle.count + corpus.count)
+        var frames: [[UInt8]] = []
+        write(lease: lease, attempt: attempt, into: &frames)
+        return frames
+    }
+
+    /// ``frames(lease:attempt:)`` written into `frames`, whose arrays are reused when no one
+    /// else holds them: a coordinator leasing thousands of units a second keeps one set.
+    public func write(lease: LeaseID, attempt: Int, into frames: inout [[UInt8]]) {
+        if frames.count != 5 { frames = [[], [], [], [], []] }
+        frames[0] = ClusterWire.Channel.worker.header
+        frames[1] = ClusterWire.Command.assign.frame
+        frames[2].removeAll(keepingCapacity: true)
+        var body = FieldWriter(continuing: frames[2])
+        frames[2] = []
+        body.reserveCapacity(preamble.head.count + 3 * (ClusterWire.fieldHeaderSize + 8) + preamble.middle.count + corpus.count)
         body.raw(preamble.head)
         body.uint(.unit, unit.rawValue)
         body.uint(.lease, lease.rawValue)
         body.int(.attempt, attempt)
         body.raw(preamble.middle)
         body.raw(corpus)
-        return [ClusterWire.Channel.worker.header, ClusterWire.Command.assign.frame, body.bytes, table, text]
+        frames[2] = body.take()
+        frames[3] = table
+        frames[4] = text
     }
 }
