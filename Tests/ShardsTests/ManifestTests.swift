@@ -64,7 +64,11 @@ import Testing
             }
             tree = next
         }
-        for merged in [chain, tree[0]] {
+        // As a coordinator merges reports: count, mean and population variance per part.
+        var reported = RunningStatistics(width: width)
+        for part in parts { reported.merge(count: part.count, mean: part.mean, variance: part.variance, meanNorm: part.meanNorm) }
+        reported.merge(count: 0, mean: [Double](repeating: 5, count: width), variance: [Double](repeating: 5, count: width), meanNorm: 5)
+        for merged in [chain, tree[0], reported] {
             #expect(merged.count == 1000)
             #expect(close(merged.mean, expected.mean) && close(merged.variance, expected.variance, 1e-9))
             #expect(abs(merged.meanNorm - expected.meanNorm) <= 1e-12 * expected.meanNorm)

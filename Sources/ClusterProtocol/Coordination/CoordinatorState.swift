@@ -409,7 +409,8 @@ public struct CoordinatorState: Equatable, Sendable {
         active[unit] = nil
         done.insert(unit: unit, lease: lease, shards: report.shards, rows: report.rows, otherLeases: record.leases(except: lease))
         for (hook, value) in report.statistics where value.count > 0 {
-            statistics[hook, default: RunningStatistics(width: value.width)].merge(value.running)
+            statistics[hook, default: RunningStatistics(width: value.width)].merge(
+                count: value.count, mean: value.mean, variance: value.variance, meanNorm: value.meanNorm)
         }
         for (reason, count) in report.skipped { skipped[reason, default: 0] += count }
         rows += report.rows

@@ -72,13 +72,30 @@ public struct RunningStatistics: Equatable, Sendable {
             self = other
             return
         }
-        let a = Double(count), b = Double(other.count), n = a + b
-        for dimension in 0..<width {
-            let delta = other.mean[dimension] - mean[dimension]
-            mean[dimension] += delta * b / n
-            m2[dimension] += other.m2[dimension] + delta * delta * a * b / n
+        merge(count: other.count, mean: other.mean, meanNorm: other.meanNorm) { other.m2[$0] }
+    }
+
+    /// ``merge(_:)`` with the other rows' population variance, as reports carry it: no
+    /// second statistics value (and array) per report.
+    public mutating func merge(count otherCount: Int, mean otherMean: [Double], variance: [Double], meanNorm otherNorm: Double) {
+        precondition(otherMean.count == width && variance.count == width && otherCount >= 0, "statistics of the wrong shape")
+        guard otherCount > 0 else { return }
+        guard count > 0 else {
+            self = RunningStatistics(width: width, count: otherCount, mean: otherMean, variance: variance, meanNorm: otherNorm)
+            return
         }
-        meanNorm = (meanNorm * a + other.meanNorm * b) / n
-        count += other.count
+        let b = Double(otherCount)
+        merge(count: otherCount, mean: otherMean, meanNorm: otherNorm) { variance[$0] * b }
+    }
+
+    private mutating func merge(count otherCount: Int, mean otherMean: [Double], meanNorm otherNorm: Double, m2 otherM2: (Int) -> Double) {
+        let a = Double(count), b = Double(otherCount), n = a + b
+        for dimension in 0..<width {
+            let delta = otherMean[dimension] - mean[dimension]
+            mean[dimension] += delta * b / n
+            m2[dimension] += otherM2(dimension) + delta * delta * a * b / n
+        }
+        meanNorm = (meanNorm * a + otherNorm * b) / n
+        count += otherCount
     }
 }
