@@ -162,6 +162,28 @@ private func patchUInt(_ body: [UInt8], tag: ClusterWire.Tag, _ value: UInt64) -
         }
     }
 
+    /// The coordinator writes every lease's ASSIGN into one set of frames. An ASSIGN it queued
+    /// (holding those frames) must keep its own lease when the next one is written.
+    @Test func assignmentFramesWrittenIntoAReusedSetStayApart() throws {
+        let assignment = Samples.assignment
+        let template = AssignmentTemplate(
+            run: assignment.run, heartbeatInterval: assignment.heartbeatInterval, liveness: assignment.liveness,
+            encodedSettings: Assignment.encodedSettings(assignment.settings), file: assignment.file, plan: assignment.plan, lines: assignment.lines)
+        var reused: [[UInt8]] = [[1, 2, 3]]
+        var queued: [[[UInt8]]] = []
+        for lease in [LeaseID(7), LeaseID(8), LeaseID(1 << 40)] {
+            template.write(lease: lease, attempt: 2, into: &reused)
+            #expect(reused == template.frames(lease: lease, attempt: 2))
+            queued.append(reused)
+        }
+        for (frames, lease) in zip(queued, [LeaseID(7), LeaseID(8), LeaseID(1 << 40)]) {
+            var expected = assignment
+            expected.lease = lease
+            expected.attempt = 2
+            #expect(try CoordinatorMessage.decode(frames: frames) == .assign(expected))
+        }
+    }
+
     @Test func everyJournalEvent() throws {
         for event in Samples.events {
             #expect(try CoordinatorEvent.decode(event.encoded()) == event)
