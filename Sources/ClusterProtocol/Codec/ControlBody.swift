@@ -232,11 +232,11 @@ struct Fields {
 
     private func single(_ tag: Tag) throws(ProtocolError) -> Range<Int>? {
         var found: Range<Int>?
-        for index in entries.indices where entries[index].tag == tag {
+        for entry in entries where entry.tag == tag {
             guard found == nil else {
                 throw ProtocolError(.malformed, message: message, location: location(tag), expected: "the field once", found: "it repeated")
             }
-            found = entries[index].range
+            found = entry.range
         }
         return found
     }
