@@ -276,20 +276,15 @@ public struct AssignmentTemplate: Sendable {
     /// ``frames(lease:attempt:)`` written into `frames`, whose arrays are reused when no one
     /// else holds them: a coordinator leasing thousands of units a second keeps one set.
     public func write(lease: LeaseID, attempt: Int, into frames: inout [[UInt8]]) {
-        if frames.count != 5 { frames = [[], [], [], [], []] }
-        frames[0] = ClusterWire.Channel.worker.header
-        frames[1] = ClusterWire.Command.assign.frame
-        frames[2].removeAll(keepingCapacity: true)
-        var body = FieldWriter(continuing: frames[2])
-        frames[2] = []
-        body.reserveCapacity(preamble.head.count + 3 * (ClusterWire.fieldHeaderSize + 8) + preamble.middle.count + corpus.count)
-        body.raw(preamble.head)
-        body.uint(.unit, unit.rawValue)
-        body.uint(.lease, lease.rawValue)
-        body.int(.attempt, attempt)
-        body.raw(preamble.middle)
-        body.raw(corpus)
-        frames[2] = body.take()
+        FrameCheck.write(.worker, .assign, into: &frames, count: 5) { body in
+            body.reserveCapacity(preamble.head.count + 3 * (ClusterWire.fieldHeaderSize + 8) + preamble.middle.count + corpus.count)
+            body.raw(preamble.head)
+            body.uint(.unit, unit.rawValue)
+            body.uint(.lease, lease.rawValue)
+            body.int(.attempt, attempt)
+            body.raw(preamble.middle)
+            body.raw(corpus)
+        }
         frames[3] = table
         frames[4] = text
     }

@@ -126,14 +126,7 @@ public enum CoordinatorMessage: Equatable, Hashable, Sendable {
     /// Writes an ACK's frames into `frames` (protocol, command, control body), reusing the
     /// arrays it holds: a coordinator sends one per unit, thousands a second.
     public static func encodeAck(_ ack: Acknowledgement, into frames: inout [[UInt8]]) {
-        if frames.count != 3 { frames = [[], [], []] }
-        frames[0] = ClusterWire.Channel.worker.header
-        frames[1] = ClusterWire.Command.ack.frame
-        frames[2].removeAll(keepingCapacity: true)
-        var writer = FieldWriter(continuing: frames[2])
-        frames[2] = []
-        ack.write(to: &writer)
-        frames[2] = writer.take()
+        FrameCheck.write(.worker, .ack, into: &frames, count: 3) { ack.write(to: &$0) }
     }
 
     /// ASSIGN's frames, with `encodedSettings` (``Assignment/encodedSettings(_:)`` of the
