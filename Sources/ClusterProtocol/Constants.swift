@@ -430,32 +430,51 @@ public enum ClusterWire {
     /// keeps two attempts at one unit from ever writing the same file, so deleting the files
     /// of an ignored DONE cannot touch the accepted ones. `/` in a hook becomes `_`.
     public static func shardFileName(unit: UInt64, lease: UInt64, hook: String) -> String {
-        // Built in place: the coordinator checks a name per DONE and makes one per manifest line.
+        // Built in place: the coordinator checks a name per DONE and makes one per manifest
+        // line. The parts are written by functions that take the position and return the next,
+        // not by closures capturing it: a captured position is checked for exclusive access at
+        // every write. The hook is read as contiguous bytes, not through its UTF8View.
         String(unsafeUninitializedCapacity: 5 + 20 + 7 + 20 + 1 + hook.utf8.count + 6) { buffer in
-            var at = 0
-            func put(_ text: StaticString) {
-                text.withUTF8Buffer { for byte in $0 { buffer[at] = byte; at += 1 } }
+            var at = put("unit-", into: buffer, at: 0)
+            at = putPadded(unit, width: 8, into: buffer, at: at)
+            at = put(".lease-", into: buffer, at: at)
+            at = putPadded(lease, width: 10, into: buffer, at: at)
+            let hookStart = put(".", into: buffer, at: at)
+            var hook = hook
+            let hookEnd = hook.withUTF8 { name in
+                for (offset, byte) in name.enumerated() { buffer[hookStart + offset] = byte == UInt8(ascii: "/") ? UInt8(ascii: "_") : byte }
+                return hookStart + name.count
             }
-            func putPadded(_ value: UInt64, _ width: Int) {
-                var digits = 1, rest = value
-                while rest >= 10 { rest /= 10; digits += 1 }
-                for _ in digits..<max(digits, width) { buffer[at] = UInt8(ascii: "0"); at += 1 }
-                rest = value
-                for position in stride(from: at + digits - 1, through: at, by: -1) {
-                    buffer[position] = UInt8(ascii: "0") + UInt8(rest % 10)
-                    rest /= 10
-                }
-                at += digits
-            }
-            put("unit-")
-            putPadded(unit, 8)
-            put(".lease-")
-            putPadded(lease, 10)
-            put(".")
-            for byte in hook.utf8 { buffer[at] = byte == UInt8(ascii: "/") ? UInt8(ascii: "_") : byte; at += 1 }
-            put(".shard")
-            return at
+            return put(".shard", into: buffer, at: hookEnd)
         }
+    }
+
+    private static func put(_ text: StaticString, into buffer: UnsafeMutableBufferPointer<UInt8>, at start: Int) -> Int {
+        let count = text.utf8CodeUnitCount
+        (buffer.baseAddress! + start).update(from: text.utf8Start, count: count)
+        return start + count
+    }
+
+    /// `value` in decimal, left-padded with zeros to `width` digits.
+    private static func putPadded(_ value: UInt64, width: Int, into buffer: UnsafeMutableBufferPointer<UInt8>, at start: Int) -> Int {
+        var digits = 1, rest = value
+        while rest >= 10 {
+            rest /= 10
+            digits += 1
+        }
+        let end = start + max(digits, width)
+        var position = end
+        rest = value
+        repeat {
+            position -= 1
+            buffer[position] = UInt8(ascii: "0") + UInt8(rest % 10)
+            rest /= 10
+        } while rest > 0
+        while position > start {
+            position -= 1
+            buffer[position] = UInt8(ascii: "0")
+        }
+        return end
     }
 }
 
