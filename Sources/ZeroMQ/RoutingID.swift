@@ -25,6 +25,16 @@ public struct RoutingID: Hashable, Sendable, CustomStringConvertible {
 
     public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
 
+    /// One word for a short id, not the enum's case, word and count one by one: the
+    /// coordinator looks workers up by id several times per message. The count is left out:
+    /// short ids of different lengths rarely share a word, and equality still compares it.
+    public func hash(into hasher: inout Hasher) {
+        switch storage {
+        case .short(let word, _): hasher.combine(word)
+        case .long(let bytes): hasher.combine(bytes)
+        }
+    }
+
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         switch storage {
         case .short(var word, let count): try Swift.withUnsafeBytes(of: &word) { try body(UnsafeRawBufferPointer(rebasing: $0.prefix(Int(count)))) }
