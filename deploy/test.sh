@@ -28,4 +28,21 @@ if [ "$status" -ne 0 ]; then
     echo "==> the tests failed (exit $status); the failing lines, also in .build/test.log:" >&2
     grep -E "✘|error:|Fatal error|unexpected signal|Exited with" .build/test.log | grep -v "passed after" | head -60 >&2 || true
 fi
+
+# Release builds of the coordinator's modules skip the run-time exclusivity checks (see
+# Package.swift); a debug build keeps them. Its run of the cluster suites is where an
+# overlapping access would trap. Only on a full run: a filtered run is a quick look.
+if [ "$status" -eq 0 ] && [ "$#" -eq 0 ]; then
+    echo "==> the cluster suites again, in a debug build (run-time exclusivity checks on)"
+    if ! swift build --build-tests > .build/test-debug-build.log 2>&1; then
+        grep -E "error:" .build/test-debug-build.log | head -30 >&2 || tail -30 .build/test-debug-build.log >&2
+        echo "error: the debug build failed (.build/test-debug-build.log)" >&2
+        exit 1
+    fi
+    swift test --skip-build --filter "ClusterProtocolTests|CoordinatorTests|ZeroMQTests" 2>&1 | tee .build/test-debug.log || status=$?
+    if [ "$status" -ne 0 ]; then
+        echo "==> the debug run failed (exit $status); the failing lines, also in .build/test-debug.log:" >&2
+        grep -E "✘|error:|Fatal error|unexpected signal|Exited with|Simultaneous accesses" .build/test-debug.log | grep -v "passed after" | head -60 >&2 || true
+    fi
+fi
 exit "$status"
