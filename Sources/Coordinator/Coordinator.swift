@@ -44,7 +44,9 @@ public final class Coordinator {
 
     private var sessions: [RoutingID: WorkerSession] = [:]
     private var sessionsByName: [String: WorkerSession] = [:]
-    private var idleQueue: [RoutingID] = []
+    /// Workers waiting for a unit, in the order they asked (sessions, not ids: a lease is
+    /// granted without looking the worker up again).
+    private var idleQueue: [WorkerSession] = []
     private var trackers: [LeaseID: LeaseTracker] = [:]
     /// ASSIGNs of planned units not yet leased, encoded but for the lease as they are planned,
     /// so a first ASSIGN needs no second read of the corpus. In unit order: units planned here
@@ -302,7 +304,7 @@ public final class Coordinator {
         }
         releaseOutbox()
         for (peer, acks) in heldAcks.takeAll() {
-            for ack in acks { transmit(.ack(ack), to: peer) }
+            for ack in acks { transmit(.ack(ack), to: peer, session: sessions[peer]) }
         }
     }
 
@@ -347,10 +349,8 @@ public final class Coordinator {
         while released < limit, outboxHasReleasable {
             released += 1
             let message = outbox.popFirst()!
-            if let count = queuedPerPeer[message.routingID], count > 1 {
-                queuedPerPeer[message.routingID] = count - 1
-            } else {
-                queuedPerPeer[message.routingID] = nil
+            if let index = queuedPerPeer.index(forKey: message.routingID) {
+                if queuedPerPeer.values[index] > 1 { queuedPerPeer.values[index] -= 1 } else { queuedPerPeer.remove(at: index) }
             }
             if message.lingers, case .ack(let ack) = message.message {
                 heldAcks.hold(ack, for: message.routingID, now: passStarted)
@@ -372,12 +372,14 @@ public final class Coordinator {
         deletions.removeLast(deletions.count - kept)
     }
 
-    /// Sends a message, after the ACKs held for the same peer.
-    private func send(_ message: Outgoing, to routingID: RoutingID, assigned: LeaseID? = nil) {
+    /// Sends a message, after the ACKs held for the same peer. `session`: the peer's, when the
+    /// caller has it (else it is looked up).
+    private func send(_ message: Outgoing, to routingID: RoutingID, assigned: LeaseID? = nil, session: WorkerSession? = nil) {
+        let session = session ?? sessions[routingID]
         if let acks = heldAcks.take(for: routingID) {
-            for ack in acks { transmit(.ack(ack), to: routingID) }
+            for ack in acks { transmit(.ack(ack), to: routingID, session: session) }
         }
-        transmit(message, to: routingID, assigned: assigned)
+        transmit(message, to: routingID, assigned: assigned, session: session)
     }
 
     /// Sends the held ACKs whose linger is over.
@@ -385,12 +387,12 @@ public final class Coordinator {
         guard !heldAcks.isEmpty else { return }
         let cutoff = passStarted - ackLinger
         while let (peer, acks) = heldAcks.takeExpired(heldSince: cutoff) {
-            for ack in acks { transmit(.ack(ack), to: peer) }
+            for ack in acks { transmit(.ack(ack), to: peer, session: sessions[peer]) }
         }
     }
 
-    private func transmit(_ message: Outgoing, to routingID: RoutingID, assigned: LeaseID? = nil) {
-        let session = sessions[routingID]
+    /// `session`: the peer's (nil if it has none).
+    private func transmit(_ message: Outgoing, to routingID: RoutingID, assigned: LeaseID? = nil, session: WorkerSession?) {
         do {
             switch message {
             case .frames(let frames):
@@ -538,7 +540,7 @@ public final class Coordinator {
             shutDown(session, reason: draining ? "the coordinator is draining" : "the run is complete")
         } else if !session.idle {
             session.idle = true
-            idleQueue.append(session.routingID)
+            idleQueue.append(session)
         }
     }
 
@@ -575,12 +577,15 @@ public final class Coordinator {
     }
 
     private func handleDone(_ done: UnitDone, body: [UInt8], from routingID: RoutingID, session: WorkerSession?, now: ContinuousClock.Instant) {
-        if var tracker = trackers[done.lease], tracker.unit == done.unit {
-            tracker.deadline = now + livenessPeriod
-            trackers[done.lease] = tracker
+        // A report that does not end the lease still shows the worker alive.
+        func extendLease() {
+            if let index = trackers.index(forKey: done.lease), trackers.values[index].unit == done.unit {
+                trackers.values[index].deadline = now + livenessPeriod
+            }
         }
         // Check files only for a report that could be accepted.
         if configuration.checkShardFiles, state.active[done.unit]?.wasIssued(done.lease) == true, let problem = missingFile(done) {
+            extendLease()
             reject(routingID, "DONE of unit \(done.unit), lease \(done.lease): \(problem)")
             queue(.ack(Acknowledgement(unit: done.unit, lease: done.lease, outcome: .rejected, reason: problem)), to: routingID)
             if done.ready { readyAfterReport(from: routingID, session: session, lease: done.lease) }
@@ -618,8 +623,10 @@ public final class Coordinator {
                     "units_done": "\(state.done.count)", "units_planned": "\(state.plannedCount)",
                 ])
         case .ignored(let reason):
+            extendLease()
             logger.info("report_ignored", metadata: ["unit": "\(done.unit)", "lease": "\(done.lease)", "reason": "\(reason)", "deleted_files": "\(transition.deleteFiles.count)"])
         case .rejected(let reason):
+            extendLease()
             reject(routingID, reason)
         }
     }
@@ -797,9 +804,10 @@ public final class Coordinator {
         var taken = 0
         defer { idleQueue.removeFirst(taken) }
         while !state.pending.isEmpty, taken < idleQueue.count {
-            let routingID = idleQueue[taken]
+            let session = idleQueue[taken]
             taken += 1
-            guard let session = sessions[routingID], session.idle, session.lease == nil, !session.shutdownSent else { continue }
+            guard !session.dropped, session.idle, session.lease == nil, !session.shutdownSent else { continue }
+            let routingID = session.routingID
             session.idle = false
             let unit = state.pending.first!
             if state.nextLease > reservedHere { try reserveLeases() }
@@ -830,7 +838,7 @@ public final class Coordinator {
             let durable = lease <= durableReservation
             if durable && session.assignBeforeAck {
                 // Ahead of the ACK of the report that asked for it, which waits for the sync.
-                send(.frames(assignFrames), to: routingID, assigned: lease)
+                send(.frames(assignFrames), to: routingID, assigned: lease, session: session)
             } else {
                 queue(.frames(assignFrames), to: routingID, assigned: lease, after: durable ? 0 : journal.appendedEvents)
             }
@@ -838,7 +846,7 @@ public final class Coordinator {
         }
         idleQueue.removeFirst(taken)
         taken = 0
-        if idleQueue.count > 4 * max(sessions.count, 1) { idleQueue.removeAll { sessions[$0]?.idle != true } }
+        if idleQueue.count > 4 * max(sessions.count, 1) { idleQueue.removeAll { $0.dropped || !$0.idle } }
     }
 
     /// Journals a new block of lease ids. It is durable before any ASSIGN with one of its ids

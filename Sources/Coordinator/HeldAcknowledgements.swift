@@ -46,13 +46,21 @@ public struct HeldAcknowledgements<Message> {
 
     /// Holds `message` (an ACK) for `peer` from `now`; it leaves after the peer's earlier held ACKs.
     public mutating func hold(_ message: Message, for peer: RoutingID, now: ContinuousClock.Instant) {
-        if byPeer[peer] != nil {
-            byPeer[peer]!.held.rest.append(message)
-            return
+        // One lookup: the entry is found or made in place; generation 0 marks one just made.
+        let generation = generations + 1
+        guard Self.add(message, generation: generation, to: &byPeer[peer, default: (0, Held(first: message))]) else { return }
+        generations = generation
+        order.append(Entry(peer: peer, generation: generation, since: now))
+    }
+
+    /// Whether `entry` was new: it then holds `message` alone and takes `generation`.
+    private static func add(_ message: Message, generation: Int, to entry: inout (generation: Int, held: Held)) -> Bool {
+        guard entry.generation == 0 else {
+            entry.held.rest.append(message)
+            return false
         }
-        generations += 1
-        byPeer[peer] = (generations, Held(first: message))
-        order.append(Entry(peer: peer, generation: generations, since: now))
+        entry.generation = generation
+        return true
     }
 
     /// The ACKs held for `peer`, to send right before another message to it. Values, not a
@@ -66,9 +74,8 @@ public struct HeldAcknowledgements<Message> {
     public mutating func takeExpired(heldSince cutoff: ContinuousClock.Instant) -> (peer: RoutingID, acks: Held)? {
         while let entry = order.first, entry.since <= cutoff {
             _ = order.popFirst()
-            if let held = byPeer[entry.peer], held.generation == entry.generation {
-                byPeer[entry.peer] = nil
-                return (entry.peer, held.held)
+            if let index = byPeer.index(forKey: entry.peer), byPeer.values[index].generation == entry.generation {
+                return (entry.peer, byPeer.remove(at: index).value.held)
             }
         }
         return nil
