@@ -121,12 +121,13 @@ import Testing
     func aStreamedManifestIsByteForByteTheEncodedOne(shardCount: Int) throws {
         let folder = try temporaryFolder("manifest-stream")
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        var manifest = ShardManifest(model: testModel, hooks: ["a/b", "odd \"hook\" \\ name\t"], dtype: .bf16, context: 16)
+        // Hook names with every kind of character JSON escapes.
+        var manifest = ShardManifest(model: testModel, hooks: ["a/b", "odd \"hook\" \\ name\t", "ctl\u{01}\n\r\u{08}\u{0C}\u{1F}é"], dtype: .bf16, context: 16)
         manifest.countSkipped("invalid_utf8", by: 2)
         manifest.failedUnits = []
         let shards = (0..<shardCount).map { index in
             ShardManifest.Shard(
-                file: "unit-\(index).shard", hook: manifest.hooks[index % 2], unit: UInt64(index) << 33, rows: index * 1000 + 7, bytes: Int.max - index,
+                file: "unit-\(index).shard", hook: manifest.hooks[index % manifest.hooks.count], unit: UInt64(index) << 33, rows: index * 1000 + 7, bytes: Int.max - index,
                 crc32c: "0badf00d")
         }
         var whole = manifest

@@ -168,6 +168,9 @@ public struct ShardManifest: Codable, Equatable, Sendable {
     /// Writes `directory/manifest.json` atomically with `shards` streamed in place of
     /// ``shards`` (which must be empty), byte for byte what ``encoded()`` would give. A
     /// cluster's manifest lists every shard of a run: too many to hold as values at once.
+    /// Inlinable so that it is specialized for the caller's sequence: a lazy sequence walked
+    /// through its protocol costs several times the JSON per shard.
+    @inlinable
     public func write(toDirectory directory: String, streaming shards: some Sequence<Shard>) throws {
         precondition(self.shards.isEmpty, "streamed shards replace the manifest's own")
         let rest = try encoded()
@@ -178,7 +181,7 @@ public struct ShardManifest: Codable, Equatable, Sendable {
         var buffer = Array(rest[..<range.lowerBound]) + Array("\n  \"shards\" : [".utf8)
         var count = 0
         for shard in shards {
-            buffer += Array((count == 0 ? "\n" : ",\n").utf8)
+            buffer.append(contentsOf: (count == 0 ? "\n" : ",\n").utf8)
             Self.appendJSON(shard, to: &buffer)
             count += 1
             if buffer.count >= 1 << 20 {
@@ -192,43 +195,55 @@ public struct ShardManifest: Codable, Equatable, Sendable {
         try writer.commit()
     }
 
-    /// One shard as JSONEncoder writes it in a pretty-printed manifest (keys sorted).
-    private static func appendJSON(_ shard: Shard, to buffer: inout [UInt8]) {
-        func key(_ name: String) { buffer += Array("      \"\(name)\" : ".utf8) }
-        func string(_ value: String) {
-            buffer.append(UInt8(ascii: "\""))
-            for byte in value.utf8 {
+    /// One shard as JSONEncoder writes it in a pretty-printed manifest (keys sorted). Written
+    /// at the end of a run for every shard, so the literal parts go in without an array each,
+    /// and a string that needs no escaping goes in whole.
+    @usableFromInline
+    static func appendJSON(_ shard: Shard, to buffer: inout [UInt8]) {
+        append("    {\n      \"bytes\" : ", to: &buffer)
+        buffer.append(contentsOf: String(shard.bytes).utf8)
+        append(",\n      \"crc32c\" : ", to: &buffer)
+        appendJSONString(shard.crc32c, to: &buffer)
+        append(",\n      \"file\" : ", to: &buffer)
+        appendJSONString(shard.file, to: &buffer)
+        append(",\n      \"hook\" : ", to: &buffer)
+        appendJSONString(shard.hook, to: &buffer)
+        append(",\n      \"rows\" : ", to: &buffer)
+        buffer.append(contentsOf: String(shard.rows).utf8)
+        append(",\n      \"unit\" : ", to: &buffer)
+        buffer.append(contentsOf: String(shard.unit).utf8)
+        append("\n    }", to: &buffer)
+    }
+
+    private static func append(_ text: StaticString, to buffer: inout [UInt8]) {
+        buffer.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    /// `value` quoted and escaped as JSONEncoder does it (slashes unescaped).
+    private static func appendJSONString(_ value: String, to buffer: inout [UInt8]) {
+        let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+        buffer.append(quote)
+        var value = value
+        value.withUTF8 { bytes in
+            guard bytes.contains(where: { $0 < 0x20 || $0 == quote || $0 == backslash }) else {
+                buffer.append(contentsOf: bytes)
+                return
+            }
+            let hex = Array("0123456789abcdef".utf8)
+            for byte in bytes {
                 switch byte {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"): buffer += [UInt8(ascii: "\\"), byte]
-                case 0x08: buffer += Array("\\b".utf8)
-                case 0x0C: buffer += Array("\\f".utf8)
-                case 0x0A: buffer += Array("\\n".utf8)
-                case 0x0D: buffer += Array("\\r".utf8)
-                case 0x09: buffer += Array("\\t".utf8)
-                case ..<0x20:
-                    let hex = Array("0123456789abcdef".utf8)
-                    buffer += Array("\\u00".utf8) + [hex[Int(byte >> 4)], hex[Int(byte & 15)]]
+                case quote, backslash: buffer += [backslash, byte]
+                case 0x08: buffer += [backslash, UInt8(ascii: "b")]
+                case 0x0C: buffer += [backslash, UInt8(ascii: "f")]
+                case 0x0A: buffer += [backslash, UInt8(ascii: "n")]
+                case 0x0D: buffer += [backslash, UInt8(ascii: "r")]
+                case 0x09: buffer += [backslash, UInt8(ascii: "t")]
+                case ..<0x20: buffer += Array("\\u00".utf8) + [hex[Int(byte >> 4)], hex[Int(byte & 15)]]
                 default: buffer.append(byte)
                 }
             }
-            buffer.append(UInt8(ascii: "\""))
         }
-        buffer += Array("    {\n".utf8)
-        key("bytes")
-        buffer += Array("\(shard.bytes),\n".utf8)
-        key("crc32c")
-        string(shard.crc32c)
-        buffer += Array(",\n".utf8)
-        key("file")
-        string(shard.file)
-        buffer += Array(",\n".utf8)
-        key("hook")
-        string(shard.hook)
-        buffer += Array(",\n".utf8)
-        key("rows")
-        buffer += Array("\(shard.rows),\n".utf8)
-        key("unit")
-        buffer += Array("\(shard.unit)\n    }".utf8)
+        buffer.append(quote)
     }
 
     /// Reads and checks a manifest (`path` is the file or its directory).
