@@ -344,6 +344,16 @@ private func patchUInt(_ body: [UInt8], tag: ClusterWire.Tag, _ value: UInt64) -
         var duplicate = Samples.done(unit: 1, lease: 1)
         duplicate.shards.append(duplicate.shards[0])
         expectRefusal(.invalidValue) { _ = try WorkerMessage.decode(frames: WorkerMessage.done(duplicate).encode()) }
+        // The encoder cannot repeat a hook's statistics (they are a dictionary): the field is copied by hand.
+        var frames = WorkerMessage.done(Samples.done(unit: 1, lease: 1)).encode()
+        var offset = 0
+        while frames[2][offset] != ClusterWire.Tag.statistics.rawValue {
+            offset += 6 + frames[2][(offset + 2)..<(offset + 6)].reversed().reduce(0) { $0 << 8 | Int($1) }
+        }
+        let length = 6 + frames[2][(offset + 2)..<(offset + 6)].reversed().reduce(0) { $0 << 8 | Int($1) }
+        frames[2] += frames[2][offset..<(offset + length)]
+        let twice = expectRefusal(.invalidValue) { _ = try WorkerMessage.decode(frames: frames) }
+        #expect(twice?.found.contains("twice") == true)
     }
 
     @Test func assignPayloadChecks() {

@@ -185,10 +185,12 @@ public struct UnitDone: Equatable, Hashable, Sendable {
         try fields.forEachNested(.statistics, maxCount: maxHooks) { (entry: Fields) throws(ProtocolError) in
             let hook = try entry.name(.hook, among: knownHooks)
             guard isShardHook(hook) else { throw entry.invalid(.hook, expected: "a hook of the shards", found: Printable.text(hook)) }
-            guard statistics[hook] == nil else { throw entry.invalid(.hook, expected: "statistics once per hook", found: "\(Printable.text(hook)) twice") }
             let value = try HookStatistics(entry)
             guard value.count == rows else { throw entry.invalid(.count, expected: "\(rows), the unit's rows", found: "\(value.count)") }
-            statistics[hook] = value
+            // Checked as it is stored: one lookup by name, not two.
+            guard statistics.updateValue(value, forKey: hook) == nil else {
+                throw entry.invalid(.hook, expected: "statistics once per hook", found: "\(Printable.text(hook)) twice")
+            }
         }
         guard statistics.count == shards.count else {
             throw fields.invalid(.statistics, expected: "statistics for each of the \(shards.count) hooks", found: "\(statistics.count)")
