@@ -334,12 +334,15 @@ public final class Journal {
 
     private var pendingRecords: [[UInt8]] = []
 
-    private static func frame(_ payload: [UInt8]) -> [UInt8] {
-        let lengthBytes = withUnsafeBytes(of: UInt32(payload.count).littleEndian) { Array($0) }
-        var record = lengthBytes
-        withUnsafeBytes(of: CRC32C.checksum(lengthBytes).littleEndian) { record.append(contentsOf: $0) }
-        withUnsafeBytes(of: CRC32C.checksum(payload).littleEndian) { record.append(contentsOf: $0) }
-        return record + payload
+    /// Appends `payload` as one record: its length, the CRC-32C of the length, the CRC-32C of
+    /// the payload, then the payload.
+    private static func appendRecord(_ payload: [UInt8], to bytes: inout [UInt8]) {
+        let length = UInt32(payload.count).littleEndian
+        let lengthCRC = withUnsafeBytes(of: length) { CRC32C.checksum($0) }
+        withUnsafeBytes(of: length) { bytes.append(contentsOf: $0) }
+        withUnsafeBytes(of: lengthCRC.littleEndian) { bytes.append(contentsOf: $0) }
+        withUnsafeBytes(of: CRC32C.checksum(payload).littleEndian) { bytes.append(contentsOf: $0) }
+        bytes += payload
     }
 
     /// Takes the buffered events as one record to write and sync, on this thread or another
@@ -350,8 +353,11 @@ public final class Journal {
         precondition(!commitInFlight, "a journal commit is already in flight")
         guard !buffered.isEmpty else { return nil }
         precondition(descriptor >= 0, "journal used after close")
+        // Sized once and written in place: a commit holds some milliseconds of events.
         var bytes: [UInt8] = []
-        for payload in pendingRecords + [buffered] { bytes += Self.frame(payload) }
+        bytes.reserveCapacity(pendingRecords.reduce(buffered.count) { $0 + $1.count } + (pendingRecords.count + 1) * JournalFormat.recordHeaderSize)
+        for payload in pendingRecords { Self.appendRecord(payload, to: &bytes) }
+        Self.appendRecord(buffered, to: &bytes)
         buffered.removeAll(keepingCapacity: true)
         pendingRecords.removeAll()
         bufferedEvents = 0
