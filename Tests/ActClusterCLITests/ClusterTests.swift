@@ -454,8 +454,8 @@ struct HarnessFailure: Error, CustomStringConvertible {
 @Suite struct DispatchBenchRuns {
     /// Two rounds: the second is a new run in the same scratch folder, not the first one's
     /// finished journal.
-    /// Over tcp the kernel times each ASSIGN's arrival, which always comes before its read (by
-    /// the `recvmsg` at least); over ipc there is no such time, and both latencies are the reads'.
+    /// Over tcp the kernel times each ASSIGN's arrival, which comes before its read (by the
+    /// `recvmsg` at least); over ipc there is no such time, and both latencies are the reads'.
     @Test(arguments: ["ipc", "tcp"])
     func smallRunsAgainstTheCoordinatorAndTheFloorDispatchEveryUnit(transport: String) throws {
         let run = try runActcluster([
@@ -477,9 +477,14 @@ struct HarnessFailure: Error, CustomStringConvertible {
         }
         #expect(figures["rounds"] as? Int == 2)
         for key in ["p99_goal_met_rounds", "floor_p99_goal_met_rounds"] { #expect((0...2).contains(figures[key] as? Int ?? -1), "\(key) in \(last)") }
+        var earlier = 0
         for (stamped, read) in [("p99_ms", "paced_read_p99_ms"), ("floor_p99_ms", "floor_paced_read_p99_ms")] {
             let arrival = try #require(figures[stamped] as? Double), reading = try #require(figures[read] as? Double, "\(read) in \(last)")
-            if transport == "tcp" { #expect(arrival < reading, "\(stamped) \(arrival), \(read) \(reading)") } else { #expect(arrival == reading) }
+            if transport == "tcp" { #expect(arrival <= reading, "\(stamped) \(arrival), \(read) \(reading)") } else { #expect(arrival == reading) }
+            if arrival < reading { earlier += 1 }
         }
+        // A read the kernel gives no time for is timed itself, so one p99 (of the few slowest
+        // leases of a short, loaded run) can tie; both tying would mean the times go unused.
+        if transport == "tcp" { #expect(earlier >= 1, "\(last)") }
     }
 }
