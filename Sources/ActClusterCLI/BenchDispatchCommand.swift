@@ -86,6 +86,14 @@ struct BenchDispatchCommand: ParsableCommand {
     @Flag(help: "End with one JSON line of the figures (the summary's, with --rounds).")
     var json = false
 
+    @Option(help: ArgumentHelp(
+        "Start the coordinator (and the floor) under this command, split at spaces and looked up on PATH, e.g. \"valgrind --tool=callgrind --callgrind-out-file=cg.%p\": its instruction counts, unlike times, do not move with the host's load. Timings under such a tool mean little. Valgrind cannot read Swift's debug info: run a copy of actcluster made with `strip --strip-debug`.",
+        valueName: "command"))
+    var coordinatorWrapper: String?
+
+    /// `--coordinator-wrapper`, split into its words.
+    private var wrapperWords: [String] { coordinatorWrapper?.split(separator: " ").map(String.init) ?? [] }
+
     func validate() throws {
         guard workers >= 1, workers <= 20_000 else { throw ValidationError("--workers must be 1 … 20000") }
         guard units >= 1, units <= 10_000_000 else { throw ValidationError("--units must be 1 … 10000000") }
@@ -93,6 +101,7 @@ struct BenchDispatchCommand: ParsableCommand {
         guard pacedRate >= 0 else { throw ValidationError("--paced-rate must be 0 or more") }
         guard rounds >= 1, rounds <= 100 else { throw ValidationError("--rounds must be 1 … 100") }
         guard ["tcp", "ipc"].contains(transport) else { throw ValidationError("--transport must be tcp or ipc") }
+        if coordinatorWrapper != nil && wrapperWords.isEmpty { throw ValidationError("--coordinator-wrapper needs a command") }
     }
 
     func run() throws {
@@ -202,8 +211,15 @@ struct BenchDispatchCommand: ParsableCommand {
         // A separate process, so that its RSS and CPU are its own.
         let endpoint = transport == "ipc" ? "ipc://\(directory)/\(what).sock" : "tcp://127.0.0.1:\(try freeLoopbackPort())"
         let coordinator = Process()
-        coordinator.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        coordinator.arguments = coordinatorArguments(endpoint)
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        if wrapperWords.isEmpty {
+            coordinator.executableURL = executable
+            coordinator.arguments = coordinatorArguments(endpoint)
+        } else {
+            // env finds the wrapper on PATH and execs it in place, so the process (and its RSS) is the wrapped one.
+            coordinator.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            coordinator.arguments = wrapperWords + [executable.path] + coordinatorArguments(endpoint)
+        }
         coordinator.standardError = FileHandle(forWritingAtPath: "/dev/null")
         coordinator.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         try coordinator.run()

@@ -487,4 +487,24 @@ struct HarnessFailure: Error, CustomStringConvertible {
         // leases of a short, loaded run) can tie; both tying would mean the times go unused.
         if transport == "tcp" { #expect(earlier >= 1, "\(last)") }
     }
+
+    /// The coordinator and the floor start under the wrapper: a script that leaves a file
+    /// named for its process and then runs what it was given.
+    @Test func aWrapperStartsTheCoordinatorAndTheFloor() throws {
+        let directory = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let script = directory + "/wrap.sh"
+        let text = "#!/bin/sh\ntouch \"\(directory)/wrapped-$$-$2\"\nexec \"$@\"\n"
+        try #require(FileManager.default.createFile(atPath: script, contents: Data(text.utf8), attributes: [.posixPermissions: 0o755]))
+        let run = try runActcluster([
+            "bench", "dispatch", "--workers", "4", "--units", "40", "--paced-rate", "0", "--floor", "--coordinator-wrapper", script,
+        ])
+        try #require(run.status == 0, "\(run.stdout) \(run.stderr)")
+        #expect(run.stdout.contains("dispatch: 40 units (manifest 40) to 4 null workers"), "\(run.stdout)")
+        let marks = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix("wrapped-") }
+        #expect(marks.count == 2, "\(marks)")
+        #expect(marks.contains { $0.hasSuffix("-coordinator") } && marks.contains { $0.hasSuffix("-bench") }, "\(marks)")
+        let empty = try runActcluster(["bench", "dispatch", "--coordinator-wrapper", "  "])
+        #expect(empty.status != 0 && empty.stderr.contains("--coordinator-wrapper needs a command"), "\(empty.stderr)")
+    }
 }
