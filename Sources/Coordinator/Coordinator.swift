@@ -160,11 +160,6 @@ public final class Coordinator {
             durableReservation = reservedHere
         }
 
-        // The live leases of a fleet of a few thousand workers fill this table to a quarter or
-        // less: removing a finished lease's tracker then rehashes few of the keys after it
-        // (1.35k instructions per removal from a table grown by doubling, 0.85k from this one;
-        // callgrind, `bench dispatch`).
-        trackers.reserveCapacity(Self.trackerCapacity)
         // Leases from before a restart: no worker has spoken for them yet.
         let deadline = clock.now + livenessPeriod
         for (lease, live) in state.leases {
@@ -799,9 +794,6 @@ public final class Coordinator {
 
     /// The frames worker messages repeat: received as these arrays, not copies.
     public static let sharedFrames = [ClusterWire.Channel.worker.header] + [ClusterWire.Command.ready, .heartbeat, .done, .failed].map(\.frame)
-
-    /// Room reserved up front for live leases' trackers (the table grows past it).
-    static let trackerCapacity = 8192
 
     /// Messages handled between two assignment rounds within a batch.
     static let assignEvery = 64
