@@ -303,9 +303,7 @@ public final class Coordinator {
             durableReservation = reservation
         }
         releaseOutbox()
-        for (peer, acks) in heldAcks.takeAll() {
-            for ack in acks { transmit(.ack(ack), to: peer, session: sessions[peer]) }
-        }
+        for (peer, acks) in heldAcks.takeAll() { transmit(acks, to: peer, session: sessions[peer]) }
     }
 
     /// A message to send: encoded, or an ACK, which is encoded as it leaves. ACKs wait in the
@@ -376,19 +374,20 @@ public final class Coordinator {
     /// caller has it (else it is looked up).
     private func send(_ message: Outgoing, to routingID: RoutingID, assigned: LeaseID? = nil, session: WorkerSession? = nil) {
         let session = session ?? sessions[routingID]
-        if let acks = heldAcks.take(for: routingID) {
-            for ack in acks { transmit(.ack(ack), to: routingID, session: session) }
-        }
+        if let acks = heldAcks.take(for: routingID) { transmit(acks, to: routingID, session: session) }
         transmit(message, to: routingID, assigned: assigned, session: session)
+    }
+
+    /// A peer's held ACKs, in order; its session looked up once for all of them.
+    private func transmit(_ acks: HeldAcknowledgements<Acknowledgement>.Held, to routingID: RoutingID, session: WorkerSession?) {
+        for ack in acks { transmit(.ack(ack), to: routingID, session: session) }
     }
 
     /// Sends the held ACKs whose linger is over.
     private func sendExpiredAcks() {
         guard !heldAcks.isEmpty else { return }
         let cutoff = passStarted - ackLinger
-        while let (peer, acks) = heldAcks.takeExpired(heldSince: cutoff) {
-            for ack in acks { transmit(.ack(ack), to: peer, session: sessions[peer]) }
-        }
+        while let (peer, acks) = heldAcks.takeExpired(heldSince: cutoff) { transmit(acks, to: peer, session: sessions[peer]) }
     }
 
     /// `session`: the peer's (nil if it has none).
