@@ -91,6 +91,11 @@ struct BenchDispatchCommand: ParsableCommand {
         valueName: "command"))
     var coordinatorWrapper: String?
 
+    @Option(help: ArgumentHelp(
+        "Write every paced lease counted to this CSV file, rewritten after each round: the round, the side (coordinator or floor), when the lease was asked for (Unix seconds, to line up with logs and traces), and its latency to the ASSIGN's arrival and to its read (ms). Late leases come in bursts; this shows when.",
+        valueName: "file"))
+    var leaseTrace: String?
+
     /// `--coordinator-wrapper`, split into its words.
     private var wrapperWords: [String] { coordinatorWrapper?.split(separator: " ").map(String.init) ?? [] }
 
@@ -102,6 +107,7 @@ struct BenchDispatchCommand: ParsableCommand {
         guard rounds >= 1, rounds <= 100 else { throw ValidationError("--rounds must be 1 … 100") }
         guard ["tcp", "ipc"].contains(transport) else { throw ValidationError("--transport must be tcp or ipc") }
         if coordinatorWrapper != nil && wrapperWords.isEmpty { throw ValidationError("--coordinator-wrapper needs a command") }
+        if leaseTrace != nil && pacedRate == 0 { throw ValidationError("--lease-trace traces the paced phase: give a --paced-rate above 0") }
     }
 
     func run() throws {
@@ -119,6 +125,12 @@ struct BenchDispatchCommand: ParsableCommand {
         try AtomicFile.write(corpus, to: directory + "/corpus.txt")
 
         var coordinatorRounds: [DispatchFigures] = [], floorRounds: [DispatchFigures] = []
+        var trace = "round,side,asked_unix_s,latency_ms,read_latency_ms\n"
+        func addToTrace(_ figures: DispatchFigures, round: Int, side: String) {
+            for lease in figures.pacedTrace.sorted(by: { $0.askedUnixSeconds < $1.askedUnixSeconds }) {
+                trace += "\(round),\(side),\(String(format: "%.6f", lease.askedUnixSeconds)),\(String(format: "%.3f", lease.latency * 1000)),\(String(format: "%.3f", lease.readLatency * 1000))\n"
+            }
+        }
         for round in 1...rounds {
             if rounds > 1 { print("round \(round) of \(rounds):") }
             // Each round is a new run: a journal left by the last would say it is complete.
@@ -135,11 +147,14 @@ struct BenchDispatchCommand: ParsableCommand {
             print("dispatch: \(figures.acknowledged) units (manifest \(manifest.shards.count)) to \(workers) null workers (\(nullWorkers.rawValue)) over \(transport)")
             printCoordinator(figures)
             coordinatorRounds.append(figures)
+            addToTrace(figures, round: round, side: "coordinator")
             if floor {
                 let reference = try measure(coordinatorArguments: { ["bench", "dispatch-floor", "--bind", $0, "--units", "\(units)"] }, directory: directory, what: "floor", log: nil)
                 printFloor(reference, against: figures)
                 floorRounds.append(reference)
+                addToTrace(reference, round: round, side: "floor")
             }
+            if let leaseTrace { try AtomicFile.write(Array(trace.utf8), to: leaseTrace) }
         }
         let figures = DispatchFigures.median(of: coordinatorRounds)
         let reference = floorRounds.isEmpty ? nil : DispatchFigures.median(of: floorRounds)
@@ -158,7 +173,8 @@ struct BenchDispatchCommand: ParsableCommand {
             "p99_ms": latency.p99, "saturated_p50_ms": figures.saturatedLatency.p50, "saturated_p99_ms": figures.saturatedLatency.p99,
             "peak_rss_mb": Double(figures.peakRSS) / 1_048_576, "transport": transport, "null_workers": nullWorkers.rawValue,
             "worker_cpu_us_per_unit": figures.workerCPU, "coordinator_cpu_us_per_unit": figures.coordinatorCPU,
-            "rounds": rounds, "p99_goal_met_rounds": goalMet(coordinatorRounds),
+            "rounds": rounds, "p99_goal_met_rounds": goalMet(coordinatorRounds), "host_steal_percent": figures.host.stealPercent,
+            "host_interrupts_percent": figures.host.interruptsPercent, "host_others_percent": figures.host.othersPercent,
         ]
         if pacedRate > 0 {
             object["paced_offered_units_per_second"] = pacedRate
@@ -174,6 +190,9 @@ struct BenchDispatchCommand: ParsableCommand {
             object["floor_p99_ms"] = floorLatency.p99
             object["floor_cpu_us_per_unit"] = reference.coordinatorCPU
             object["floor_p99_goal_met_rounds"] = goalMet(floorRounds)
+            object["floor_host_steal_percent"] = reference.host.stealPercent
+            object["floor_host_interrupts_percent"] = reference.host.interruptsPercent
+            object["floor_host_others_percent"] = reference.host.othersPercent
             if pacedRate > 0 {
                 object["floor_paced_units_per_second"] = reference.pacedRate
                 object["floor_paced_over_5ms_percent"] = reference.pacedOverGoalPercent
@@ -191,12 +210,18 @@ struct BenchDispatchCommand: ParsableCommand {
         }
         print("CPU per unit, saturated phase: null workers \(String(format: "%.1f", figures.workerCPU)) µs, coordinator \(String(format: "%.1f", figures.coordinatorCPU)) µs")
         print("coordinator peak RSS: \(figures.peakRSS >> 20) MB (goal ≤ 200)")
+        print("host over the \(pacedRate > 0 ? "paced" : "saturated") phase: \(describe(figures.host))")
+    }
+
+    private func describe(_ host: HostLoad) -> String {
+        String(format: "steal %.1f%%, interrupts %.1f%%, other processes %.1f%% of the machine's CPU time (all cores, idle included)", host.stealPercent, host.interruptsPercent, host.othersPercent)
     }
 
     private func printFloor(_ reference: DispatchFigures, against figures: DispatchFigures) {
         let latency = figures.goalLatency(paced: pacedRate > 0), floorLatency = reference.goalLatency(paced: pacedRate > 0)
         print("floor (libzmq ROUTER answering from pre-encoded messages; no state, journal or decoding), same run and workers:")
         print("  saturated \(Int(reference.rate)) units/s; \(pacedRate > 0 ? "paced at \(Int(reference.pacedRate)) units/s, " : "")lease latency p50 \(format(floorLatency.p50)) ms, p99 \(format(floorLatency.p99)) ms\(pacedRate > 0 ? String(format: " (%.2f%% over 5 ms; p99 %@ ms timed to reads)", reference.pacedOverGoalPercent, format(reference.pacedReadP99)) : ""); CPU per unit \(String(format: "%.1f", reference.coordinatorCPU)) µs")
+        print("  host over its \(pacedRate > 0 ? "paced" : "saturated") phase: \(describe(reference.host))")
         print("  coordinator ÷ floor: units/s \(String(format: "%.2f", figures.rate / reference.rate))×, CPU per unit \(String(format: "%.2f", figures.coordinatorCPU / reference.coordinatorCPU))×, p99 \(String(format: "%.2f", latency.p99 / floorLatency.p99))×")
     }
 
@@ -224,8 +249,10 @@ struct BenchDispatchCommand: ParsableCommand {
         coordinator.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         try coordinator.run()
         defer { if coordinator.isRunning { coordinator.terminate() } }
-        let sampler = PeakMemorySampler(pid: coordinator.processIdentifier)
+        let sampler = RunSampler(pid: coordinator.processIdentifier)
         sampler.start()
+        // For the lease trace's wall-clock times.
+        let wallAtStart = Date().timeIntervalSince1970, instantAtStart = ContinuousClock.now
 
         let kind = nullWorkers
         let coordinatorPID = coordinator.processIdentifier
@@ -249,7 +276,7 @@ struct BenchDispatchCommand: ParsableCommand {
         }
         group.wait()
         coordinator.waitUntilExit()
-        let peakRSS = sampler.stop()
+        let (peakRSS, samples) = sampler.stop()
 
         let all = results.withLock { $0 }
         if let failure = all.compactMap(\.error).first { throw CommandFailure("a null worker failed: \(failure)") }
@@ -290,10 +317,21 @@ struct BenchDispatchCommand: ParsableCommand {
             return (end - start) / Double(max(saturated, 1)) * 1e6
         }
         let workerCPU = perUnit(\.workers), coordinatorCPU = perUnit(\.coordinator)
+        // Over the phase the goal is about.
+        let phase = pacedRate > 0 ? (all.compactMap(\.firstPacedAssign).min(), all.compactMap(\.lastPacedAssign).max()) : (first, saturatedEnd)
+        let host = phase.0.flatMap { start in phase.1.flatMap { HostLoad(samples, from: start, to: $0) } } ?? HostLoad()
+        let trace = all.flatMap { result in
+            result.pacedAskedAt.indices.map { index in
+                PacedLease(
+                    askedUnixSeconds: wallAtStart + (result.pacedAskedAt[index] - instantAtStart).seconds,
+                    latency: result.pacedLatencies[index], readLatency: result.pacedReadLatencies[index])
+            }
+        }
         return DispatchFigures(
             saturatedUnits: saturated, pacedUnits: paced, acknowledged: acknowledged, rate: rate, saturatedLatency: saturatedLatency, pacedLatency: pacedLatency,
             pacedReadP99: percentiles(all.flatMap(\.pacedReadLatencies)).p99, pacedOverGoalPercent: overGoal,
-            pacedRate: pacedRateSeen, settlingRequests: settling, workerCPU: workerCPU, coordinatorCPU: coordinatorCPU, peakRSS: peakRSS)
+            pacedRate: pacedRateSeen, settlingRequests: settling, workerCPU: workerCPU, coordinatorCPU: coordinatorCPU, peakRSS: peakRSS,
+            host: host, pacedTrace: trace)
     }
 }
 
@@ -317,6 +355,19 @@ private struct DispatchFigures {
     var workerCPU: Double
     var coordinatorCPU: Double
     var peakRSS: Int
+    /// The host over the paced phase (the saturated one without it).
+    var host: HostLoad
+    /// Every paced lease counted, in no particular order.
+    var pacedTrace: [PacedLease]
+}
+
+/// One paced lease, for `--lease-trace`.
+struct PacedLease {
+    /// When the null worker asked for it (Unix time).
+    var askedUnixSeconds: Double
+    /// Seconds to its ASSIGN's arrival, and to its read.
+    var latency: Double
+    var readLatency: Double
 }
 
 extension DispatchFigures {
@@ -331,7 +382,9 @@ extension DispatchFigures {
             saturatedLatency: (middle(\.saturatedLatency.p50), middle(\.saturatedLatency.p99)), pacedLatency: (middle(\.pacedLatency.p50), middle(\.pacedLatency.p99)),
             pacedReadP99: middle(\.pacedReadP99),
             pacedOverGoalPercent: middle(\.pacedOverGoalPercent), pacedRate: middle(\.pacedRate), settlingRequests: middle(\.settlingRequests), workerCPU: middle(\.workerCPU),
-            coordinatorCPU: middle(\.coordinatorCPU), peakRSS: rounds.map(\.peakRSS).max() ?? 0)
+            coordinatorCPU: middle(\.coordinatorCPU), peakRSS: rounds.map(\.peakRSS).max() ?? 0,
+            host: HostLoad(stealPercent: middle(\.host.stealPercent), interruptsPercent: middle(\.host.interruptsPercent), othersPercent: middle(\.host.othersPercent)),
+            pacedTrace: [])
     }
 }
 
@@ -353,6 +406,8 @@ struct DispatchClientResult: Sendable {
     var pacedLatencies: [Double] = []
     /// The same requests, timed to when this thread read the ASSIGN.
     var pacedReadLatencies: [Double] = []
+    /// When each of them was asked for.
+    var pacedAskedAt: [ContinuousClock.Instant] = []
     /// Requests of the paced phase made before the saturated phase's last one was answered:
     /// they queue behind its backlog, so their latency is not counted.
     var settlingRequests = 0
@@ -451,6 +506,7 @@ private func runNullWorkers(
                 case .paced:
                     result.pacedLatencies.append(latency)
                     result.pacedReadLatencies.append((now - askedAt[index]).seconds)
+                    result.pacedAskedAt.append(askedAt[index])
                     if result.firstPacedAssign == nil { result.firstPacedAssign = now }
                     result.lastPacedAssign = now
                 case .settling, nil:
@@ -531,29 +587,74 @@ private struct HeldReport: Comparable {
     static func == (a: HeldReport, b: HeldReport) -> Bool { a.due == b.due && a.index == b.index }
 }
 
-/// Samples a process's VmHWM every 50 ms until stopped (it is gone once the process exits).
-final class PeakMemorySampler: Sendable {
+/// Samples every 50 ms, until stopped, a process's VmHWM (it is gone once the process exits)
+/// and the CPU time so far of the machine, of that process and of this one.
+final class RunSampler: Sendable {
+    struct Sample: Sendable {
+        var at: ContinuousClock.Instant
+        var machine: MachineCPUTimes
+        /// CPU seconds of the sampled process and of this one.
+        var process: Double
+        var own: Double
+    }
+
     private let pid: Int32
-    private let state = Mutex<(peak: Int, running: Bool)>((0, true))
+    private let state = Mutex<(peak: Int, samples: [Sample], running: Bool)>((0, [], true))
 
     init(pid: Int32) { self.pid = pid }
 
     func start() {
         Thread { [self] in
+            let clock = ContinuousClock()
             while state.withLock({ $0.running }) {
-                let now = processPeakResidentBytes(pid)
-                state.withLock { $0.peak = max($0.peak, now) }
+                let peak = processPeakResidentBytes(pid)
+                let process = processCPUSeconds(pid)
+                let sample = MachineCPUTimes.now().map { Sample(at: clock.now, machine: $0, process: process, own: ownCPUSeconds()) }
+                state.withLock { state in
+                    state.peak = max(state.peak, peak)
+                    // Once the process has exited its CPU reads 0: such samples say nothing.
+                    if let sample, sample.process >= (state.samples.last?.process ?? 0) { state.samples.append(sample) }
+                }
                 Thread.sleep(forTimeInterval: 0.05)
             }
         }.start()
     }
 
-    /// Stops sampling; the peak seen.
-    func stop() -> Int {
+    /// Stops sampling; the peak RSS and the samples.
+    func stop() -> (peakRSS: Int, samples: [Sample]) {
         state.withLock {
             $0.running = false
-            return $0.peak
+            return ($0.peak, $0.samples)
         }
+    }
+}
+
+/// Where the machine's CPU time went over a span, in percent of all of it (every core, idle
+/// included): what the host and other processes took while a benchmark ran.
+struct HostLoad {
+    /// Taken by the hypervisor for other machines.
+    var stealPercent = 0.0
+    /// Interrupts, mostly the kernel's deferred network work (loopback TCP).
+    var interruptsPercent = 0.0
+    /// Processes other than the sampled one and this one.
+    var othersPercent = 0.0
+}
+
+extension HostLoad {
+    /// The load between the last sample at or before `start` and the first at or after `end`;
+    /// nil if the samples do not cover a span.
+    init?(_ samples: [RunSampler.Sample], from start: ContinuousClock.Instant, to end: ContinuousClock.Instant) {
+        guard let first = samples.last(where: { $0.at <= start }) ?? samples.first,
+            let last = samples.first(where: { $0.at >= end }) ?? samples.last
+        else { return nil }
+        let total = last.machine.total - first.machine.total
+        guard total > 0 else { return nil }
+        self.init()
+        let others = (last.machine.processes - first.machine.processes) - (last.process - first.process) - (last.own - first.own)
+        stealPercent = (last.machine.steal - first.machine.steal) / total * 100
+        interruptsPercent = (last.machine.interrupts - first.machine.interrupts) / total * 100
+        // Process and machine times are counted in separate ticks: a little below zero is zero.
+        othersPercent = max(0, others / total * 100)
     }
 }
 

@@ -456,10 +456,14 @@ struct HarnessFailure: Error, CustomStringConvertible {
     /// finished journal.
     /// Over tcp the kernel times each ASSIGN's arrival, which comes before its read (by the
     /// `recvmsg` at least); over ipc there is no such time, and both latencies are the reads'.
+    /// The lease trace holds the leases each round's p99 was taken from.
     @Test(arguments: ["ipc", "tcp"])
     func smallRunsAgainstTheCoordinatorAndTheFloorDispatchEveryUnit(transport: String) throws {
+        let directory = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
         let run = try runActcluster([
             "bench", "dispatch", "--workers", "20", "--units", "400", "--paced-rate", "2000", "--transport", transport, "--floor", "--rounds", "2", "--json",
+            "--lease-trace", directory + "/leases.csv",
         ])
         try #require(run.status == 0, "\(run.stdout) \(run.stderr)")
         let rounds = run.stdout.split(separator: "\n").filter { $0.hasPrefix("dispatch: 400 units (manifest 400) to 20 null workers") }
@@ -486,6 +490,41 @@ struct HarnessFailure: Error, CustomStringConvertible {
         // A read the kernel gives no time for is timed itself, so one p99 (of the few slowest
         // leases of a short, loaded run) can tie; both tying would mean the times go unused.
         if transport == "tcp" { #expect(earlier >= 1, "\(last)") }
+        for side in ["", "floor_"] {
+            for key in ["host_steal_percent", "host_interrupts_percent", "host_others_percent"] {
+                #expect((0...100).contains(figures[side + key] as? Double ?? -1), "\(side + key) in \(last)")
+            }
+        }
+        try expectTraceMatches(run.stdout, trace: readWholeFileOrEmpty(directory + "/leases.csv"))
+        let unpaced = try runActcluster(["bench", "dispatch", "--paced-rate", "0", "--lease-trace", directory + "/none.csv"])
+        #expect(unpaced.status != 0 && unpaced.stderr.contains("--lease-trace traces the paced phase"), "\(unpaced.stderr)")
+    }
+
+    /// Each round's p99 (the coordinator's on its `paced:` line, the floor's on the line
+    /// after), taken again from the trace's leases of that round and side.
+    private func expectTraceMatches(_ output: String, trace: String) throws {
+        let rows = trace.split(separator: "\n")
+        #expect(rows.first == "round,side,asked_unix_s,latency_ms,read_latency_ms")
+        var latencies: [String: [Double]] = [:]
+        for row in rows.dropFirst() {
+            let fields = row.split(separator: ",")
+            try #require(fields.count == 5, "\(row)")
+            let latency = try #require(Double(fields[3])), read = try #require(Double(fields[4]))
+            #expect(latency >= 0 && latency <= read, "\(row)")
+            latencies["\(fields[0]) \(fields[1])", default: []].append(latency)
+        }
+        let lines = output.split(separator: "\n")
+        var round = 0
+        for line in lines {
+            if line.hasPrefix("summary") { break }
+            if line.hasPrefix("round ") { round += 1 }
+            let side = line.hasPrefix("paced:") ? "coordinator" : line.hasPrefix("  saturated ") && line.contains(", lease latency") ? "floor" : nil
+            guard let side, round > 0 else { continue }
+            let leases = try #require(latencies["\(round) \(side)"], "no leases of round \(round)'s \(side) in the trace")
+            let p99 = leases.sorted()[min(leases.count - 1, Int(Double(leases.count) * 0.99))]
+            #expect(line.contains("p99 \(String(format: "%.3f", p99)) ms"), "round \(round) \(side): p99 \(p99) from the trace, \(line)")
+        }
+        #expect(round == 2 && latencies.count == 4, "\(latencies.keys)")
     }
 
     /// The coordinator and the floor start under the wrapper: a script that leaves a file
