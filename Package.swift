@@ -79,7 +79,7 @@ let package = Package(
             dependencies: ["ClusterProtocol", "Corpus", "Monitoring", "Platform", "Shards", "ZeroMQ", .product(name: "Logging", package: "swift-log")],
             swiftSettings: loopSettings),
         // Prometheus text and a minimal HTTP endpoint for it (`--metrics-bind`).
-        .target(name: "Monitoring"),
+        .target(name: "Monitoring", dependencies: ["Platform"]),
         // The worker role: a DEALER that leases units from a coordinator, collects them on a
         // compute thread and PUSHes batches to a trainer. Talks to other roles only through
         // ClusterProtocol; never imports a coordinator or trainer module.

@@ -266,6 +266,7 @@ struct BenchDispatchCommand: ParsableCommand {
             let share = pacedRate > 0 ? units / 2 * names.count / workers : Int.max
             group.enter()
             let client = Thread {
+                nameCurrentThread("null-workers")
                 let result = runNullWorkers(
                     names: names, endpoint: endpoint, kind: kind, coordinator: coordinatorPID, saturatedShare: share, hold: hold)
                 results.withLock { $0.append(result) }
@@ -605,6 +606,7 @@ final class RunSampler: Sendable {
 
     func start() {
         Thread { [self] in
+            nameCurrentThread("bench-sampler")
             let clock = ContinuousClock()
             while state.withLock({ $0.running }) {
                 let peak = processPeakResidentBytes(pid)

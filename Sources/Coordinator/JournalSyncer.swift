@@ -1,6 +1,7 @@
 import ClusterProtocol
 import Foundation
 import Glibc
+import Platform
 import Synchronization
 
 /// Runs journal commits (write and `fdatasync`) on a thread of its own, so that the loop goes
@@ -32,9 +33,10 @@ final class JournalSyncer: Sendable {
         }
         wakeDescriptor = ends[0]
         signalDescriptor = ends[1]
-        let thread = Thread { [self] in work() }
-        thread.name = "journal-sync"
-        thread.start()
+        Thread { [self] in
+            nameCurrentThread("journal-sync")
+            work()
+        }.start()
     }
 
     deinit {

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Platform
 import Synchronization
 
 /// Why the metrics endpoint cannot listen, as a sentence.
@@ -53,8 +54,10 @@ public final class MetricsServer: Sendable {
         _ = withUnsafeMutablePointer(to: &actual) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) } }
         descriptor = socket
         self.address = "\(host.isEmpty ? "0.0.0.0" : host):\(UInt16(bigEndian: actual.sin_port))"
-        let thread = Thread { [self] in serve() }
-        thread.start()
+        Thread { [self] in
+            nameCurrentThread("metrics-http")
+            serve()
+        }.start()
     }
 
     /// Stops accepting connections (the thread notices within 200 ms).

@@ -66,8 +66,10 @@ final class ComputeEngine: @unchecked Sendable {
 
     /// Starts `job` on a new thread.
     func start(_ job: UnitJob) {
-        let thread = Thread { [self] in job.finish(run(job)) }
-        thread.name = "actcluster-compute"
+        let thread = Thread { [self] in
+            nameCurrentThread("compute")
+            job.finish(run(job))
+        }
         thread.stackSize = 8 << 20
         thread.start()
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Platform
+import Synchronization
 import Testing
 
 @Suite struct AtomicFiles {
@@ -61,5 +62,41 @@ import Testing
 
     @Test func readsThisHost() {
         #expect(!CPUFeatures.current.flags.isEmpty)
+    }
+}
+
+@Suite struct ThreadNames {
+    /// The kernel's name for the thread, cut to its 15 bytes; other threads keep theirs.
+    @Test func aThreadNamesItselfAsTheKernelShowsIt() throws {
+        let before = readWholeFile("/proc/thread-self/comm")
+        let seen = Mutex<[String?]>([])
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            nameCurrentThread("a-rather-long-thread-name")
+            let comm = readWholeFile("/proc/thread-self/comm")
+            let tid = readWholeFile("/proc/thread-self/stat")?.split(separator: " ").first.map(String.init)
+            let byTid = tid.flatMap { readWholeFile("/proc/self/task/\($0)/comm") }
+            seen.withLock { $0 = [comm, byTid] }
+            done.signal()
+        }.start()
+        done.wait()
+        #expect(seen.withLock { $0 } == ["a-rather-long-t\n", "a-rather-long-t\n"])
+        #expect(readWholeFile("/proc/thread-self/comm") == before)
+    }
+}
+
+/// Where the machine's time went, from a /proc/stat written by hand.
+@Suite struct MachineTimes {
+    @Test func readsTheTotalLineInClockTicks() throws {
+        let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
+        let text = "cpu  100 20 30 400 5 6 7 8 50 0\ncpu0 1 2 3 4 5 6 7 8 0 0\nintr 1\n"
+        let times = try #require(MachineCPUTimes(procStat: text))
+        #expect(times.processes == 150 / hz)
+        #expect(times.interrupts == 13 / hz)
+        #expect(times.steal == 8 / hz)
+        #expect(times.total == 576 / hz)
+        #expect(MachineCPUTimes(procStat: "cpu0 1 2 3 4 5 6 7 8\n") == nil)
+        #expect(MachineCPUTimes(procStat: "cpu  1 2 3\n") == nil)
+        #expect(MachineCPUTimes.now() != nil)
     }
 }
