@@ -182,6 +182,8 @@ struct BenchDispatchCommand: ParsableCommand {
             object["paced_over_5ms_percent"] = figures.pacedOverGoalPercent
             object["paced_read_p99_ms"] = figures.pacedReadP99
             object["paced_settling_requests"] = figures.settlingRequests
+            object["paced_worker_cpu_us_per_unit"] = figures.pacedWorkerCPU
+            object["paced_coordinator_cpu_us_per_unit"] = figures.pacedCoordinatorCPU
         }
         if let reference {
             let floorLatency = reference.goalLatency(paced: pacedRate > 0)
@@ -197,6 +199,7 @@ struct BenchDispatchCommand: ParsableCommand {
                 object["floor_paced_units_per_second"] = reference.pacedRate
                 object["floor_paced_over_5ms_percent"] = reference.pacedOverGoalPercent
                 object["floor_paced_read_p99_ms"] = reference.pacedReadP99
+                object["floor_paced_cpu_us_per_unit"] = reference.pacedCoordinatorCPU
             }
         }
         if json { print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)) }
@@ -208,7 +211,7 @@ struct BenchDispatchCommand: ParsableCommand {
         if pacedRate > 0 {
             print("paced: \(figures.pacedUnits) units at \(Int(figures.pacedRate)) units/s (offered \(pacedRate)); lease latency p50 \(format(figures.pacedLatency.p50)) ms, p99 \(format(figures.pacedLatency.p99)) ms (goal p99 ≤ 5; p99 \(format(figures.pacedReadP99)) ms timed to the null workers' reads); \(String(format: "%.2f", figures.pacedOverGoalPercent))% of leases over 5 ms (goal ≤ 1%); not counted: \(figures.settlingRequests) requests made while the saturated phase's backlog cleared")
         }
-        print("CPU per unit, saturated phase: null workers \(String(format: "%.1f", figures.workerCPU)) µs, coordinator \(String(format: "%.1f", figures.coordinatorCPU)) µs")
+        print("CPU per unit, saturated phase: null workers \(String(format: "%.1f", figures.workerCPU)) µs, coordinator \(String(format: "%.1f", figures.coordinatorCPU)) µs\(pacedRate > 0 ? String(format: "; paced phase: null workers %.1f µs, coordinator %.1f µs", figures.pacedWorkerCPU, figures.pacedCoordinatorCPU) : "")")
         print("coordinator peak RSS: \(figures.peakRSS >> 20) MB (goal ≤ 200)")
         print("host over the \(pacedRate > 0 ? "paced" : "saturated") phase: \(describe(figures.host))")
     }
@@ -220,9 +223,9 @@ struct BenchDispatchCommand: ParsableCommand {
     private func printFloor(_ reference: DispatchFigures, against figures: DispatchFigures) {
         let latency = figures.goalLatency(paced: pacedRate > 0), floorLatency = reference.goalLatency(paced: pacedRate > 0)
         print("floor (libzmq ROUTER answering from pre-encoded messages; no state, journal or decoding), same run and workers:")
-        print("  saturated \(Int(reference.rate)) units/s; \(pacedRate > 0 ? "paced at \(Int(reference.pacedRate)) units/s, " : "")lease latency p50 \(format(floorLatency.p50)) ms, p99 \(format(floorLatency.p99)) ms\(pacedRate > 0 ? String(format: " (%.2f%% over 5 ms; p99 %@ ms timed to reads)", reference.pacedOverGoalPercent, format(reference.pacedReadP99)) : ""); CPU per unit \(String(format: "%.1f", reference.coordinatorCPU)) µs")
+        print("  saturated \(Int(reference.rate)) units/s; \(pacedRate > 0 ? "paced at \(Int(reference.pacedRate)) units/s, " : "")lease latency p50 \(format(floorLatency.p50)) ms, p99 \(format(floorLatency.p99)) ms\(pacedRate > 0 ? String(format: " (%.2f%% over 5 ms; p99 %@ ms timed to reads)", reference.pacedOverGoalPercent, format(reference.pacedReadP99)) : ""); CPU per unit \(String(format: "%.1f", reference.coordinatorCPU)) µs\(pacedRate > 0 ? String(format: " (paced phase %.1f µs)", reference.pacedCoordinatorCPU) : "")")
         print("  host over its \(pacedRate > 0 ? "paced" : "saturated") phase: \(describe(reference.host))")
-        print("  coordinator ÷ floor: units/s \(String(format: "%.2f", figures.rate / reference.rate))×, CPU per unit \(String(format: "%.2f", figures.coordinatorCPU / reference.coordinatorCPU))×, p99 \(String(format: "%.2f", latency.p99 / floorLatency.p99))×")
+        print("  coordinator ÷ floor: units/s \(String(format: "%.2f", figures.rate / reference.rate))×, CPU per unit \(String(format: "%.2f", figures.coordinatorCPU / reference.coordinatorCPU))×\(pacedRate > 0 ? String(format: " (paced phase %.2f×)", figures.pacedCoordinatorCPU / reference.pacedCoordinatorCPU) : ""), p99 \(String(format: "%.2f", latency.p99 / floorLatency.p99))×")
     }
 
     /// Rounds whose lease latency p99 is within the goal (5 ms).
@@ -320,7 +323,21 @@ struct BenchDispatchCommand: ParsableCommand {
         let workerCPU = perUnit(\.workers), coordinatorCPU = perUnit(\.coordinator)
         // Over the phase the goal is about.
         let phase = pacedRate > 0 ? (all.compactMap(\.firstPacedAssign).min(), all.compactMap(\.lastPacedAssign).max()) : (first, saturatedEnd)
-        let host = phase.0.flatMap { start in phase.1.flatMap { HostLoad(samples, from: start, to: $0) } } ?? HostLoad()
+        let span = phase.0.flatMap { start in phase.1.flatMap { RunSampler.span(samples, from: start, to: $0) } }
+        let host = span.flatMap { HostLoad(from: $0.first, to: $0.last) } ?? HostLoad()
+        // The paced phase's CPU per unit: the leases that arrived within the sampled span.
+        var pacedCPU = (workers: 0.0, coordinator: 0.0)
+        if pacedRate > 0, let span {
+            let leased = all.reduce(0) { count, result in
+                count + result.pacedAskedAt.indices.count { index in
+                    let arrived = result.pacedAskedAt[index] + .seconds(result.pacedLatencies[index])
+                    return arrived >= span.first.at && arrived <= span.last.at
+                }
+            }
+            if leased > 0 {
+                pacedCPU = ((span.last.own - span.first.own) / Double(leased) * 1e6, (span.last.process - span.first.process) / Double(leased) * 1e6)
+            }
+        }
         let trace = all.flatMap { result in
             result.pacedAskedAt.indices.map { index in
                 PacedLease(
@@ -331,8 +348,8 @@ struct BenchDispatchCommand: ParsableCommand {
         return DispatchFigures(
             saturatedUnits: saturated, pacedUnits: paced, acknowledged: acknowledged, rate: rate, saturatedLatency: saturatedLatency, pacedLatency: pacedLatency,
             pacedReadP99: percentiles(all.flatMap(\.pacedReadLatencies)).p99, pacedOverGoalPercent: overGoal,
-            pacedRate: pacedRateSeen, settlingRequests: settling, workerCPU: workerCPU, coordinatorCPU: coordinatorCPU, peakRSS: peakRSS,
-            host: host, pacedTrace: trace)
+            pacedRate: pacedRateSeen, settlingRequests: settling, workerCPU: workerCPU, coordinatorCPU: coordinatorCPU,
+            pacedWorkerCPU: pacedCPU.workers, pacedCoordinatorCPU: pacedCPU.coordinator, peakRSS: peakRSS, host: host, pacedTrace: trace)
     }
 }
 
@@ -355,6 +372,9 @@ private struct DispatchFigures {
     /// CPU µs per unit of the saturated phase.
     var workerCPU: Double
     var coordinatorCPU: Double
+    /// The same over the paced phase, where fewer messages share each wake-up (0 without one).
+    var pacedWorkerCPU: Double
+    var pacedCoordinatorCPU: Double
     var peakRSS: Int
     /// The host over the paced phase (the saturated one without it).
     var host: HostLoad
@@ -383,7 +403,8 @@ extension DispatchFigures {
             saturatedLatency: (middle(\.saturatedLatency.p50), middle(\.saturatedLatency.p99)), pacedLatency: (middle(\.pacedLatency.p50), middle(\.pacedLatency.p99)),
             pacedReadP99: middle(\.pacedReadP99),
             pacedOverGoalPercent: middle(\.pacedOverGoalPercent), pacedRate: middle(\.pacedRate), settlingRequests: middle(\.settlingRequests), workerCPU: middle(\.workerCPU),
-            coordinatorCPU: middle(\.coordinatorCPU), peakRSS: rounds.map(\.peakRSS).max() ?? 0,
+            coordinatorCPU: middle(\.coordinatorCPU), pacedWorkerCPU: middle(\.pacedWorkerCPU), pacedCoordinatorCPU: middle(\.pacedCoordinatorCPU),
+            peakRSS: rounds.map(\.peakRSS).max() ?? 0,
             host: HostLoad(stealPercent: middle(\.host.stealPercent), interruptsPercent: middle(\.host.interruptsPercent), othersPercent: middle(\.host.othersPercent)),
             pacedTrace: [])
     }
@@ -622,6 +643,14 @@ final class RunSampler: Sendable {
         }.start()
     }
 
+    /// The first and the last sample within `start...end`: the span of a phase that a
+    /// sample's tail cannot take in the neighbouring one's work (the manifest, after the paced
+    /// phase). Nil if fewer than two samples fall within.
+    static func span(_ samples: [Sample], from start: ContinuousClock.Instant, to end: ContinuousClock.Instant) -> (first: Sample, last: Sample)? {
+        guard let first = samples.first(where: { $0.at >= start }), let last = samples.last(where: { $0.at <= end }), first.at < last.at else { return nil }
+        return (first, last)
+    }
+
     /// Stops sampling; the peak RSS and the samples.
     func stop() -> (peakRSS: Int, samples: [Sample]) {
         state.withLock {
@@ -643,12 +672,8 @@ struct HostLoad {
 }
 
 extension HostLoad {
-    /// The load between the last sample at or before `start` and the first at or after `end`;
-    /// nil if the samples do not cover a span.
-    init?(_ samples: [RunSampler.Sample], from start: ContinuousClock.Instant, to end: ContinuousClock.Instant) {
-        guard let first = samples.last(where: { $0.at <= start }) ?? samples.first,
-            let last = samples.first(where: { $0.at >= end }) ?? samples.last
-        else { return nil }
+    /// The load between two samples; nil if no time passed between them.
+    init?(from first: RunSampler.Sample, to last: RunSampler.Sample) {
         let total = last.machine.total - first.machine.total
         guard total > 0 else { return nil }
         self.init()
