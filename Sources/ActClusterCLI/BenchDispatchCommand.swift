@@ -50,7 +50,7 @@ struct BenchDispatchCommand: ParsableCommand {
             overstates the latency, never understates it.
 
             With --floor the same phases run once more, against a process that only answers \
-            through libzmq from pre-encoded messages (the ACKs every 2 ms, as the coordinator's \
+            through libzmq from pre-encoded messages (the ACKs every 20 ms, as the coordinator's \
             commits, each held for the worker's next ASSIGN as the coordinator holds it): the \
             reference for what the coordinator adds on this machine.
             """

@@ -7,8 +7,8 @@ import ZeroMQ
 /// `actcluster bench dispatch-floor` (hidden; `bench dispatch --floor` starts it): the reference
 /// for the coordinator's dispatch. A libzmq ROUTER with the coordinator's socket options that
 /// answers every READY and DONE with one pre-encoded ASSIGN at once, and ACKs the DONEs every
-/// 2 ms (the coordinator's commit interval), each held to leave with the peer's next ASSIGN as
-/// the coordinator holds it (``HeldAcknowledgements``); no state, journal, planning or decoding
+/// 20 ms (the coordinator's commit interval while only ACKs that may linger wait, as in the
+/// bench), each held to leave with the peer's next ASSIGN as the coordinator holds it (``HeldAcknowledgements``); no state, journal, planning or decoding
 /// beyond the command byte. What it costs per unit, and the lease latency it gives, is what
 /// libzmq and this machine cost before the coordinator does any work.
 struct DispatchFloorCommand: ParsableCommand {
@@ -57,6 +57,7 @@ struct DispatchFloorCommand: ParsableCommand {
         var lastAcks = clock.now
         var held = HeldAcknowledgements<[[UInt8]]>()
         let linger = ClusterWire.Defaults.heartbeatInterval / 4
+        let ackInterval = CoordinatorConfiguration.defaultLingeringCommitInterval
         func send(_ frames: [[UInt8]], to peer: RoutingID) throws {
             if let acks = held.take(for: peer) {
                 for ack in acks { try socket.send(ack, routedTo: peer) }
@@ -64,7 +65,7 @@ struct DispatchFloorCommand: ParsableCommand {
             try socket.send(frames, routedTo: peer)
         }
         while done < units {
-            _ = try poller.poll(timeout: .milliseconds(2))
+            _ = try poller.poll(timeout: ackInterval)
             while let (peer, frames) = try socket.receiveRoutedIfReady(shared: Coordinator.sharedFrames) {
                 guard frames.count >= 2, frames[1].count == 1, let command = ClusterWire.Command(rawValue: frames[1][0]) else { continue }
                 switch command {
@@ -80,7 +81,7 @@ struct DispatchFloorCommand: ParsableCommand {
                 }
             }
             let now = clock.now
-            if now - lastAcks >= .milliseconds(2) {
+            if now - lastAcks >= ackInterval {
                 lastAcks = now
                 for peer in unacknowledged { held.hold(ack, for: peer, now: now) }
                 unacknowledged.removeAll(keepingCapacity: true)

@@ -15,7 +15,8 @@ import ZeroMQ
 /// commit), handle a batch of them against ``CoordinatorState`` (appending the events that
 /// changed it to the journal), expire leases, plan and assign units, and hand the events to the
 /// journal thread as one record (group commit) unless a commit is still in flight or began
-/// less than ``CoordinatorConfiguration/commitInterval`` ago. Replies and file deletions that
+/// less than ``CoordinatorConfiguration/commitInterval`` ago (longer while no worker waits
+/// for a reply). Replies and file deletions that
 /// follow from events wait in the outbox until the commit that holds those events is durable
 /// (write-ahead); the loop meanwhile goes on. ASSIGN is the exception: a lease is soft state,
 /// so it waits only for its id's reservation. An ACK that the worker does not wait for may then
@@ -57,6 +58,10 @@ public final class Coordinator {
     private var outbox = FIFOQueue<QueuedMessage>()
     /// Messages in the outbox per peer: a message that could go at once still waits behind them.
     private var queuedPerPeer: [RoutingID: Int] = [:]
+    /// Messages in the outbox that a worker may be waiting for (all but ACKs that linger):
+    /// while there are any, commits start ``CoordinatorConfiguration/commitInterval`` apart,
+    /// else ``CoordinatorConfiguration/lingeringCommitInterval``.
+    private var waitedForInOutbox = 0
     private var deletions: [(name: String, after: Int)] = []
     private var heldAcks = HeldAcknowledgements<Acknowledgement>()
     /// An ACK's frames, encoded into as each ACK leaves (no allocation per ACK).
@@ -264,14 +269,15 @@ public final class Coordinator {
     private func pollTimeout() -> Duration {
         if outboxHasReleasable { return .zero }
         guard !journal.commitInFlight, journal.bufferedEvents > 0 else { return .milliseconds(50) }
-        return min(.milliseconds(50), max(.zero, lastCommitStart + configuration.commitInterval - clock.now))
+        return min(.milliseconds(50), max(.zero, lastCommitStart + commitInterval - clock.now))
     }
 
+    private var commitInterval: Duration { waitedForInOutbox > 0 ? configuration.commitInterval : configuration.lingeringCommitInterval }
+
     /// Hands the buffered events to the journal thread, unless a commit is in flight or the
-    /// last one began less than ``CoordinatorConfiguration/commitInterval`` ago (the events
-    /// then go with the next one).
+    /// last one began less than ``commitInterval`` ago (the events then go with the next one).
     private func startCommit() throws {
-        guard !journal.commitInFlight, journal.bufferedEvents > 0, passStarted - lastCommitStart >= configuration.commitInterval else { return }
+        guard !journal.commitInFlight, journal.bufferedEvents > 0, passStarted - lastCommitStart >= commitInterval else { return }
         guard let commit = try journalOperation({ try journal.prepareCommit() }) else { return }
         lastCommitStart = passStarted
         inFlightReservation = reservedHere
@@ -350,6 +356,7 @@ public final class Coordinator {
             if let index = queuedPerPeer.index(forKey: message.routingID) {
                 if queuedPerPeer.values[index] > 1 { queuedPerPeer.values[index] -= 1 } else { queuedPerPeer.remove(at: index) }
             }
+            if !message.lingers { waitedForInOutbox -= 1 }
             if message.lingers, case .ack(let ack) = message.message {
                 heldAcks.hold(ack, for: message.routingID, now: passStarted)
             } else {
@@ -434,6 +441,7 @@ public final class Coordinator {
         }
         outbox.append(QueuedMessage(routingID: routingID, message: message, assigned: assigned, lingers: lingers, after: after))
         queuedPerPeer[routingID, default: 0] += 1
+        if !lingers { waitedForInOutbox += 1 }
     }
 
     /// Whether the ACK of a report may linger: the report carried `ready`, and the worker takes

@@ -337,6 +337,58 @@ import ZeroMQ
         #expect(summary.unitsDone == 6 && summary.unitsFailed == 0)
     }
 
+    /// While no worker waits for a reply (only ACKs that may linger wait for the journal),
+    /// commits start `lingeringCommitInterval` apart; a worker that waits for its ACK gets it
+    /// after `commitInterval`.
+    @Test func commitsWaitLongerWhileNoWorkerWaitsForThem() throws {
+        let directory = try scratchDirectory("lingering-commits")
+        let corpus = directory + "/corpus.txt"
+        try writeCorpus(corpus, documents: 6)
+        let lingering = Duration.milliseconds(1500)
+        // No HEARTBEAT to the workers within the test's waits: it would take a held ACK along.
+        let coordinator = try RunningCoordinator(
+            {
+                $0.heartbeatInterval = .seconds(2)
+                $0.ackLinger = .milliseconds(20)
+                $0.lingeringCommitInterval = lingering
+            }, run: Fixture.run(corpus: [corpus], out: directory, unitTokens: 8))
+        let context = try ZeroMQContext()
+
+        // Its first ASSIGN waited for the lease ids' commit; its report, made at once, finds
+        // that commit just begun, and nothing else waits.
+        let quick = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "quick", directory: directory)
+        try quick.send(.ready(Ready(worker: quick.name, assignBeforeAck: true)))
+        let first = try quick.assignment()
+        let reported = ContinuousClock.now
+        try quick.finishAsking(first)
+        let second = try quick.assignment()
+        let ack = try quick.acknowledgement()
+        let waited = ContinuousClock.now - reported
+        #expect(ack.lease == first.lease && ack.outcome == .accepted)
+        #expect(waited >= lingering - .milliseconds(500), "the lingering ACK's commit came after \(waited)")
+
+        let patient = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "patient", directory: directory)
+        try patient.send(.ready(Ready(worker: patient.name, assignBeforeAck: false)))
+        let its = try patient.assignment()
+        let asked = ContinuousClock.now
+        try patient.finishAsking(its)
+        let reply = try patient.acknowledgement()
+        let answered = ContinuousClock.now - asked
+        #expect(reply.lease == its.lease && reply.outcome == .accepted)
+        #expect(answered < lingering / 2, "a waited-for ACK took \(answered)")
+        let after = try patient.assignment()
+        #expect(after.lease > its.lease)
+
+        for (worker, assignment) in [(quick, second), (patient, after)] {
+            try worker.send(.done(try worker.finish(assignment)))
+            #expect(try worker.acknowledgement().lease == assignment.lease)
+        }
+        let last = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "last", directory: directory)
+        while try last.work() != nil {}
+        guard case .completed(let summary) = try coordinator.outcome() else { Issue.record("not completed"); return }
+        #expect(summary.unitsDone == 6 && summary.unitsFailed == 0)
+    }
+
     /// Held ACKs leave per peer, in order: all of a peer's at once, the oldest peers first once
     /// their linger is over, and a peer's new hold is not taken for its old one.
     @Test func heldAcknowledgementsKeepOrderPerPeer() {
