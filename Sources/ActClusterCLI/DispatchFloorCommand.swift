@@ -8,8 +8,8 @@ import ZeroMQ
 /// for the coordinator's dispatch. A libzmq ROUTER with the coordinator's socket options that
 /// answers every READY and DONE with one pre-encoded ASSIGN at once, and ACKs the DONEs every
 /// 20 ms (the coordinator's commit interval while only ACKs that may linger wait, as in the
-/// bench), each held to leave with the peer's next ASSIGN as the coordinator holds it (``HeldAcknowledgements``); no state, journal, planning or decoding
-/// beyond the command byte. What it costs per unit, and the lease latency it gives, is what
+/// bench), each held to leave with the peer's next ASSIGN as the coordinator holds it
+/// (``HeldAcknowledgements``); no state, journal, planning or decoding beyond the command byte. What it costs per unit, and the lease latency it gives, is what
 /// libzmq and this machine cost before the coordinator does any work.
 struct DispatchFloorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

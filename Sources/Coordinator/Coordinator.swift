@@ -16,11 +16,11 @@ import ZeroMQ
 /// changed it to the journal), expire leases, plan and assign units, and hand the events to the
 /// journal thread as one record (group commit) unless a commit is still in flight or began
 /// less than ``CoordinatorConfiguration/commitInterval`` ago (longer while no worker waits
-/// for a reply). Replies and file deletions that
-/// follow from events wait in the outbox until the commit that holds those events is durable
-/// (write-ahead); the loop meanwhile goes on. ASSIGN is the exception: a lease is soft state,
-/// so it waits only for its id's reservation. An ACK that the worker does not wait for may then
-/// wait a little longer, to leave with the worker's next message (``HeldAcknowledgements``).
+/// for a reply). Replies and file deletions that follow from events wait in the outbox until
+/// the commit that holds those events is durable (write-ahead); the loop meanwhile goes on.
+/// ASSIGN is the exception: a lease is soft state, so it waits only for its id's reservation.
+/// An ACK that the worker does not wait for may then wait a little longer, to leave with the
+/// worker's next message (``HeldAcknowledgements``).
 public final class Coordinator {
     public let configuration: CoordinatorConfiguration
     /// The worker endpoint actually bound (a port of 0 is resolved).

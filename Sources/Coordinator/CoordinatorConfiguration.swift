@@ -45,9 +45,9 @@ public struct CoordinatorConfiguration: Sendable {
     public var commitInterval = Self.defaultCommitInterval
     /// The same while only ACKs that may linger wait (or nothing does): no worker waits for
     /// those, and they wait for the worker's next message anyway (``ackLinger``). At 20,000
-    /// units/s, commits every 2 ms cost the journal thread a third of what the loop spends
-    /// beyond the floor in `bench dispatch`'s paced phase. Events of a crash in between are
-    /// lost as they would be in any other commit: nothing was acknowledged on them.
+    /// units/s, commits every 2 ms took a third of the CPU the coordinator spent beyond the
+    /// floor in `bench dispatch`'s paced phase. Events buffered at a crash are lost as in any
+    /// other commit: nothing was acknowledged on them.
     public var lingeringCommitInterval = Self.defaultLingeringCommitInterval
 
     public static let defaultCommitInterval: Duration = .milliseconds(2)
