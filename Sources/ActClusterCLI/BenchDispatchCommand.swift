@@ -25,8 +25,9 @@ struct BenchDispatchCommand: ParsableCommand {
             minimal client (plain sockets, one epoll, a couple of syscalls per unit), so that \
             they take little of the cores the coordinator runs on; --null-workers zmq gives each \
             a libzmq DEALER socket, as real workers have, which costs about as much CPU per unit \
-            as the coordinator itself. The CPU per unit of both sides over the saturated phase is \
-            printed.
+            as the coordinator itself. The CPU per unit of both sides over each phase is printed, \
+            and where the rest of the machine's time went over the paced phase (steal, \
+            interrupts, other processes), so that a round on a busy host shows as such.
 
             The run has two phases. Saturated (the first half of the units): every null worker \
             answers each ASSIGN at once, so the coordinator works flat out; its units/s (leases \
