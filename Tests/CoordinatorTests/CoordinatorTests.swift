@@ -112,10 +112,7 @@ import ZeroMQ
     /// DONE whose files are missing is rejected and changes nothing; a resent DONE from the
     /// accepted lease is acknowledged as such.
     @Test func doneIsCheckedAndIdempotent() throws {
-        let directory = try scratchDirectory("done-checks")
-        let corpus = directory + "/corpus.txt"
-        try writeCorpus(corpus, documents: 2)
-        let coordinator = try RunningCoordinator(run: Fixture.run(corpus: [corpus], out: directory, unitTokens: 8))
+        let (coordinator, directory) = try RunningCoordinator.onePerLine("done-checks", documents: 2)
         let worker = try ScriptedWorker(try ZeroMQContext(), endpoint: coordinator.endpoint, name: "w", directory: directory)
         try worker.ready()
         let assignment = try worker.assignment()
@@ -269,14 +266,11 @@ import ZeroMQ
     /// for the journal sync that the ACK of its DONE waits for; any other worker gets the ACK
     /// first, then the ASSIGN.
     @Test func assignAheadOfTheAckOnlyForWorkersThatTakeIt() throws {
-        let directory = try scratchDirectory("assign-before-ack")
-        let corpus = directory + "/corpus.txt"
-        try writeCorpus(corpus, documents: 6)
-        let coordinator = try RunningCoordinator(run: Fixture.run(corpus: [corpus], out: directory, unitTokens: 8))
+        let (coordinator, directory) = try RunningCoordinator.onePerLine("assign-before-ack", documents: 6)
         let context = try ZeroMQContext()
         for takesIt in [true, false] {
             let worker = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "early-\(takesIt)", directory: directory)
-            try worker.send(.ready(Ready(worker: worker.name, assignBeforeAck: takesIt)))
+            try worker.ready(assignBeforeAck: takesIt)
             let first = try worker.assignment()
             try worker.finishAsking(first)
             let messages = [try worker.next(), try worker.next()].compactMap { $0 }
@@ -296,19 +290,15 @@ import ZeroMQ
     /// ASSIGN went ahead) is held for the linger: it leaves right before the worker's next
     /// message, or alone once the linger is over; never before.
     @Test func heldAckLeavesWithTheNextMessage() throws {
-        let directory = try scratchDirectory("held-ack")
-        let corpus = directory + "/corpus.txt"
-        try writeCorpus(corpus, documents: 6)
         let linger = Duration.milliseconds(400)
         // A HEARTBEAT to the worker would take the held ACK along: none within the test's waits.
-        let coordinator = try RunningCoordinator(
-            {
-                $0.heartbeatInterval = .seconds(1)
-                $0.ackLinger = linger
-            }, run: Fixture.run(corpus: [corpus], out: directory, unitTokens: 8))
+        let (coordinator, directory) = try RunningCoordinator.onePerLine("held-ack", documents: 6) {
+            $0.heartbeatInterval = .seconds(1)
+            $0.ackLinger = linger
+        }
         let context = try ZeroMQContext()
         let worker = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "quick", directory: directory)
-        try worker.send(.ready(Ready(worker: worker.name, assignBeforeAck: true)))
+        try worker.ready(assignBeforeAck: true)
         let first = try worker.assignment()
         try worker.finishAsking(first)
         let second = try worker.assignment()
@@ -341,23 +331,19 @@ import ZeroMQ
     /// commits start `lingeringCommitInterval` apart; a worker that waits for its ACK gets it
     /// after `commitInterval`.
     @Test func commitsWaitLongerWhileNoWorkerWaitsForThem() throws {
-        let directory = try scratchDirectory("lingering-commits")
-        let corpus = directory + "/corpus.txt"
-        try writeCorpus(corpus, documents: 6)
         let lingering = Duration.milliseconds(1500)
         // No HEARTBEAT to the workers within the test's waits: it would take a held ACK along.
-        let coordinator = try RunningCoordinator(
-            {
-                $0.heartbeatInterval = .seconds(2)
-                $0.ackLinger = .milliseconds(20)
-                $0.lingeringCommitInterval = lingering
-            }, run: Fixture.run(corpus: [corpus], out: directory, unitTokens: 8))
+        let (coordinator, directory) = try RunningCoordinator.onePerLine("lingering-commits", documents: 6) {
+            $0.heartbeatInterval = .seconds(2)
+            $0.ackLinger = .milliseconds(20)
+            $0.lingeringCommitInterval = lingering
+        }
         let context = try ZeroMQContext()
 
         // Its first ASSIGN waited for the lease ids' commit; its report, made at once, finds
         // that commit just begun, and nothing else waits.
         let quick = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "quick", directory: directory)
-        try quick.send(.ready(Ready(worker: quick.name, assignBeforeAck: true)))
+        try quick.ready(assignBeforeAck: true)
         let first = try quick.assignment()
         let reported = ContinuousClock.now
         try quick.finishAsking(first)
@@ -368,7 +354,7 @@ import ZeroMQ
         #expect(waited >= lingering - .milliseconds(500), "the lingering ACK's commit came after \(waited)")
 
         let patient = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "patient", directory: directory)
-        try patient.send(.ready(Ready(worker: patient.name, assignBeforeAck: false)))
+        try patient.ready(assignBeforeAck: false)
         let its = try patient.assignment()
         let asked = ContinuousClock.now
         try patient.finishAsking(its)

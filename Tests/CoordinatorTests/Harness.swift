@@ -78,6 +78,17 @@ final class RunningCoordinator: @unchecked Sendable {
 
     var endpoint: String { coordinator.workerEndpoint }
 
+    /// A coordinator over a corpus of `documents` lines in a new scratch folder, one unit per
+    /// line; the folder is also the run's output.
+    static func onePerLine(
+        _ name: String, documents: Int, _ configure: (inout CoordinatorConfiguration) -> Void = { _ in }
+    ) throws -> (coordinator: RunningCoordinator, directory: String) {
+        let directory = try scratchDirectory(name)
+        let corpus = directory + "/corpus.txt"
+        try writeCorpus(corpus, documents: documents)
+        return (try RunningCoordinator(configure, run: Fixture.run(corpus: [corpus], out: directory, unitTokens: 8)), directory)
+    }
+
     /// Waits for the run to end; throws what the coordinator threw.
     func outcome(timeout: Duration = .seconds(30)) throws -> CoordinatorOutcome {
         guard finished.wait(timeout: .now() + timeout.seconds) == .success else { throw HarnessError("the coordinator did not finish within \(timeout)") }
@@ -113,6 +124,9 @@ final class ScriptedWorker {
     func send(_ message: WorkerMessage) throws { try socket.send(multipart: message.encode()) }
 
     func ready() throws { try send(.ready(Ready(worker: name, processID: 1, threads: 1))) }
+
+    /// READY saying whether it takes its next ASSIGN before the ACK of its report.
+    func ready(assignBeforeAck: Bool) throws { try send(.ready(Ready(worker: name, assignBeforeAck: assignBeforeAck))) }
 
     func heartbeat(_ assignment: Assignment?) throws {
         try send(.heartbeat(WorkerHeartbeat(worker: name, lease: assignment?.lease, unit: assignment?.unit, tokens: assignment == nil ? nil : 1)))
