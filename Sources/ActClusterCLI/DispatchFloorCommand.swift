@@ -58,10 +58,11 @@ struct DispatchFloorCommand: ParsableCommand {
         var held = HeldAcknowledgements<[[UInt8]]>()
         let linger = ClusterWire.Defaults.heartbeatInterval / 4
         let ackInterval = CoordinatorConfiguration.defaultLingeringCommitInterval
+        func transmit(_ acks: HeldAcknowledgements<[[UInt8]]>.Held, to peer: RoutingID) throws {
+            for ack in acks { try socket.send(ack, routedTo: peer) }
+        }
         func send(_ frames: [[UInt8]], to peer: RoutingID) throws {
-            if let acks = held.take(for: peer) {
-                for ack in acks { try socket.send(ack, routedTo: peer) }
-            }
+            if let acks = held.take(for: peer) { try transmit(acks, to: peer) }
             try socket.send(frames, routedTo: peer)
         }
         while done < units {
@@ -86,14 +87,10 @@ struct DispatchFloorCommand: ParsableCommand {
                 for peer in unacknowledged { held.hold(ack, for: peer, now: now) }
                 unacknowledged.removeAll(keepingCapacity: true)
             }
-            while let (peer, acks) = held.takeExpired(heldSince: now - linger) {
-                for ack in acks { try socket.send(ack, routedTo: peer) }
-            }
+            while let (peer, acks) = held.takeExpired(heldSince: now - linger) { try transmit(acks, to: peer) }
         }
         for peer in unacknowledged { held.hold(ack, for: peer, now: clock.now) }
-        for (peer, acks) in held.takeAll() {
-            for ack in acks { try socket.send(ack, routedTo: peer) }
-        }
+        for (peer, acks) in held.takeAll() { try transmit(acks, to: peer) }
         let shutdown = CoordinatorMessage.shutdown(reason: "the run is complete").encode()
         for peer in peers { try socket.send(shutdown, routedTo: peer) }
         // The linger delivers the SHUTDOWNs when the socket closes.
