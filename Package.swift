@@ -45,7 +45,9 @@ let package = Package(
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"], swiftSettings: loopSettings),
         .target(name: "LZ4", dependencies: ["CLZ4"]),
         .target(name: "BLAS", dependencies: ["COpenBLAS"]),
-        .target(name: "Platform"),
+        // The system calls Glibc's module lacks (sched_setattr).
+        .target(name: "CPlatform"),
+        .target(name: "Platform", dependencies: ["CPlatform"]),
         // Shard codec kernels (CRC-32C, bitshuffle, float conversions). Fast paths use
         // per-function target attributes and run-time dispatch, never -march flags.
         .target(

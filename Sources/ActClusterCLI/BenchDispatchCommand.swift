@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClusterProtocol
+import Coordinator
 import Foundation
 import Platform
 import Shards
@@ -51,7 +52,7 @@ struct BenchDispatchCommand: ParsableCommand {
             overstates the latency, never understates it.
 
             With --floor the same phases run once more, against a process that only answers \
-            through libzmq from pre-encoded messages (the ACKs every 20 ms, as the coordinator's \
+            through libzmq from pre-encoded messages (the ACKs every 100 ms, as the coordinator's \
             commits, each held for the worker's next ASSIGN as the coordinator holds it): the \
             reference for what the coordinator adds on this machine.
             """
@@ -97,6 +98,11 @@ struct BenchDispatchCommand: ParsableCommand {
         valueName: "file"))
     var leaseTrace: String?
 
+    @Option(help: ArgumentHelp(
+        "Scheduler slice the coordinator's loop and I/O thread ask for, in microseconds (its --scheduler-slice); the floor's threads ask for the same. 0 keeps the kernel's, to see what the slice does.",
+        valueName: "us"))
+    var schedulerSlice = Int(CoordinatorConfiguration.defaultSchedulerSlice.components.attoseconds / 1_000_000_000_000)
+
     /// `--coordinator-wrapper`, split into its words.
     private var wrapperWords: [String] { coordinatorWrapper?.split(separator: " ").map(String.init) ?? [] }
 
@@ -109,6 +115,9 @@ struct BenchDispatchCommand: ParsableCommand {
         guard ["tcp", "ipc"].contains(transport) else { throw ValidationError("--transport must be tcp or ipc") }
         if coordinatorWrapper != nil && wrapperWords.isEmpty { throw ValidationError("--coordinator-wrapper needs a command") }
         if leaseTrace != nil && pacedRate == 0 { throw ValidationError("--lease-trace traces the paced phase: give a --paced-rate above 0") }
+        guard schedulerSlice == 0 || (100...100_000).contains(schedulerSlice) else {
+            throw ValidationError("--scheduler-slice must be 0 (the kernel's) or 100 to 100000 microseconds")
+        }
     }
 
     func run() throws {
@@ -125,6 +134,8 @@ struct BenchDispatchCommand: ParsableCommand {
         for index in 0..<units { corpus += Array(("document \(index) " + String(repeating: "x", count: 40)).prefix(40).utf8) + [0x0A] }
         try AtomicFile.write(corpus, to: directory + "/corpus.txt")
 
+        // Printed with the figures: under `taskset -c 0` every thread of the run shares one core.
+        let cpus = AllowedCPUs.current
         var coordinatorRounds: [DispatchFigures] = [], floorRounds: [DispatchFigures] = []
         var trace = "round,side,asked_unix_s,latency_ms,read_latency_ms\n"
         func addToTrace(_ figures: DispatchFigures, round: Int, side: String) {
@@ -142,15 +153,19 @@ struct BenchDispatchCommand: ParsableCommand {
                     "coordinator", "--corpus", directory + "/corpus.txt", "--format", "txt", "--model", directory + "/model", "--hook",
                     nullWorkerHook, "--out", directory + "/out", "--bind", endpoint, "--unit-tokens", "8", "--context", "8",
                     "--log-level", "warning", "--skip-file-checks", "--log-file", directory + "/coordinator.log",
+                    "--scheduler-slice", "\(schedulerSlice)",
                 ]
             }, directory: directory, what: "coordinator", log: directory + "/coordinator.log")
             let manifest = try ShardManifest.read(directory + "/out")
-            print("dispatch: \(figures.acknowledged) units (manifest \(manifest.shards.count)) to \(workers) null workers (\(nullWorkers.rawValue)) over \(transport)")
+            print(
+                "dispatch: \(figures.acknowledged) units (manifest \(manifest.shards.count)) to \(workers) null workers (\(nullWorkers.rawValue)) over \(transport)"
+                    + (cpus.map { ", on \($0) CPU\($0 == 1 ? "" : "s") (this process's affinity)" } ?? "")
+                    + (schedulerSlice > 0 ? ", scheduler slice \(schedulerSlice) µs" : ", the kernel's scheduler slice"))
             printCoordinator(figures)
             coordinatorRounds.append(figures)
             addToTrace(figures, round: round, side: "coordinator")
             if floor {
-                let reference = try measure(coordinatorArguments: { ["bench", "dispatch-floor", "--bind", $0, "--units", "\(units)"] }, directory: directory, what: "floor", log: nil)
+                let reference = try measure(coordinatorArguments: { ["bench", "dispatch-floor", "--bind", $0, "--units", "\(units)", "--scheduler-slice", "\(schedulerSlice)"] }, directory: directory, what: "floor", log: nil)
                 printFloor(reference, against: figures)
                 floorRounds.append(reference)
                 addToTrace(reference, round: round, side: "floor")
@@ -177,6 +192,8 @@ struct BenchDispatchCommand: ParsableCommand {
             "rounds": rounds, "p99_goal_met_rounds": goalMet(coordinatorRounds), "host_steal_percent": figures.host.stealPercent,
             "host_interrupts_percent": figures.host.interruptsPercent, "host_others_percent": figures.host.othersPercent,
         ]
+        if let cpus { object["cpus"] = cpus }
+        object["scheduler_slice_us"] = schedulerSlice
         if pacedRate > 0 {
             object["paced_offered_units_per_second"] = pacedRate
             object["paced_units_per_second"] = figures.pacedRate

@@ -2,12 +2,13 @@ import ArgumentParser
 import ClusterProtocol
 import Coordinator
 import Foundation
+import Platform
 import ZeroMQ
 
 /// `actcluster bench dispatch-floor` (hidden; `bench dispatch --floor` starts it): the reference
 /// for the coordinator's dispatch. A libzmq ROUTER with the coordinator's socket options that
 /// answers every READY and DONE with one pre-encoded ASSIGN at once, and ACKs the DONEs every
-/// 20 ms (the coordinator's commit interval while only ACKs that may linger wait, as in the
+/// 100 ms (the coordinator's commit interval while only ACKs that may linger wait, as in the
 /// bench), each held to leave with the peer's next ASSIGN as the coordinator holds it
 /// (``HeldAcknowledgements``); no state, journal, planning or decoding beyond the command byte. What it costs per unit, and the lease latency it gives, is what
 /// libzmq and this machine cost before the coordinator does any work.
@@ -24,6 +25,9 @@ struct DispatchFloorCommand: ParsableCommand {
     @Option(help: "DONEs to take before SHUTDOWN.")
     var units: Int
 
+    @Option(help: "Scheduler slice of this thread and libzmq's I/O thread, in microseconds, as the coordinator's --scheduler-slice (0 keeps the kernel's).")
+    var schedulerSlice = 0
+
     func run() throws {
         let context = try ZeroMQContext()
         let socket = try context.socket(.router)
@@ -34,6 +38,11 @@ struct DispatchFloorCommand: ParsableCommand {
             _ = try socket.bind(bind)
         } catch {
             throw CommandFailure("cannot listen on \(bind): \(error.reason)")
+        }
+        // Like for like: the same scheduling as the coordinator's loop and I/O thread.
+        if schedulerSlice > 0 {
+            SchedulerSlice.request(.microseconds(schedulerSlice))
+            _ = SchedulerSlice.request(.microseconds(schedulerSlice), threadsNamed: "ZMQbg/IO/")
         }
 
         // One unit of one 40-byte line, as the bench's corpus has; every lease gets the same.

@@ -204,6 +204,7 @@ public final class Coordinator {
     /// Runs until the run completes or a signal drains it.
     public func run() throws -> CoordinatorOutcome {
         let baseline = stopRequests()
+        requestSchedulerSlice()
         if state.completed {
             logger.info("run_already_complete", metadata: ["units_done": "\(state.done.count)", "units_failed": "\(state.poisoned.count)"])
             try writeManifest()
@@ -251,6 +252,20 @@ public final class Coordinator {
                 logger.notice("drained", metadata: metadataCounts())
                 return .drained(summary(manifest: false))
             }
+        }
+    }
+
+    /// The loop's thread (the caller of ``run()``) and libzmq's I/O threads ask for
+    /// ``CoordinatorConfiguration/schedulerSlice``.
+    private func requestSchedulerSlice() {
+        guard let slice = configuration.schedulerSlice, slice > .zero else { return }
+        let loopFailure = SchedulerSlice.request(slice)
+        let (ioThreads, ioFailure) = SchedulerSlice.request(slice, threadsNamed: "ZMQbg/IO/")
+        let microseconds = "\(slice.components.seconds * 1_000_000 + slice.components.attoseconds / 1_000_000_000_000)"
+        if let failure = loopFailure ?? ioFailure {
+            logger.warning("scheduler_slice_refused", metadata: ["microseconds": "\(microseconds)", "reason": "\(failure)"])
+        } else {
+            logger.info("scheduler_slice", metadata: ["microseconds": "\(microseconds)", "threads": "\(1 + ioThreads)"])
         }
     }
 

@@ -41,6 +41,26 @@ public struct CPUFeatures: Sendable, Equatable {
     }
 }
 
+/// How many CPUs the process may run on: its affinity (`taskset -c 0` makes it 1), not the
+/// machine's count. Read from the `Cpus_allowed` mask of `/proc/self/status`.
+public enum AllowedCPUs {
+    /// The count in `/proc/<pid>/status` text; nil if it has no `Cpus_allowed` line.
+    public static func count(status: String) -> Int? {
+        for line in status.split(separator: "\n") where line.hasPrefix("Cpus_allowed:") {
+            var bits = 0
+            for character in line.dropFirst("Cpus_allowed:".count) {
+                guard let digit = character.hexDigitValue else { continue }
+                bits += digit.nonzeroBitCount
+            }
+            return bits
+        }
+        return nil
+    }
+
+    /// This process's count; nil where `/proc` has none.
+    public static var current: Int? { readWholeFile("/proc/self/status").flatMap(count(status:)) }
+}
+
 extension Substring {
     fileprivate func trimmingCharacters(in set: String) -> String {
         let trimmed = drop { set.contains($0) }

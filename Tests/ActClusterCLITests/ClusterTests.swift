@@ -1,5 +1,6 @@
 import ClusterProtocol
 import Foundation
+import Platform
 import SafeTensors
 import Shards
 import Testing
@@ -335,6 +336,48 @@ struct HarnessFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// The coordinator's loop and libzmq's I/O thread ask for a short scheduler slice; its other
+/// threads keep the kernel's. Read from the running process's sched files.
+@Suite(.serialized) struct CoordinatorSchedulerSlice {
+    /// Each thread's slice by name; the main thread (which runs the loop) as "main". Threads
+    /// the runtime starts inherit the process's name, so only the main thread is told by id.
+    private func slices(of process: Process) -> [String: Duration] {
+        var slices: [String: Duration] = [:]
+        let tasks = "/proc/\(process.processIdentifier)/task"
+        for tid in (try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? [] {
+            let comm = readWholeFileOrEmpty("\(tasks)/\(tid)/comm").split(separator: "\n").first.map(String.init) ?? ""
+            let name = tid == "\(process.processIdentifier)" ? "main" : comm
+            for line in readWholeFileOrEmpty("\(tasks)/\(tid)/sched").split(separator: "\n") where line.hasPrefix("se.slice") {
+                if let value = line.split(separator: " ").last.flatMap({ Int64($0) }) { slices[name] = .nanoseconds(value) }
+            }
+        }
+        return slices
+    }
+
+    @Test func theLoopAndTheIOThreadTakeTheSliceAsked() throws {
+        let fixture = try ClusterFixture(documents: 4)
+        let coordinator = try fixture.coordinator(out: fixture.directory + "/out", extra: ["--scheduler-slice", "700"], log: fixture.directory + "/c.log")
+        defer { coordinator.killHard() }
+        #expect(try coordinator.waitForValue(event: "scheduler_slice", key: "microseconds") == "700")
+        #expect(coordinator.events("scheduler_slice").first.flatMap { ClusterRole.value("threads", in: $0) } == "2")
+        let taken = slices(of: coordinator.process)
+        #expect(taken["main"] == .microseconds(700), "\(taken)")
+        #expect(taken["ZMQbg/IO/0"] == .microseconds(700), "\(taken)")
+        let journal = try #require(taken["journal-sync"], "\(taken)")
+        #expect(journal != .microseconds(700))
+
+        let kernels = try ClusterFixture(documents: 4)
+        let plain = try kernels.coordinator(out: kernels.directory + "/out", extra: ["--scheduler-slice", "0"], log: kernels.directory + "/c.log")
+        defer { plain.killHard() }
+        _ = try kernels.endpoint(of: plain)
+        #expect(plain.events("scheduler_slice").isEmpty)
+        #expect(slices(of: plain.process)["ZMQbg/IO/0"] == journal, "the kernel's slice, as the journal thread's")
+
+        let refused = try runActcluster(["coordinator"] + fixture.collectionArguments + ["--out", fixture.directory + "/o2", "--bind", "tcp://127.0.0.1:0", "--scheduler-slice", "50"])
+        #expect(refused.status != 0 && refused.stderr.contains("--scheduler-slice must be 0"), "\(refused.stderr)")
+    }
+}
+
 @Suite(.serialized) struct ClusterPartition {
     /// A worker in its own network namespace loses its link in the middle of a unit: its lease
     /// expires and the unit moves to another worker. When the link comes back, its late report
@@ -480,6 +523,10 @@ struct HarnessFailure: Error, CustomStringConvertible {
             #expect((0...100).contains(figures[key] as? Double ?? -1), "\(key) in \(last)")
         }
         #expect(figures["rounds"] as? Int == 2)
+        // The bench runs with this test's affinity, and says so.
+        let cpus = try #require(AllowedCPUs.current)
+        #expect(figures["cpus"] as? Int == cpus, "\(last)")
+        #expect(run.stdout.contains("over \(transport), on \(cpus) CPU"), "\(run.stdout)")
         for key in ["p99_goal_met_rounds", "floor_p99_goal_met_rounds"] { #expect((0...2).contains(figures[key] as? Int ?? -1), "\(key) in \(last)") }
         var earlier = 0
         for (stamped, read) in [("p99_ms", "paced_read_p99_ms"), ("floor_p99_ms", "floor_paced_read_p99_ms")] {

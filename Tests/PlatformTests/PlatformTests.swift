@@ -100,3 +100,68 @@ import Testing
         #expect(MachineCPUTimes.now() != nil)
     }
 }
+
+/// The CPUs a process may use, from `/proc/<pid>/status` masks written by hand.
+@Suite struct AllowedCPUCount {
+    @Test func countsTheBitsOfTheMask() {
+        #expect(AllowedCPUs.count(status: "Name:\tx\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1\n") == 2)
+        #expect(AllowedCPUs.count(status: "Cpus_allowed:\t00000000,00000001\n") == 1)
+        #expect(AllowedCPUs.count(status: "Cpus_allowed:\tff,ffffffff\n") == 40)
+        #expect(AllowedCPUs.count(status: "Name:\tx\n") == nil)
+    }
+
+    @Test func theProcessMayRunOnAtLeastOneAndAtMostEveryCPU() throws {
+        let count = try #require(AllowedCPUs.current)
+        #expect(count >= 1)
+        #expect(count <= Int(sysconf(Int32(_SC_NPROCESSORS_CONF))))
+    }
+}
+
+/// Scheduler slices, read back from the kernel's sched files (this machine runs Linux 6.18).
+@Suite struct SchedulerSlices {
+    /// On a thread of its own: a slice the test sets is not the process's to keep.
+    private func onNewThread<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
+        let result = Mutex<T?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            result.withLock { $0 = body() }
+            done.signal()
+        }.start()
+        done.wait()
+        return result.withLock { $0! }
+    }
+
+    @Test func aThreadGetsTheSliceItAsksFor() throws {
+        let (tid, before, failure, after, name) = onNewThread {
+            nameCurrentThread("slice-test")
+            let tid = currentThreadID()
+            let before = SchedulerSlice.current(thread: tid)
+            let failure = SchedulerSlice.request(.microseconds(700))
+            let name = processThreads().first { $0.tid == tid }?.name
+            return (tid, before, failure, SchedulerSlice.current(thread: tid), name)
+        }
+        #expect(tid > 0)
+        #expect(name == "slice-test")
+        #expect(failure == nil)
+        let kernels = try #require(before, "the kernel shows no se.slice")
+        #expect(kernels != .microseconds(700))
+        #expect(after == .microseconds(700))
+    }
+
+    @Test func threadsAreFoundByName() throws {
+        let (taken, failure, slice) = onNewThread {
+            nameCurrentThread("slice-by-name")
+            let result = SchedulerSlice.request(.microseconds(900), threadsNamed: "slice-by-")
+            return (result.threads, result.failure, SchedulerSlice.current(thread: currentThreadID()))
+        }
+        #expect(taken == 1)
+        #expect(failure == nil)
+        #expect(slice == .microseconds(900))
+        #expect(SchedulerSlice.request(.microseconds(900), threadsNamed: "no-such-thread-").threads == 0)
+    }
+
+    @Test func anIdThatNamesNoThreadIsRefusedWithTheReason() throws {
+        let reason = try #require(SchedulerSlice.request(.microseconds(500), thread: Int32.max))
+        #expect(reason.contains("No such process"), "\(reason)")
+    }
+}
