@@ -101,7 +101,7 @@ struct BenchDispatchCommand: ParsableCommand {
     @Option(help: ArgumentHelp(
         "Scheduler slice the coordinator's loop and I/O thread ask for, in microseconds (its --scheduler-slice); the floor's threads ask for the same. 0 keeps the kernel's, to see what the slice does.",
         valueName: "us"))
-    var schedulerSlice = Int(CoordinatorConfiguration.defaultSchedulerSlice.components.attoseconds / 1_000_000_000_000)
+    var schedulerSlice = CoordinatorConfiguration.defaultSchedulerSliceMicroseconds
 
     /// `--coordinator-wrapper`, split into its words.
     private var wrapperWords: [String] { coordinatorWrapper?.split(separator: " ").map(String.init) ?? [] }
@@ -115,9 +115,7 @@ struct BenchDispatchCommand: ParsableCommand {
         guard ["tcp", "ipc"].contains(transport) else { throw ValidationError("--transport must be tcp or ipc") }
         if coordinatorWrapper != nil && wrapperWords.isEmpty { throw ValidationError("--coordinator-wrapper needs a command") }
         if leaseTrace != nil && pacedRate == 0 { throw ValidationError("--lease-trace traces the paced phase: give a --paced-rate above 0") }
-        guard schedulerSlice == 0 || (100...100_000).contains(schedulerSlice) else {
-            throw ValidationError("--scheduler-slice must be 0 (the kernel's) or 100 to 100000 microseconds")
-        }
+        if let problem = CoordinatorConfiguration.schedulerSliceProblem(microseconds: schedulerSlice) { throw ValidationError(problem) }
     }
 
     func run() throws {

@@ -95,7 +95,7 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: ArgumentHelp(
         "Scheduler slice, in microseconds, that the loop and libzmq's I/O thread ask the kernel for (Linux 6.12 or later; 100–100000): on a busy machine a shorter slice gets them a core sooner after each wake-up, at the same share of the CPU. 0 keeps the kernel's.",
         valueName: "us"))
-    var schedulerSlice = Int(CoordinatorConfiguration.defaultSchedulerSlice.components.attoseconds / 1_000_000_000_000)
+    var schedulerSlice = CoordinatorConfiguration.defaultSchedulerSliceMicroseconds
 
     @Option(help: ArgumentHelp("The coordinator's CURVE secret key file (from `actcluster keygen`).", valueName: "file"))
     var curveSecretKey: String?
@@ -126,9 +126,7 @@ struct CoordinatorCommand: ParsableCommand {
             throw ValidationError("--batch-windows must be 1 … \(ClusterWire.Limits.maxBatchWindows)")
         }
         guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
-        guard schedulerSlice == 0 || (100...100_000).contains(schedulerSlice) else {
-            throw ValidationError("--scheduler-slice must be 0 (the kernel's) or 100 to 100000 microseconds, the range Linux accepts")
-        }
+        if let problem = CoordinatorConfiguration.schedulerSliceProblem(microseconds: schedulerSlice) { throw ValidationError(problem) }
         guard heartbeatMs >= 10, UInt64(heartbeatMs) <= ClusterWire.Limits.maxHeartbeatMilliseconds else {
             throw ValidationError("--heartbeat-ms must be 10 … \(ClusterWire.Limits.maxHeartbeatMilliseconds)")
         }

@@ -70,7 +70,16 @@ public struct CoordinatorConfiguration: Sendable {
     /// goal in 24 of 27 rounds against 16 of 27 without.
     public var schedulerSlice: Duration? = Self.defaultSchedulerSlice
 
-    public static let defaultSchedulerSlice: Duration = .microseconds(300)
+    public static let defaultSchedulerSlice: Duration = .microseconds(defaultSchedulerSliceMicroseconds)
+    /// `--scheduler-slice` takes microseconds.
+    public static let defaultSchedulerSliceMicroseconds = 300
+
+    /// Why `--scheduler-slice` cannot be `microseconds`: nil for 0 (the kernel's) and for the
+    /// 100–100,000 Linux accepts.
+    public static func schedulerSliceProblem(microseconds: Int) -> String? {
+        microseconds == 0 || (100...100_000).contains(microseconds)
+            ? nil : "--scheduler-slice must be 0 (the kernel's) or 100 to 100000 microseconds, the range Linux accepts"
+    }
 
     public init(run: RunDefinition, bind: String, statusBind: String? = nil, curve: Curve? = nil) {
         self.run = run
