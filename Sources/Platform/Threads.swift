@@ -38,10 +38,10 @@ public enum SchedulerSlice {
         return (threads, failure)
     }
 
-    /// The slice the kernel gives thread `tid` of this process, from its `/proc` sched file
-    /// (`se.slice`); nil where the kernel shows none.
-    public static func current(thread tid: Int32) -> Duration? {
-        guard let text = readWholeFile("/proc/self/task/\(tid)/sched") else { return nil }
+    /// The slice the kernel gives thread `tid` of process `pid` (nil: this one), from its
+    /// `/proc` sched file (`se.slice`); nil where the kernel shows none.
+    public static func current(thread tid: Int32, process pid: Int32? = nil) -> Duration? {
+        guard let text = readWholeFile("/proc/\(pid.map(String.init) ?? "self")/task/\(tid)/sched") else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix("se.slice") {
             guard let value = line.split(separator: ":").last.flatMap({ Int64($0.trimmingPrefix(while: { $0 == " " })) }) else { return nil }
             return .nanoseconds(value)

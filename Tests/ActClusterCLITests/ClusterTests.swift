@@ -347,9 +347,7 @@ struct HarnessFailure: Error, CustomStringConvertible {
         for tid in (try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? [] {
             let comm = readWholeFileOrEmpty("\(tasks)/\(tid)/comm").split(separator: "\n").first.map(String.init) ?? ""
             let name = tid == "\(process.processIdentifier)" ? "main" : comm
-            for line in readWholeFileOrEmpty("\(tasks)/\(tid)/sched").split(separator: "\n") where line.hasPrefix("se.slice") {
-                if let value = line.split(separator: " ").last.flatMap({ Int64($0) }) { slices[name] = .nanoseconds(value) }
-            }
+            slices[name] = Int32(tid).flatMap { SchedulerSlice.current(thread: $0, process: process.processIdentifier) }
         }
         return slices
     }
