@@ -42,7 +42,7 @@ struct DispatchFloorCommand: ParsableCommand {
         // Like for like: the same scheduling as the coordinator's loop and I/O thread.
         if schedulerSlice > 0 {
             SchedulerSlice.request(.microseconds(schedulerSlice))
-            _ = SchedulerSlice.request(.microseconds(schedulerSlice), threadsNamed: "ZMQbg/IO/")
+            _ = SchedulerSlice.request(.microseconds(schedulerSlice), threadsNamed: Coordinator.ioThreadPrefix, wait: .milliseconds(500))
         }
 
         // One unit of one 40-byte line, as the bench's corpus has; every lease gets the same.

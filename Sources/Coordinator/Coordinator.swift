@@ -255,12 +255,15 @@ public final class Coordinator {
         }
     }
 
+    /// How libzmq names its I/O threads (`ZMQbg/IO/0`, …), once they run.
+    public static let ioThreadPrefix = "ZMQbg/IO/"
+
     /// The loop's thread (the caller of ``run()``) and libzmq's I/O threads ask for
     /// ``CoordinatorConfiguration/schedulerSlice``.
     private func requestSchedulerSlice() {
         guard let slice = configuration.schedulerSlice, slice > .zero else { return }
         let loopFailure = SchedulerSlice.request(slice)
-        let (ioThreads, ioFailure) = SchedulerSlice.request(slice, threadsNamed: "ZMQbg/IO/")
+        let (ioThreads, ioFailure) = SchedulerSlice.request(slice, threadsNamed: Self.ioThreadPrefix, wait: .milliseconds(500))
         let microseconds = "\(slice.components.seconds * 1_000_000 + slice.components.attoseconds / 1_000_000_000_000)"
         if let failure = loopFailure ?? ioFailure {
             logger.warning("scheduler_slice_refused", metadata: ["microseconds": "\(microseconds)", "reason": "\(failure)"])

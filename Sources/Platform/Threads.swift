@@ -27,15 +27,20 @@ public enum SchedulerSlice {
     }
 
     /// Asks for `slice` for every thread of this process whose name starts with `prefix`
-    /// (libzmq's I/O threads are `ZMQbg/IO/0`, …). Returns how many took it, and why the
-    /// first that did not, did not.
-    public static func request(_ slice: Duration, threadsNamed prefix: String) -> (threads: Int, failure: String?) {
-        var threads = 0
-        var failure: String?
-        for (tid, name) in processThreads() where name.hasPrefix(prefix) {
-            if let reason = request(slice, thread: tid) { failure = failure ?? reason } else { threads += 1 }
+    /// (libzmq's I/O threads are `ZMQbg/IO/0`, …). A thread names itself once it runs, so
+    /// while none has the name yet this looks again, for up to `wait`. Returns how many took
+    /// the slice, and why the first that did not, did not.
+    public static func request(_ slice: Duration, threadsNamed prefix: String, wait: Duration = .zero) -> (threads: Int, failure: String?) {
+        let deadline = ContinuousClock.now + wait
+        while true {
+            var threads = 0
+            var failure: String?
+            for (tid, name) in processThreads() where name.hasPrefix(prefix) {
+                if let reason = request(slice, thread: tid) { failure = failure ?? reason } else { threads += 1 }
+            }
+            if threads > 0 || failure != nil || ContinuousClock.now >= deadline { return (threads, failure) }
+            usleep(1000)
         }
-        return (threads, failure)
     }
 
     /// The slice the kernel gives thread `tid` of process `pid` (nil: this one), from its

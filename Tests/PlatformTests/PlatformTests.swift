@@ -160,6 +160,25 @@ import Testing
         #expect(SchedulerSlice.request(.microseconds(900), threadsNamed: "no-such-thread-").threads == 0)
     }
 
+    /// A thread that names itself only after a while, as libzmq's I/O thread does once it runs.
+    @Test func aThreadNamedLateIsWaitedFor() throws {
+        let named = DispatchSemaphore(value: 0), finish = DispatchSemaphore(value: 0)
+        let tid = Mutex<Int32>(0)
+        Thread {
+            Thread.sleep(forTimeInterval: 0.05)
+            tid.withLock { $0 = currentThreadID() }
+            nameCurrentThread("slice-late")
+            named.signal()
+            finish.wait()
+        }.start()
+        let result = SchedulerSlice.request(.microseconds(800), threadsNamed: "slice-late", wait: .seconds(5))
+        named.wait()
+        #expect(result.threads == 1 && result.failure == nil, "\(result)")
+        #expect(SchedulerSlice.current(thread: tid.withLock { $0 }) == .microseconds(800))
+        #expect(SchedulerSlice.request(.microseconds(800), threadsNamed: "never-named-", wait: .milliseconds(20)).threads == 0)
+        finish.signal()
+    }
+
     @Test func anIdThatNamesNoThreadIsRefusedWithTheReason() throws {
         let reason = try #require(SchedulerSlice.request(.microseconds(500), thread: Int32.max))
         #expect(reason.contains("No such process"), "\(reason)")
