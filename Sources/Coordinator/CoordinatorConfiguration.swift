@@ -66,8 +66,9 @@ public struct CoordinatorConfiguration: Sendable {
     /// The scheduler slice the loop and libzmq's I/O threads ask for (``SchedulerSlice``); nil
     /// or zero keeps the kernel's (about 1.4 ms on 2 cores). Every lease waits for both
     /// threads, and when the machine is busy each wake-up of theirs waited behind whatever ran
-    /// a full slice: with the whole `bench dispatch` on one core, a 0.3 ms slice met the p99
-    /// goal in 58 of 63 rounds against 48 of 63 without (three alternations).
+    /// a full slice. In `bench dispatch` on a busy 2-core host a 0.3 ms slice met the p99 goal
+    /// in 30 of 30 rounds against 27 of 30 without; with the whole bench on one core the
+    /// record is mixed (66 of 81 against 61 of 81).
     public var schedulerSlice: Duration? = Self.defaultSchedulerSlice
 
     public static let defaultSchedulerSlice: Duration = .microseconds(defaultSchedulerSliceMicroseconds)
