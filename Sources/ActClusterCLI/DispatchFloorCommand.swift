@@ -40,10 +40,7 @@ struct DispatchFloorCommand: ParsableCommand {
             throw CommandFailure("cannot listen on \(bind): \(error.reason)")
         }
         // Like for like: the same scheduling as the coordinator's loop and I/O thread.
-        if schedulerSlice > 0 {
-            SchedulerSlice.request(.microseconds(schedulerSlice))
-            _ = SchedulerSlice.request(.microseconds(schedulerSlice), threadsNamed: Coordinator.ioThreadPrefix, wait: .milliseconds(500))
-        }
+        if schedulerSlice > 0 { _ = Coordinator.requestSchedulerSlice(.microseconds(schedulerSlice)) }
 
         // One unit of one 40-byte line, as the bench's corpus has; every lease gets the same.
         let settings = UnitSettings(

@@ -258,17 +258,25 @@ public final class Coordinator {
     /// How libzmq names its I/O threads (`ZMQbg/IO/0`, …), once they run.
     public static let ioThreadPrefix = "ZMQbg/IO/"
 
-    /// The loop's thread (the caller of ``run()``) and libzmq's I/O threads ask for
-    /// ``CoordinatorConfiguration/schedulerSlice``.
+    /// The calling thread (the one that runs the loop) and libzmq's I/O threads ask for
+    /// `slice`; the I/O threads are waited for until they have named themselves. Returns how
+    /// many threads took it, and why the kernel refused, if it did. `bench dispatch-floor`
+    /// asks the same way.
+    public static func requestSchedulerSlice(_ slice: Duration) -> (threads: Int, failure: String?) {
+        let loopFailure = SchedulerSlice.request(slice)
+        let io = SchedulerSlice.request(slice, threadsNamed: ioThreadPrefix, wait: .milliseconds(500))
+        return ((loopFailure == nil ? 1 : 0) + io.threads, loopFailure ?? io.failure)
+    }
+
+    /// ``CoordinatorConfiguration/schedulerSlice`` for the loop and libzmq's I/O threads.
     private func requestSchedulerSlice() {
         guard let slice = configuration.schedulerSlice, slice > .zero else { return }
-        let loopFailure = SchedulerSlice.request(slice)
-        let (ioThreads, ioFailure) = SchedulerSlice.request(slice, threadsNamed: Self.ioThreadPrefix, wait: .milliseconds(500))
-        let microseconds = "\(slice.components.seconds * 1_000_000 + slice.components.attoseconds / 1_000_000_000_000)"
-        if let failure = loopFailure ?? ioFailure {
+        let (threads, failure) = Self.requestSchedulerSlice(slice)
+        let microseconds = "\(slice.wholeNanoseconds / 1000)"
+        if let failure {
             logger.warning("scheduler_slice_refused", metadata: ["microseconds": "\(microseconds)", "reason": "\(failure)"])
         } else {
-            logger.info("scheduler_slice", metadata: ["microseconds": "\(microseconds)", "threads": "\(1 + ioThreads)"])
+            logger.info("scheduler_slice", metadata: ["microseconds": "\(microseconds)", "threads": "\(threads)"])
         }
     }
 

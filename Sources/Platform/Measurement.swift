@@ -13,6 +13,12 @@ extension Duration {
         let (whole, fraction) = components
         return Double(whole) + Double(fraction) / 1e18
     }
+
+    /// Whole nanoseconds, for system calls and logs that count in them (or in microseconds).
+    public var wholeNanoseconds: Int64 {
+        let (whole, fraction) = components
+        return whole * 1_000_000_000 + fraction / 1_000_000_000
+    }
 }
 
 /// The machine's CPU time so far, summed over its cores, from the first line of /proc/stat.

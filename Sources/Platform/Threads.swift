@@ -21,8 +21,7 @@ public enum SchedulerSlice {
     /// the kernel refused.
     @discardableResult
     public static func request(_ slice: Duration, thread tid: Int32 = 0) -> String? {
-        let nanoseconds = max(0, slice.components.seconds * 1_000_000_000 + slice.components.attoseconds / 1_000_000_000)
-        let code = actcluster_set_scheduler_slice(tid, UInt64(nanoseconds))
+        let code = actcluster_set_scheduler_slice(tid, UInt64(max(0, slice.wholeNanoseconds)))
         return code == 0 ? nil : String(cString: strerror(code))
     }
 
@@ -58,16 +57,17 @@ public enum SchedulerSlice {
 /// The calling thread's id, as `/proc/self/task` names it.
 public func currentThreadID() -> Int32 { actcluster_thread_id() }
 
-/// The threads of this process: id and name.
-public func processThreads() -> [(tid: Int32, name: String)] {
-    guard let directory = opendir("/proc/self/task") else { return [] }
+/// The threads of process `pid` (nil: this one): id and name.
+public func processThreads(of pid: Int32? = nil) -> [(tid: Int32, name: String)] {
+    let tasks = "/proc/\(pid.map(String.init) ?? "self")/task"
+    guard let directory = opendir(tasks) else { return [] }
     defer { closedir(directory) }
     var threads: [(Int32, String)] = []
     while let entry = readdir(directory) {
         let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         guard let tid = Int32(name) else { continue }
         // The kernel ends the name with a newline.
-        let comm = readWholeFile("/proc/self/task/\(tid)/comm") ?? ""
+        let comm = readWholeFile("\(tasks)/\(tid)/comm") ?? ""
         threads.append((tid, String(comm.split(separator: "\n").first ?? "")))
     }
     return threads

@@ -342,12 +342,10 @@ struct HarnessFailure: Error, CustomStringConvertible {
     /// Each thread's slice by name; the main thread (which runs the loop) as "main". Threads
     /// the runtime starts inherit the process's name, so only the main thread is told by id.
     private func slices(of process: Process) -> [String: Duration] {
+        let pid = process.processIdentifier
         var slices: [String: Duration] = [:]
-        let tasks = "/proc/\(process.processIdentifier)/task"
-        for tid in (try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? [] {
-            let comm = readWholeFileOrEmpty("\(tasks)/\(tid)/comm").split(separator: "\n").first.map(String.init) ?? ""
-            let name = tid == "\(process.processIdentifier)" ? "main" : comm
-            slices[name] = Int32(tid).flatMap { SchedulerSlice.current(thread: $0, process: process.processIdentifier) }
+        for (tid, name) in processThreads(of: pid) {
+            slices[tid == pid ? "main" : name] = SchedulerSlice.current(thread: tid, process: pid)
         }
         return slices
     }
