@@ -44,7 +44,6 @@ public final class Coordinator {
     private let ackLinger: Duration
 
     private var sessions: [RoutingID: WorkerSession] = [:]
-    private var sessionsByName: [String: WorkerSession] = [:]
     /// Workers waiting for a unit, in the order they asked (sessions, not ids: a lease is
     /// granted without looking the worker up again).
     private var idleQueue: [WorkerSession] = []
@@ -522,20 +521,14 @@ public final class Coordinator {
         }
     }
 
+    /// A name is not a credential: READY naming a worker that another connection speaks for
+    /// leaves that connection's session and lease alone. If that worker is dead, its lease
+    /// expires with its heartbeats.
     private func handleReady(_ ready: Ready, from routingID: RoutingID, now: ContinuousClock.Instant) {
-        var previousLease: LeaseID?
-        if let other = sessionsByName[ready.worker], other.routingID != routingID {
-            // The same worker on a new connection: the old one is dead.
-            previousLease = other.lease
-            dropSession(other, reason: "it reconnected")
-        }
         let session: WorkerSession
         if let existing = sessions[routingID] {
             session = existing
-            if existing.name != ready.worker {
-                sessionsByName[existing.name] = nil
-                existing.name = ready.worker
-            }
+            existing.name = ready.worker
         } else {
             session = WorkerSession(routingID: routingID, name: ready.worker, now: now)
             sessions[routingID] = session
@@ -543,10 +536,8 @@ public final class Coordinator {
                 "worker_joined",
                 metadata: ["worker": "\(ready.worker)", "host": "\(ready.host ?? "")", "threads": "\(ready.threads)", "software": "\(ready.software ?? "")"])
         }
-        sessionsByName[ready.worker] = session
         session.threads = ready.threads
         session.assignBeforeAck = ready.assignBeforeAck
-        if session.lease == nil { session.lease = previousLease }
         becomeIdle(session, asking: "sent READY")
     }
 
@@ -589,6 +580,10 @@ public final class Coordinator {
             queue(.cancel(Cancel(unit: unit, lease: lease, reason: "lease \(lease) of unit \(unit) is not live")), to: routingID)
             return
         }
+        if let holder = tracker.holder, holder != routingID, holderIsConnected(holder) {
+            reject(routingID, "HEARTBEAT for lease \(lease) from a connection other than the one that holds it")
+            return
+        }
         let worker = session ?? adopt(routingID, name: heartbeat.worker, now: now)
         worker.lease = lease
         if !tracker.claimed { logger.info("lease_claimed", metadata: ["lease": "\(lease)", "unit": "\(unit)", "worker": "\(heartbeat.worker)"]) }
@@ -599,12 +594,26 @@ public final class Coordinator {
         trackers[lease] = tracker
     }
 
-    /// A busy worker this coordinator has no session for (it restarted): learn it.
+    /// Whether the connection that holds a lease is still there. A lease moves to another
+    /// connection only once its holder's is gone (the worker reconnected): libzmq refuses a
+    /// send to a peer whose connection closed (ROUTER_MANDATORY), so a HEARTBEAT to the holder
+    /// tells, at most one per `probeInterval`.
+    private func holderIsConnected(_ holder: RoutingID) -> Bool {
+        guard let session = sessions[holder], !session.dropped else { return false }
+        guard passStarted - session.lastSent >= Self.probeInterval else { return true }
+        send(.frames(coordinatorHeartbeat), to: holder, session: session)
+        return !session.dropped
+    }
+
+    static let probeInterval = Duration.milliseconds(100)
+
+    private lazy var coordinatorHeartbeat = CoordinatorMessage.heartbeat(CoordinatorHeartbeat(run: state.run.run)).encode()
+
+    /// A busy worker this coordinator has no session for (it restarted, or the worker
+    /// reconnected): learn it. A session of its old connection is dropped by its own silence.
     private func adopt(_ routingID: RoutingID, name: String, now: ContinuousClock.Instant) -> WorkerSession {
-        if let other = sessionsByName[name], other.routingID != routingID { dropSession(other, reason: "it reconnected") }
         let session = WorkerSession(routingID: routingID, name: name, now: now)
         sessions[routingID] = session
-        sessionsByName[name] = session
         logger.info("worker_joined", metadata: ["worker": "\(name)", "busy": "true"])
         return session
     }
@@ -678,6 +687,21 @@ public final class Coordinator {
     }
 
     private func handleFailed(_ failed: UnitFailed, from routingID: RoutingID, session: WorkerSession?) {
+        // Only the connection that holds a live lease can give it up: FAILED counts an attempt.
+        // A lease restored after a restart that nobody claimed yet is held by its worker's name.
+        if let tracker = trackers[failed.lease], tracker.unit == failed.unit, tracker.holder != routingID,
+            tracker.holder != nil || session == nil || session?.name != state.leases[failed.lease]?.worker
+        {
+            guard session != nil else {
+                // A worker on a new connection speaks for its lease with HEARTBEAT first, then resends.
+                queue(.disconnect(reason: "the coordinator does not know this connection; send HEARTBEAT with your lease"), to: routingID)
+                return
+            }
+            let reason = "FAILED for lease \(failed.lease) of unit \(failed.unit) from a connection that does not hold it"
+            reject(routingID, reason)
+            queue(.ack(Acknowledgement(unit: failed.unit, lease: failed.lease, outcome: .rejected, reason: reason)), to: routingID)
+            return
+        }
         defer { if failed.ready { readyAfterReport(from: routingID, session: session, lease: failed.lease) } }
         let transition = apply(.failed(failed))
         let outcome = transition.acknowledgement ?? .rejected
@@ -748,7 +772,7 @@ public final class Coordinator {
                 release(lease, unit: tracker.unit, reason: "no worker claimed the lease after the coordinator restarted")
             }
         }
-        let heartbeat = CoordinatorMessage.heartbeat(CoordinatorHeartbeat(run: state.run.run)).encode()
+        let heartbeat = coordinatorHeartbeat
         for session in Array(sessions.values) {
             if now - session.lastSeen > livenessPeriod {
                 dropSession(session, reason: "no message for \(configuration.liveness) heartbeat intervals")
@@ -772,7 +796,6 @@ public final class Coordinator {
     private func dropSession(_ session: WorkerSession, reason: String) {
         guard sessions[session.routingID] === session else { return }
         sessions[session.routingID] = nil
-        if sessionsByName[session.name] === session { sessionsByName[session.name] = nil }
         session.idle = false
         session.dropped = true
         // Its lease, if any, lives on until its own deadline: the worker may reconnect.

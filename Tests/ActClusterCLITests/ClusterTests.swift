@@ -219,7 +219,8 @@ struct ClusterFixture {
     }
 
     /// 10,000 malformed messages from a hostile client while a worker works: dropped and
-    /// logged, and the run completes exactly.
+    /// logged, and the run completes exactly. Among them, FAILED and HEARTBEAT for the lease
+    /// the worker holds at that moment, which must not end it, and a frame over the size limit.
     @Test func hostileClientCannotDisturbTheRun() throws {
         let fixture = try ClusterFixture(documents: 32)
         let reference = try fixture.collectReference()
@@ -233,9 +234,29 @@ struct ClusterFixture {
         try hostile.connect(endpoint)
         var generator = SystemRandomNumberGenerator()
         let ready = WorkerMessage.ready(Ready(worker: "honest")).encode()
+        /// The lease the worker was given last, from the coordinator's log.
+        func liveLease() -> (unit: UnitID, lease: LeaseID)? {
+            guard let line = coordinator.events("unit_leased").last(where: { $0.contains("worker=honest") }),
+                let unit = ClusterRole.value("unit", in: line).flatMap({ UInt64($0) }), let lease = ClusterRole.value("lease", in: line).flatMap({ UInt64($0) })
+            else { return nil }
+            return (UnitID(unit), LeaseID(lease))
+        }
+        try waitUntil("the worker holds a lease") { liveLease() != nil }
+        var target = liveLease()!
         for index in 0..<10_000 {
+            if index % 100 == 0 {
+                target = liveLease() ?? target
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+            if index == 5_000 {
+                let oversized = try context.socket(.dealer)
+                try oversized.configure(linger: .zero)
+                try oversized.connect(endpoint)
+                try oversized.send(multipart: [ready[0], ready[1], [UInt8](repeating: 0, count: Int(ClusterWire.Limits.coordinatorMaxMessageBytes) + 1)])
+                oversized.close()
+            }
             var frames: [[UInt8]]
-            switch index % 8 {
+            switch index % 10 {
             case 0: frames = [(0..<Int.random(in: 0...64, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }]
             case 1: frames = [Array("ACTW02".utf8), [0x01], []]
             case 2: frames = [ready[0], ready[1], ready[2].map { $0 ^ 0x5A }]
@@ -243,6 +264,8 @@ struct ClusterFixture {
             case 4: frames = [ready[0], [0x02], ready[2]]  // ASSIGN the wrong way
             case 5: frames = WorkerMessage.failed(UnitFailed(unit: UnitID(UInt64(index)), lease: LeaseID(UInt64(index + 1)), reason: "forged")).encode()
             case 6: frames = [ready[0], ready[1]] + [ready[2]] + [[1, 2, 3]]
+            case 7: frames = WorkerMessage.failed(UnitFailed(unit: target.unit, lease: target.lease, reason: "forged for a live lease")).encode()
+            case 8: frames = WorkerMessage.heartbeat(WorkerHeartbeat(worker: "honest", lease: target.lease, unit: target.unit)).encode()
             default: frames = [Array("ACTS01".utf8), [0x21], []]
             }
             try hostile.send(multipart: frames, dontWait: false)
@@ -250,6 +273,8 @@ struct ClusterFixture {
         #expect(coordinator.exitStatus(within: .seconds(120)) == 0, "coordinator: \(coordinator.log)")
         #expect(worker.exitStatus(within: .seconds(20)) == 0)
         #expect(coordinator.events("message_rejected").count >= 100, "rejections are logged")
+        let ended = coordinator.events("unit_failed") + coordinator.events("lease_expired")
+        #expect(ended.isEmpty, "forged messages ended the worker's lease: \(ended)")
         hostile.close()
         try fixture.expectSameRows(cluster: out, reference: reference)
     }

@@ -178,6 +178,60 @@ import ZeroMQ
         hostile.close()
     }
 
+    /// A lease belongs to the connection its ASSIGN went to. From another connection, FAILED
+    /// for it gets DISCONNECT (no session there) or a rejection, READY under the holder's name
+    /// gets a unit of its own, and HEARTBEAT with the lease does not take it over: the lease
+    /// runs on and lands. Once the holder's connection closes, that HEARTBEAT claims the lease,
+    /// as a reconnected worker's does, and FAILED from there counts.
+    @Test func onlyTheHoldersConnectionSpeaksForALease() throws {
+        let (coordinator, directory) = try RunningCoordinator.onePerLine("impersonation", documents: 3) { $0.liveness = 30 }
+        let context = try ZeroMQContext()
+        let holder = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "holder", directory: directory)
+        try holder.ready()
+        let held = try holder.assignment()
+        let forged = WorkerMessage.failed(UnitFailed(unit: held.unit, lease: held.lease, reason: "forged"))
+
+        let stranger = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "holder", directory: directory)
+        stranger.heartbeats = false
+        try stranger.send(forged)
+        guard case .disconnect = try stranger.next() else { Issue.record("FAILED from a connection without a session should get DISCONNECT"); return }
+        try stranger.ready()
+        let own = try stranger.assignment()
+        #expect(own.unit != held.unit)
+        try stranger.send(forged)
+        let refused = try stranger.acknowledgement()
+        #expect(refused.outcome == .rejected && refused.lease == held.lease)
+        try stranger.heartbeat(held)
+        try stranger.send(forged)
+        #expect(try stranger.acknowledgement().outcome == .rejected, "HEARTBEAT from another connection took the lease over")
+        #expect(coordinator.events("message_rejected").contains { $0.contains("HEARTBEAT for lease \(held.lease)") })
+
+        try holder.send(.done(try holder.finish(held)))
+        #expect(try holder.acknowledgement().outcome == .accepted)
+        try stranger.send(.done(try stranger.finish(own)))
+        #expect(try stranger.acknowledgement().outcome == .accepted)
+        #expect(coordinator.events("lease_expired").isEmpty && coordinator.events("unit_failed").isEmpty)
+
+        // The holder reconnects: its old connection closes, the new one claims the lease.
+        try holder.ready()
+        let last = try holder.assignment()
+        holder.socket.close()
+        let reconnected = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "holder", directory: directory)
+        reconnected.heartbeats = false
+        try waitFor("the reconnected worker's HEARTBEAT claims its lease") {
+            try reconnected.heartbeat(last)
+            Thread.sleep(forTimeInterval: 0.05)
+            return coordinator.events("worker_joined").contains { $0.contains("busy=true") }
+        }
+        try reconnected.send(.failed(UnitFailed(unit: last.unit, lease: last.lease, reason: "out of memory")))
+        #expect(try reconnected.acknowledgement().outcome == .accepted)
+        reconnected.heartbeats = true
+        while try reconnected.work() != nil {}
+        guard case .completed(let summary) = try coordinator.outcome() else { Issue.record("not completed"); return }
+        #expect(summary.unitsDone == 3 && summary.unitsFailed == 0)
+        #expect(coordinator.events("unit_failed").count == 1 && coordinator.events("lease_expired").isEmpty)
+    }
+
     /// A drained coordinator restarted on its journal goes on where it stopped; finished
     /// units are not leased again.
     @Test func drainAndResume() throws {

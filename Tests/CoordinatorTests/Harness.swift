@@ -99,6 +99,14 @@ final class RunningCoordinator: @unchecked Sendable {
     func events(_ name: String) -> [String] { log.lines.filter { $0.contains("event=\(name) ") || $0.hasSuffix("event=\(name)") } }
 }
 
+/// Calls `condition` until it holds (it paces itself); throws after `timeout`.
+func waitFor(_ what: String, timeout: Duration = .seconds(10), _ condition: () throws -> Bool) throws {
+    let deadline = ContinuousClock.now + timeout
+    while try !condition() {
+        guard ContinuousClock.now < deadline else { throw HarnessError("timed out after \(timeout) waiting until \(what)") }
+    }
+}
+
 struct HarnessError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
