@@ -20,8 +20,10 @@ struct CoordinatorCommand: ParsableCommand {
             (`actcluster worker --connect ENDPOINT`). Workers write shards straight into --out, \
             which must be the same folder for every worker (a shared file system on a fleet).
 
-            Every change is journaled and fsynced in --out/coordinator.journal before anything \
-            acts on it. After a crash, run the same command again: finished units are never \
+            Every finished, failed or expired unit is journaled and fsynced in \
+            --out/coordinator.journal before anything acts on it (a unit handed out just before \
+            a crash is simply handed out again). After a crash, run the same command again: \
+            finished units are never \
             redone, and workers reconnect on their own. A worker that stops sending heartbeats \
             loses its lease after --liveness intervals and the unit goes to another worker; a \
             unit that fails --max-attempts times is recorded as failed, with its reasons, in \

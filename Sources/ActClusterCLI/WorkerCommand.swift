@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClusterProtocol
 import Dispatch
 import Foundation
 import Logging
@@ -64,10 +65,11 @@ struct WorkerCommand: ParsableCommand {
         guard schemes.contains(where: { connect.hasPrefix($0) && connect.count > $0.count }) else {
             throw ValidationError("--connect needs a ZeroMQ endpoint such as tcp://coordinator:5555, not '\(connect)'")
         }
-        guard (1...4096).contains(threads) else { throw ValidationError("--threads must be 1 … 4096, not \(threads)") }
+        let maxThreads = ClusterWire.Limits.maxThreads, maxName = ClusterWire.Limits.maxNameBytes
+        guard (1...maxThreads).contains(threads) else { throw ValidationError("--threads must be 1 … \(maxThreads), not \(threads)") }
         if let name {
-            guard !name.isEmpty, name.utf8.count <= 1024, !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-                throw ValidationError("--name must be 1 … 1024 bytes of text without control characters")
+            guard !name.isEmpty, name.utf8.count <= maxName, !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                throw ValidationError("--name must be 1 … \(maxName) bytes of text without control characters")
             }
         }
         if curveKey != nil, curveServerKey == nil {

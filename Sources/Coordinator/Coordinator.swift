@@ -827,11 +827,6 @@ public final class Coordinator {
     private func assignmentTemplate(_ plan: UnitPlan, lines: [CorpusLine]) -> AssignmentTemplate {
         AssignmentTemplate(preamble: assignmentPreamble, file: state.run.corpus.paths[plan.fileIndex], plan: plan, corpusLines: lines)
     }
-    /// Lease ids reserved per LEASES_RESERVED record. The ASSIGNs after a block runs out wait
-    /// for the sync that holds the next one, so a block lasts a minute at 20,000 units/s. A
-    /// restart skips the unused rest of its block; file names pad ids to 10 digits, which
-    /// thousands of restarts do not outgrow.
-    static let leaseBlock: UInt64 = 1 << 20
 
     private func planAhead() throws {
         while !state.planningComplete && state.pending.count < pendingTarget {
@@ -898,7 +893,7 @@ public final class Coordinator {
             } else {
                 queue(.frames(assignFrames), to: routingID, assigned: lease, after: durable ? 0 : journal.appendedEvents)
             }
-            logger.debug("unit_leased", metadata: ["unit": "\(unit)", "lease": "\(lease)", "worker": "\(session.name)", "attempt": "\(record.leaseCount)"])
+            logger.info("unit_leased", metadata: ["unit": "\(unit)", "lease": "\(lease)", "worker": "\(session.name)", "attempt": "\(record.leaseCount)"])
         }
         idleQueue.removeFirst(taken)
         taken = 0
@@ -909,7 +904,7 @@ public final class Coordinator {
     /// leaves, so ids stay unique across restarts although LEASED is not waited for.
     private func reserveLeases() throws {
         let first = max(state.nextLease.rawValue, state.reservedThrough.rawValue + 1)
-        let through = LeaseID(first + Self.leaseBlock - 1)
+        let through = LeaseID(first + JournalFormat.leaseBlock - 1)
         guard apply(.leasesReserved(through: through)).changed else {
             throw CoordinatorError("internal error: lease ids up to \(through) could not be reserved")
         }

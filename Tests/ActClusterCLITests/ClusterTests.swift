@@ -279,6 +279,58 @@ struct ClusterFixture {
         try fixture.expectSameRows(cluster: out, reference: reference)
     }
 
+    /// `actcluster status` on a live run, as JSON and as text: counts that add up, tokens per
+    /// second, the worker with its unit and rate, an ETA. Then SIGTERM drains the coordinator:
+    /// the worker finishes its unit and exits 0, the coordinator exits 143, and the journal
+    /// holds every unit it logged as done.
+    @Test func statusShowsALiveRunAndSIGTERMDrainsIt() throws {
+        let fixture = try ClusterFixture(documents: 600, unitTokens: 512)
+        let out = fixture.directory + "/cluster"
+        let coordinator = try fixture.coordinator(out: out, extra: ["--status-bind", "tcp://127.0.0.1:0"], log: fixture.directory + "/coordinator.log")
+        let status = try coordinator.waitForValue(event: "coordinator_listening", key: "status_endpoint")
+        func report() throws -> [String: Any] {
+            let result = try runActcluster(["status", "--connect", status, "--json"])
+            #expect(result.status == 0, "status: \(result.stderr)")
+            return try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stdout)")
+        }
+        func number(_ value: Any?) -> Double { (value as? NSNumber)?.doubleValue ?? -1 }
+        let before = try report()
+        #expect(number(before["units_done"]) == 0 && (before["workers"] as? [Any])?.isEmpty == true)
+
+        let worker = try fixture.worker("w0", endpoint: try fixture.endpoint(of: coordinator))
+        var live: [String: Any] = [:]
+        try waitUntil("status shows the worker on a unit, rates and an ETA", timeout: .seconds(60)) {
+            guard let json = try? report() else { return false }
+            live = json
+            let entry = (json["workers"] as? [[String: Any]])?.first
+            return number(json["units_done"]) >= 1 && entry?["unit"] != nil && number(entry?["tok_s"]) > 0 && number(json["tok_s"]) > 0
+                && json["eta_s"] != nil
+        }
+        let counts = ["units_done", "units_leased", "units_pending", "units_failed"].map { number(live[$0]) }
+        #expect(counts.reduce(0, +) == number(live["units_planned"]), "\(live)")
+        #expect(number(live["units_total"]) == number(live["units_planned"]) && live["planning_complete"] as? Bool == true)
+        #expect(number(live["tokens"]) > 0 && number(live["rows"]) > 0 && number(live["eta_s"]) > 0)
+        #expect((live["workers"] as? [[String: Any]])?.map { $0["name"] as? String } == ["w0"])
+        let text = try runActcluster(["status", "--connect", status])
+        #expect(text.status == 0)
+        for part in ["units: ", " done, ", "tok/s over the last minute, ETA ", "workers: 1", "  w0: unit "] {
+            #expect(text.stdout.contains(part), "status text lacks \"\(part)\": \(text.stdout)")
+        }
+
+        kill(coordinator.process.processIdentifier, SIGTERM)
+        #expect(coordinator.exitStatus(within: .seconds(60)) == 143, "coordinator: \(coordinator.log)")
+        #expect(worker.exitStatus(within: .seconds(20)) == 0, "w0: \(worker.log)")
+        #expect(coordinator.events("drain_started").count == 1 && coordinator.events("drained").count == 1)
+        #expect(!FileManager.default.fileExists(atPath: out + "/" + ShardManifest.fileName), "the run was drained before its end")
+        var journaled = Set<UnitID>()
+        let (journal, _) = try Journal.open(path: out + "/" + JournalFormat.defaultFileName) { event in
+            if case .done(let done) = event { journaled.insert(done.unit) }
+        }
+        journal.close()
+        let logged = coordinator.events("unit_done").compactMap { ClusterRole.value("unit", in: $0).flatMap { UInt64($0) } }.map { UnitID($0) }
+        #expect(!logged.isEmpty && Set(logged) == journaled)
+    }
+
     /// With CURVE and an allow-list, a worker with a key the coordinator does not accept gets
     /// no work, and the run completes with a good worker.
     @Test func curveRefusesAWrongKeyAndServesTheRightOne() throws {
@@ -302,15 +354,24 @@ struct ClusterFixture {
         #expect(good.exitStatus(within: .seconds(20)) == 0)
         let served = Set(coordinator.events("unit_done").compactMap { ClusterRole.value("worker", in: $0) })
         #expect(served == ["good"], "only the listed key may work: \(served)")
-        #expect(coordinator.events("worker_joined").allSatisfy { $0.contains("worker=good") })
+        let joined = coordinator.events("worker_joined").compactMap { ClusterRole.value("worker", in: $0) }
+        #expect(!joined.isEmpty && Set(joined) == ["good"], "only the listed key may join: \(joined)")
         stranger.killHard()
         wrongServer.killHard()
     }
 }
 
 /// Root with `ip netns`: a worker can be put behind a link the test cuts.
-let canPartition: Bool = getuid() == 0
-    && (FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") || FileManager.default.isExecutableFile(atPath: "/sbin/ip"))
+/// Root, `ip`, and a kernel that lets this process make a network namespace (a container
+/// without CAP_SYS_ADMIN does not): tried, not assumed.
+let canPartition: Bool = {
+    guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") || FileManager.default.isExecutableFile(atPath: "/sbin/ip")
+    else { return false }
+    let probe = "actcprobe\(getpid())"
+    guard (try? IsolatedNetwork.ip(["netns", "add", probe])) != nil else { return false }
+    _ = try? IsolatedNetwork.ip(["netns", "del", probe])
+    return true
+}()
 
 /// A network namespace joined to this one by a veth pair: `inside` is the namespace's
 /// address, `outside` the host's.
@@ -538,7 +599,7 @@ struct HarnessFailure: Error, CustomStringConvertible {
         #expect(figures["units"] as? Int == 400)
         // Figures only, no speeds: this host may be loaded by the other tests. (CPU time comes in
         // 10 ms ticks, too coarse for a run this short.)
-        let measured = ["units_per_second", "paced_units_per_second", "p99_ms", "floor_units_per_second", "floor_p99_ms"]
+        let measured = ["units_per_second", "paced_units_per_second", "p50_ms", "p99_ms", "peak_rss_mb", "floor_units_per_second", "floor_p99_ms"]
         for key in measured { #expect((figures[key] as? Double ?? 0) > 0, "\(key) in \(last)") }
         for key in ["paced_over_5ms_percent", "floor_paced_over_5ms_percent"] {
             #expect((0...100).contains(figures[key] as? Double ?? -1), "\(key) in \(last)")

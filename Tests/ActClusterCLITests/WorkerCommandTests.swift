@@ -107,6 +107,51 @@ import ZeroMQ
         #expect(log.contains("event=worker_started") && log.contains("event=worker_stopped"))
     }
 
+    /// SIGTERM while a unit is in hand: the worker finishes it and reports DONE (not FAILED),
+    /// and after the ACK exits 0 without asking for more.
+    @Test func sigtermFinishesTheUnitInHandThenExitsZero() throws {
+        let model = fixtures.appendingPathComponent("tiny-bert").path
+        let digest = SHA256.hash(Array(try Data(contentsOf: URL(fileURLWithPath: model + "/config.json"))))
+        let coordinator = try Coordinator()
+        let (process, err) = try start(["worker", "--connect", coordinator.endpoint, "--name", "w-term"])
+        guard case .ready = try coordinator.receive() else { Issue.record("expected READY"); return }
+        let settings = UnitSettings(
+            hooks: ["blocks.0.hook_resid_post"], context: 16, model: ModelReference(path: model, name: "tiny-bert", configSHA256: digest),
+            outputDirectory: try scratchDirectory())
+        let text = "the worker was told to stop while this line was in hand"
+        let bytes = Int64(text.utf8.count)
+        let plan = UnitPlan(unit: 1, fileIndex: 0, byteRange: 0..<(bytes + 1), firstDocumentID: 0, firstLine: 1, lineCount: 1, textBytes: Int(bytes))
+        try coordinator.send(
+            .assign(
+                Assignment(
+                    run: 9, lease: 3, attempt: 1, settings: settings, file: "c.txt", plan: plan, lines: [UnitLine(rawBytes: bytes + 1, content: .success(text))])))
+        // A worker heartbeats its lease as soon as the unit starts: then it holds the unit.
+        var report: WorkerMessage?
+        while report == nil {
+            let frames = try #require(try coordinator.router.receiveMultipart(timeout: .seconds(30)), "the worker sent nothing")
+            let (envelope, body) = try Envelope.split(frames.map(\.bytes))
+            coordinator.peer = envelope
+            switch try WorkerMessage.decode(frames: body) {
+            case .heartbeat(let heartbeat) where heartbeat.lease == 3:
+                process.terminate()
+                report = try coordinator.receive()
+            case .heartbeat: continue
+            case let other: report = other
+            }
+        }
+        guard case .done(let done) = report else { Issue.record("expected DONE after SIGTERM, got \(String(describing: report))"); return }
+        #expect(done.lease == 3 && done.rows > 0)
+        try coordinator.send(.ack(Acknowledgement(unit: 1, lease: 3, outcome: .accepted)))
+        process.waitUntilExit()
+        let log = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 0, "\(log)")
+        #expect(log.contains("event=stop_requested") && log.contains("event=worker_stopped"), "\(log)")
+        while let frames = try coordinator.router.receiveMultipart(timeout: .milliseconds(200)) {
+            let message = try WorkerMessage.decode(frames: try Envelope.split(frames.map(\.bytes)).1)
+            #expect(message.command == .heartbeat, "a stopping worker sent \(message.command)")
+        }
+    }
+
     @Test func aModelOfAnotherDigestIsReleasedAndTheWorkerExitsWithBothDigests() throws {
         let model = fixtures.appendingPathComponent("tiny-bert").path
         let actual = SHA256.hash(Array(try Data(contentsOf: URL(fileURLWithPath: model + "/config.json"))))

@@ -471,20 +471,33 @@ import ZeroMQ
         let held = try worker.assignment()
         try worker.heartbeat(held)
 
-        let client = try context.socket(.request)
-        try client.configure(linger: .zero)
-        try client.connect(coordinator.coordinator.statusEndpoint!)
-        try client.send(multipart: StatusMessage.request(StatusRequest()).encode())
-        guard let frames = try client.receiveMultipart(timeout: .seconds(5)), case .reply(let report) = try StatusMessage.decode(frames: frames.map(\.bytes))
-        else {
-            Issue.record("no status reply")
-            return
-        }
+        let report = try coordinator.status(context)
         #expect(report.unitsDone == 1 && report.unitsLeased == 1)
         #expect(report.unitsDone + report.unitsLeased + report.unitsPending + report.unitsFailed == report.unitsPlanned)
         #expect(report.workers.map(\.name) == ["busy"] && report.workers.first?.lease == held.lease)
-        client.close()
 
+        coordinator.stop.press()
+        coordinator.stop.press()
+        _ = try coordinator.outcome()
+    }
+
+    /// Units are planned as workers take them, not all at the start: with no worker the
+    /// coordinator plans its lookahead and stops, so its memory does not grow with the corpus.
+    @Test func planningKeepsPaceWithTheWorkers() throws {
+        let directory = try scratchDirectory("lazy")
+        let corpus = directory + "/corpus.txt"
+        try writeCorpus(corpus, documents: 20_000)
+        let coordinator = try RunningCoordinator(
+            { $0.lookahead = 16 }, run: Fixture.run(corpus: [corpus], out: directory, unitTokens: 8), statusBind: "tcp://127.0.0.1:0")
+        let context = try ZeroMQContext()
+        Thread.sleep(forTimeInterval: 0.3)
+        let idle = try coordinator.status(context)
+        #expect(!idle.planningComplete && idle.unitsTotal == nil)
+        #expect((16...17).contains(idle.unitsPlanned), "planned \(idle.unitsPlanned) units with no worker, lookahead 16")
+        let worker = try ScriptedWorker(context, endpoint: coordinator.endpoint, name: "w", directory: directory)
+        for _ in 0..<10 { try worker.work() }
+        let busy = try coordinator.status(context)
+        #expect(busy.unitsDone == 10 && (26...28).contains(busy.unitsPlanned), "planned \(busy.unitsPlanned) after 10 units")
         coordinator.stop.press()
         coordinator.stop.press()
         _ = try coordinator.outcome()

@@ -96,6 +96,18 @@ final class RunningCoordinator: @unchecked Sendable {
         return try lock.withLock { result! }.get()
     }
 
+    /// One STATUS round trip to the status endpoint.
+    func status(_ context: ZeroMQContext) throws -> StatusReport {
+        let client = try context.socket(.request)
+        defer { client.close() }
+        try client.configure(linger: .zero)
+        try client.connect(coordinator.statusEndpoint!)
+        try client.send(multipart: StatusMessage.request(StatusRequest()).encode())
+        guard let frames = try client.receiveMultipart(timeout: .seconds(5)), case .reply(let report) = try StatusMessage.decode(frames: frames.map(\.bytes))
+        else { throw HarnessError("no status reply") }
+        return report
+    }
+
     func events(_ name: String) -> [String] { log.lines.filter { $0.contains("event=\(name) ") || $0.hasSuffix("event=\(name)") } }
 }
 
