@@ -605,6 +605,7 @@ public final class Coordinator {
         return !session.dropped
     }
 
+    /// At most one probe of a holder's connection per this interval, whatever a peer sends.
     static let probeInterval = Duration.milliseconds(100)
 
     private lazy var coordinatorHeartbeat = CoordinatorMessage.heartbeat(CoordinatorHeartbeat(run: state.run.run)).encode()
@@ -688,10 +689,7 @@ public final class Coordinator {
 
     private func handleFailed(_ failed: UnitFailed, from routingID: RoutingID, session: WorkerSession?) {
         // Only the connection that holds a live lease can give it up: FAILED counts an attempt.
-        // A lease restored after a restart that nobody claimed yet is held by its worker's name.
-        if let tracker = trackers[failed.lease], tracker.unit == failed.unit, tracker.holder != routingID,
-            tracker.holder != nil || session == nil || session?.name != state.leases[failed.lease]?.worker
-        {
+        if let tracker = trackers[failed.lease], tracker.unit == failed.unit, !speaks(for: failed.lease, tracker, from: routingID, session: session) {
             guard session != nil else {
                 // A worker on a new connection speaks for its lease with HEARTBEAT first, then resends.
                 queue(.disconnect(reason: "the coordinator does not know this connection; send HEARTBEAT with your lease"), to: routingID)
@@ -718,6 +716,14 @@ public final class Coordinator {
         case .rejected(let reason):
             reject(routingID, reason)
         }
+    }
+
+    /// Whether a connection speaks for a live lease: it holds it, or the lease was restored
+    /// after a restart, nobody has claimed it yet, and the connection's session has the name
+    /// the lease went to.
+    private func speaks(for lease: LeaseID, _ tracker: LeaseTracker, from routingID: RoutingID, session: WorkerSession?) -> Bool {
+        if let holder = tracker.holder { return holder == routingID }
+        return session != nil && session?.name == state.leases[lease]?.worker
     }
 
     private func logEnded(_ lease: LeaseID, unit: UnitID, _ transition: Transition, event: Logger.Message, reason: String) {

@@ -19,7 +19,7 @@ final class WorkerSession {
     var idle = false
     /// Told SHUTDOWN; gets no more work.
     var shutdownSent = false
-    /// Dropped from the coordinator's sessions (lost, or replaced by a reconnection).
+    /// Dropped from the coordinator's sessions (silent, or its connection gone).
     var dropped = false
     /// Its READY said it takes the ASSIGN that answers a report's `ready` before the report's
     /// ACK: that ASSIGN need not wait behind the ACK (and so for the report to be durable).
