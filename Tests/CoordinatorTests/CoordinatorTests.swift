@@ -490,6 +490,10 @@ import ZeroMQ
         let coordinator = try RunningCoordinator(
             { $0.lookahead = 16 }, run: Fixture.run(corpus: [corpus], out: directory, unitTokens: 8), statusBind: "tcp://127.0.0.1:0")
         let context = try ZeroMQContext()
+        try waitFor("the coordinator plans its lookahead") {
+            Thread.sleep(forTimeInterval: 0.05)
+            return try coordinator.status(context).unitsPlanned >= 16
+        }
         Thread.sleep(forTimeInterval: 0.3)
         let idle = try coordinator.status(context)
         #expect(!idle.planningComplete && idle.unitsTotal == nil)
