@@ -271,11 +271,11 @@ public final class Coordinator {
     private func requestSchedulerSlice() {
         guard let slice = configuration.schedulerSlice, slice > .zero else { return }
         let (threads, failure) = Self.requestSchedulerSlice(slice)
-        let microseconds = "\(slice.wholeNanoseconds / 1000)"
+        let microseconds: Logger.MetadataValue = "\(slice.wholeNanoseconds / 1000)"
         if let failure {
-            logger.warning("scheduler_slice_refused", metadata: ["microseconds": "\(microseconds)", "reason": "\(failure)"])
+            logger.warning("scheduler_slice_refused", metadata: ["microseconds": microseconds, "reason": "\(failure)"])
         } else {
-            logger.info("scheduler_slice", metadata: ["microseconds": "\(microseconds)", "threads": "\(threads)"])
+            logger.info("scheduler_slice", metadata: ["microseconds": microseconds, "threads": "\(threads)"])
         }
     }
 

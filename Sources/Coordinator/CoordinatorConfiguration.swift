@@ -68,7 +68,7 @@ public struct CoordinatorConfiguration: Sendable {
     /// threads, and when the machine is busy each wake-up of theirs waited behind whatever ran
     /// a full slice. In `bench dispatch` on a busy 2-core host a 0.3 ms slice met the p99 goal
     /// in 30 of 30 rounds against 27 of 30 without; with the whole bench on one core the
-    /// record is mixed (66 of 81 against 61 of 81).
+    /// record is mixed (84 of 102 against 79 of 102).
     public var schedulerSlice: Duration? = Self.defaultSchedulerSlice
 
     public static let defaultSchedulerSlice: Duration = .microseconds(defaultSchedulerSliceMicroseconds)

@@ -20,13 +20,18 @@ import ZeroMQ
             endpoint = try router.bind("tcp://127.0.0.1:0")
         }
 
+        /// The next message, HEARTBEAT included; nil after `timeout`.
+        func receiveAny(timeout: Duration = .seconds(30)) throws -> WorkerMessage? {
+            guard let frames = try router.receiveMultipart(timeout: timeout) else { return nil }
+            let (envelope, body) = try Envelope.split(frames.map(\.bytes))
+            peer = envelope
+            return try WorkerMessage.decode(frames: body)
+        }
+
         /// The next message that is not a HEARTBEAT.
         func receive() throws -> WorkerMessage {
             while true {
-                let frames = try #require(try router.receiveMultipart(timeout: .seconds(30)), "the worker sent nothing")
-                let (envelope, body) = try Envelope.split(frames.map(\.bytes))
-                peer = envelope
-                let message = try WorkerMessage.decode(frames: body)
+                let message = try #require(try receiveAny(), "the worker sent nothing")
                 if message.command != .heartbeat { return message }
             }
         }
@@ -128,10 +133,7 @@ import ZeroMQ
         // A worker heartbeats its lease as soon as the unit starts: then it holds the unit.
         var report: WorkerMessage?
         while report == nil {
-            let frames = try #require(try coordinator.router.receiveMultipart(timeout: .seconds(30)), "the worker sent nothing")
-            let (envelope, body) = try Envelope.split(frames.map(\.bytes))
-            coordinator.peer = envelope
-            switch try WorkerMessage.decode(frames: body) {
+            switch try #require(try coordinator.receiveAny(), "the worker sent nothing") {
             case .heartbeat(let heartbeat) where heartbeat.lease == 3:
                 process.terminate()
                 report = try coordinator.receive()
@@ -146,8 +148,7 @@ import ZeroMQ
         let log = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(process.terminationStatus == 0, "\(log)")
         #expect(log.contains("event=stop_requested") && log.contains("event=worker_stopped"), "\(log)")
-        while let frames = try coordinator.router.receiveMultipart(timeout: .milliseconds(200)) {
-            let message = try WorkerMessage.decode(frames: try Envelope.split(frames.map(\.bytes)).1)
+        while let message = try coordinator.receiveAny(timeout: .milliseconds(200)) {
             #expect(message.command == .heartbeat, "a stopping worker sent \(message.command)")
         }
     }
