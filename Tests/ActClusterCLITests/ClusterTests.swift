@@ -296,19 +296,22 @@ struct ClusterFixture {
         func number(_ value: Any?) -> Double { (value as? NSNumber)?.doubleValue ?? -1 }
         let before = try report()
         #expect(number(before["units_done"]) == 0 && (before["workers"] as? [Any])?.isEmpty == true)
+        // More units than the 64 planned ahead: the total is not known yet, and status does not guess it.
+        #expect(before["planning_complete"] as? Bool == false && before["units_total"] == nil, "\(before)")
 
         let worker = try fixture.worker("w0", endpoint: try fixture.endpoint(of: coordinator))
         var live: [String: Any] = [:]
-        try waitUntil("status shows the worker on a unit, rates and an ETA", timeout: .seconds(60)) {
+        // Planning completes once the worker has taken the first 8 or so units.
+        try waitUntil("status shows the worker on a unit, rates, an ETA and the total", timeout: .seconds(60)) {
             guard let json = try? report() else { return false }
             live = json
             let entry = (json["workers"] as? [[String: Any]])?.first
             return number(json["units_done"]) >= 1 && entry?["unit"] != nil && number(entry?["tok_s"]) > 0 && number(json["tok_s"]) > 0
-                && json["eta_s"] != nil
+                && json["eta_s"] != nil && json["planning_complete"] as? Bool == true
         }
         let counts = ["units_done", "units_leased", "units_pending", "units_failed"].map { number(live[$0]) }
         #expect(counts.reduce(0, +) == number(live["units_planned"]), "\(live)")
-        #expect(number(live["units_total"]) == number(live["units_planned"]) && live["planning_complete"] as? Bool == true)
+        #expect(number(live["units_total"]) == number(live["units_planned"]) && number(live["units_total"]) > 64, "\(live)")
         #expect(number(live["tokens"]) > 0 && number(live["rows"]) > 0 && number(live["eta_s"]) > 0)
         #expect((live["workers"] as? [[String: Any]])?.map { $0["name"] as? String } == ["w0"])
         let text = try runActcluster(["status", "--connect", status])
@@ -486,6 +489,8 @@ struct HarnessFailure: Error, CustomStringConvertible {
         #expect(coordinator.exitStatus(within: .seconds(180)) == 0, "coordinator: \(coordinator.log)")
         #expect(local.exitStatus(within: .seconds(20)) == 0)
         isolated.killHard()
+        // The namespace goes only now: released at its last use, it took the restored link.
+        withExtendedLifetime(network) {}
         try fixture.expectSameRows(cluster: out, reference: reference)
     }
 }
