@@ -249,24 +249,45 @@ struct BenchDispatchCommand: ParsableCommand {
         rounds.count { $0.goalLatency(paced: pacedRate > 0).p99 <= 5 }
     }
 
+    /// Starts the process `coordinatorArguments(endpoint)` describes and returns once it
+    /// listens. A free port can be taken by another process before the child binds it (tests
+    /// run in parallel): then the child exits, and a fresh port is tried.
+    private func startListening(_ coordinatorArguments: (String) -> [String], directory: String, what: String, log: String?) throws -> (Process, String) {
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        let attempts = transport == "ipc" ? 1 : 3
+        for attempt in 1...attempts {
+            let endpoint = transport == "ipc" ? "ipc://\(directory)/\(what).sock" : "tcp://127.0.0.1:\(try freeLoopbackPort())"
+            let process = Process()
+            if wrapperWords.isEmpty {
+                process.executableURL = executable
+                process.arguments = coordinatorArguments(endpoint)
+            } else {
+                // env finds the wrapper on PATH and execs it in place, so the process (and its RSS) is the wrapped one.
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                process.arguments = wrapperWords + [executable.path] + coordinatorArguments(endpoint)
+            }
+            process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+            process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+            try process.run()
+            // Under valgrind a start takes seconds; a minute is room enough on any host.
+            let deadline = ContinuousClock.now + .seconds(60)
+            while process.isRunning && !isListening(endpoint) && ContinuousClock.now < deadline {
+                Thread.sleep(forTimeInterval: 0.005)
+            }
+            if process.isRunning { return (process, endpoint) }
+            process.waitUntilExit()
+            if attempt == attempts {
+                throw CommandFailure("the \(what) exited with status \(process.terminationStatus) before it listened on \(endpoint)\(log.map { "; see \($0)" } ?? "")")
+            }
+        }
+        preconditionFailure("unreachable: the last attempt returns or throws")
+    }
+
     /// The figures of one run of both phases against the process `coordinatorArguments(endpoint)`
     /// starts (this executable), with fresh null workers.
     private func measure(coordinatorArguments: (String) -> [String], directory: String, what: String, log: String?) throws -> DispatchFigures {
         // A separate process, so that its RSS and CPU are its own.
-        let endpoint = transport == "ipc" ? "ipc://\(directory)/\(what).sock" : "tcp://127.0.0.1:\(try freeLoopbackPort())"
-        let coordinator = Process()
-        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        if wrapperWords.isEmpty {
-            coordinator.executableURL = executable
-            coordinator.arguments = coordinatorArguments(endpoint)
-        } else {
-            // env finds the wrapper on PATH and execs it in place, so the process (and its RSS) is the wrapped one.
-            coordinator.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            coordinator.arguments = wrapperWords + [executable.path] + coordinatorArguments(endpoint)
-        }
-        coordinator.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        coordinator.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        try coordinator.run()
+        let (coordinator, endpoint) = try startListening(coordinatorArguments, directory: directory, what: what, log: log)
         defer { if coordinator.isRunning { coordinator.terminate() } }
         let sampler = RunSampler(pid: coordinator.processIdentifier)
         sampler.start()
@@ -709,6 +730,18 @@ func freeLoopbackPort() throws -> Int {
     let endpoint = try socket.bind("tcp://127.0.0.1:0")
     guard let port = Int(endpoint.split(separator: ":").last ?? "") else { throw CommandFailure("cannot read a port from \(endpoint)") }
     return port
+}
+
+/// Whether something listens on `endpoint`, without connecting to it: an ipc socket's file
+/// exists, or /proc/net/tcp lists the TCP port on 127.0.0.1 in state LISTEN (0A).
+func isListening(_ endpoint: String) -> Bool {
+    if endpoint.hasPrefix("ipc://") { return FileManager.default.fileExists(atPath: String(endpoint.dropFirst(6))) }
+    guard let port = Int(endpoint.split(separator: ":").last ?? ""), let table = readWholeFile("/proc/net/tcp") else { return false }
+    let local = "0100007F:" + String(format: "%04X", port)
+    return table.split(separator: "\n").contains { line in
+        let fields = line.split(separator: " ")
+        return fields.count > 3 && fields[1] == local && fields[3] == "0A"
+    }
 }
 
 /// User and system CPU seconds of a process so far (0 if it has exited), from

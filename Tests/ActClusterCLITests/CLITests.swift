@@ -47,3 +47,32 @@ import ZeroMQ
         #expect(help.contains("--curve-server-key PREFIX.pub"))
     }
 }
+
+@Suite struct BenchListeningCheck {
+    /// The bench waits for its coordinator to listen by reading /proc/net/tcp, which a wrong
+    /// byte order or field would misread as never.
+    @Test func seesATCPListenerComeAndGo() throws {
+        let context = try ZeroMQContext()
+        let socket = try context.socket(.router)
+        let endpoint = try socket.bind("tcp://127.0.0.1:0")
+        #expect(isListening(endpoint), "\(endpoint)")
+        socket.close()
+        // libzmq's I/O thread closes the listener a moment later.
+        let deadline = Date().addingTimeInterval(5)
+        while isListening(endpoint) && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(!isListening(endpoint), "\(endpoint) after close")
+        #expect(!isListening("tcp://127.0.0.1:notaport"))
+    }
+
+    @Test func seesAnIPCSocketFile() throws {
+        let directory = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let endpoint = "ipc://\(directory)/c.sock"
+        #expect(!isListening(endpoint))
+        let context = try ZeroMQContext()
+        let socket = try context.socket(.router)
+        defer { socket.close() }
+        _ = try socket.bind(endpoint)
+        #expect(isListening(endpoint))
+    }
+}
