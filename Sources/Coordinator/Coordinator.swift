@@ -1000,19 +1000,24 @@ public final class Coordinator {
 
     private func publishMetrics(rate: Double) {
         guard let metrics = configuration.metrics else { return }
-        metrics.set("units_planned", Double(state.plannedCount), help: "Units cut from the corpus so far (the total once planning_complete is 1).")
-        metrics.set("planning_complete", state.planningComplete ? 1 : 0, help: "1 once the whole corpus is planned.")
-        metrics.set("units_done", Double(state.done.count), help: "Units whose shards are accepted.")
-        metrics.set("units_failed", Double(state.poisoned.count), help: "Units that ran out of attempts.")
-        metrics.set("units_leased", Double(state.leasedCount), help: "Units a worker holds now.")
-        metrics.set("units_pending", Double(state.pending.count), help: "Planned units waiting for a worker.")
-        metrics.set("tokens_collected_total", Double(state.tokens), kind: .counter, help: "Tokens of accepted units.")
-        metrics.set("rows_collected_total", Double(state.rows), kind: .counter, help: "Rows per hook of accepted units.")
-        metrics.set("workers_alive", Double(sessions.count), help: "Workers heard from within the liveness period.")
-        metrics.set("tokens_per_second", rate, help: "Collection rate over the last minute.")
-        metrics.set("leases_expired_total", Double(expiredLeases), kind: .counter, help: "Leases that missed their heartbeats (since this coordinator started).")
-        metrics.set("messages_rejected_total", Double(rejectedMessages), kind: .counter, help: "Malformed or contradicting messages dropped (since start).")
-        metrics.set("draining", draining ? 1 : 0, help: "1 while a signal drains the coordinator.")
+        typealias Sample = MetricsRegistry.Sample
+        // One call: a scrape in the middle of a pass would otherwise see some figures of this
+        // pass beside others of the last (or, on the first pass, none).
+        metrics.set([
+            Sample("units_planned", Double(state.plannedCount), help: "Units cut from the corpus so far (the total once planning_complete is 1)."),
+            Sample("planning_complete", state.planningComplete ? 1 : 0, help: "1 once the whole corpus is planned."),
+            Sample("units_done", Double(state.done.count), help: "Units whose shards are accepted."),
+            Sample("units_failed", Double(state.poisoned.count), help: "Units that ran out of attempts."),
+            Sample("units_leased", Double(state.leasedCount), help: "Units a worker holds now."),
+            Sample("units_pending", Double(state.pending.count), help: "Planned units waiting for a worker."),
+            Sample("tokens_collected_total", Double(state.tokens), kind: .counter, help: "Tokens of accepted units."),
+            Sample("rows_collected_total", Double(state.rows), kind: .counter, help: "Rows per hook of accepted units."),
+            Sample("workers_alive", Double(sessions.count), help: "Workers heard from within the liveness period."),
+            Sample("tokens_per_second", rate, help: "Collection rate over the last minute."),
+            Sample("leases_expired_total", Double(expiredLeases), kind: .counter, help: "Leases that missed their heartbeats (since this coordinator started)."),
+            Sample("messages_rejected_total", Double(rejectedMessages), kind: .counter, help: "Malformed or contradicting messages dropped (since start)."),
+            Sample("draining", draining ? 1 : 0, help: "1 while a signal drains the coordinator."),
+        ])
     }
 
     private func answerAuthentication() throws {
