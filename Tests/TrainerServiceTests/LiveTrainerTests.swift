@@ -222,8 +222,11 @@ func temporaryFolder() -> String {
         let messages = try (0..<12).map { try batchFrames([Float](repeating: Float($0), count: 60 * width), width: width, unit: 1, sequence: $0, dtype: .fp32) }
         let pusher = Pusher(endpoint: source.endpoint, messages: messages)
         #expect(source.waitForFirstBatch())
+        // 60 rows, then 120 ≥ 100: stop receiving. Waited for, then given time to overshoot.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while source.snapshot.accepted < 2 && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.01) }
         Thread.sleep(forTimeInterval: 0.5)
-        #expect(source.snapshot.accepted == 2)  // 60 rows, then 120 ≥ 100: stop receiving
+        #expect(source.snapshot.accepted == 2)
         // Reading frees room; every batch arrives in order.
         var seen: [Float] = []
         while seen.count < 12 {
