@@ -104,8 +104,9 @@ cat >"$stub" <<'EOF'
 #!/usr/bin/env bash
 log=/dev/null
 for (( i = 1; i <= $#; i++ )); do [ "${!i}" = --log-file ] && { j=$((i + 1)); log="${!j}"; }; done
-echo "args $*" >"$log"
+# The trap before the line the test waits for: a TERM between the two would kill the stub.
 trap 'echo TERM >>"$log"; exit 0' TERM
+echo "args $*" >"$log"
 while true; do sleep 0.05; done
 EOF
 chmod +x "$stub"

@@ -183,7 +183,10 @@ func expectTrainingMetrics(_ scrape: MetricsScrape, batchTokens: Int, k: Int, bu
         try waitUntil("the trainer takes every message and trains", timeout: .seconds(120)) {
             scrape = try? MetricsScrape(address)
             guard let scrape else { return !trainer.process.isRunning }
+            // A message is counted as taken before its outcome is: wait for the outcomes too.
+            let outcomes = ["duplicate", "rejected", "other_hook"].map { scrape["actcluster_trainer_batches_dropped_total{reason=\"\($0)\"}"] ?? 0 }
             return (scrape["actcluster_trainer_messages_received_total"] == 9 && scrape["actcluster_trainer_queued_tokens"] == 0
+                && outcomes.reduce(0, +) == 3 && scrape["actcluster_trainer_batches_accepted_total"] == 6
                 && (scrape["actcluster_trainer_step"] ?? 0) > 0) || !trainer.process.isRunning
         }
         let metrics = try #require(scrape, "trainer: \(trainer.log)")

@@ -185,13 +185,14 @@ func temporaryFolder() -> String {
     }
 
     /// Idle timeout: the source ends after the last batch; the run drains its buffer and stops
-    /// early with a checkpoint, before the token budget.
+    /// early with a checkpoint, before the token budget. The timeout is seconds: the receiver
+    /// must not take a loaded host's pause between two batches for the end.
     @Test func stopsWhenIdle() throws {
         let width = 16
         var random = SplitMix64(seed: 5)
         let data = SparseRows(width: width, count: 32, active: 2, random: &random)
         let source = try LiveBatchSource(
-            configuration: LiveSourceConfiguration(bind: "tcp://127.0.0.1:0", hook: hook, queueRows: 256, idleTimeout: .milliseconds(500)),
+            configuration: LiveSourceConfiguration(bind: "tcp://127.0.0.1:0", hook: hook, queueRows: 256, idleTimeout: .seconds(3)),
             logger: silentLogger)
         source.start()
         let messages = try (0..<6).map { try batchFrames(data.rows(200, random: &random), width: width, unit: 0, sequence: $0, dtype: .bf16) }

@@ -67,7 +67,8 @@ private func realtimeNow() -> Duration {
 
         let sent = realtimeNow()
         try router.send(multipart: [routingID, bytes("reply")])
-        usleep(300_000)
+        // Long enough that libzmq's I/O thread has sent the reply by the read, on a loaded host too.
+        usleep(1_000_000)
         let readFrom = realtimeNow()
         let reply = try pump(client) { !$0.messages.isEmpty }
         #expect(reply.messages.first?.frames == [bytes("reply")])
