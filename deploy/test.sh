@@ -25,8 +25,10 @@ echo "==> testing"
 status=0
 swift test "${flags[@]}" --skip-build "$@" 2>&1 | tee .build/test.log || status=$?
 if [ "$status" -ne 0 ]; then
-    echo "==> the tests failed (exit $status); the failing lines, also in .build/test.log:" >&2
-    grep -E "✘|error:|Fatal error|unexpected signal|Exited with" .build/test.log | grep -v "passed after" | head -60 >&2 || true
+    # On both streams: a CI page that shows only one of them still names the failure.
+    { echo "==> the tests failed (exit $status); the failing lines, also in .build/test.log:"
+      grep -E "✘|error:|Fatal error|unexpected signal|Exited with" .build/test.log | grep -v "passed after" | head -60 || true
+    } | tee /dev/stderr
 fi
 
 # Release builds of the coordinator's modules skip the run-time exclusivity checks (see
@@ -41,8 +43,9 @@ if [ "$status" -eq 0 ] && [ "$#" -eq 0 ]; then
     fi
     swift test --skip-build --filter "ClusterProtocolTests|CoordinatorTests|ZeroMQTests" 2>&1 | tee .build/test-debug.log || status=$?
     if [ "$status" -ne 0 ]; then
-        echo "==> the debug run failed (exit $status); the failing lines, also in .build/test-debug.log:" >&2
-        grep -E "✘|error:|Fatal error|unexpected signal|Exited with|Simultaneous accesses" .build/test-debug.log | grep -v "passed after" | head -60 >&2 || true
+        { echo "==> the debug run failed (exit $status); the failing lines, also in .build/test-debug.log:"
+          grep -E "✘|error:|Fatal error|unexpected signal|Exited with|Simultaneous accesses" .build/test-debug.log | grep -v "passed after" | head -60 || true
+        } | tee /dev/stderr
     fi
 fi
 exit "$status"
