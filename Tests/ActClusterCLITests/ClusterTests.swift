@@ -196,7 +196,9 @@ struct ClusterFixture {
         let fixture = try ClusterFixture(documents: 64, unitTokens: 512)
         let reference = try fixture.collectReference()
         let out = fixture.directory + "/cluster"
-        let first = try fixture.coordinator(out: out, log: fixture.directory + "/coordinator-1.log")
+        // The restart binds the same port: one from below the ephemeral range, which no
+        // other test's connection can take in between (as a fleet's fixed port).
+        let first = try fixture.coordinator(out: out, bind: "tcp://127.0.0.1:\(try portBelowTheEphemeralRange())", log: fixture.directory + "/coordinator-1.log")
         let endpoint = try fixture.endpoint(of: first)
         let workers = try (0..<2).map { try fixture.worker("w\($0)", endpoint: endpoint) }
         try waitUntil("three units are done") { first.events("unit_done").count >= 3 }
@@ -362,6 +364,31 @@ struct ClusterFixture {
         stranger.killHard()
         wrongServer.killHard()
     }
+}
+
+/// A TCP port on 127.0.0.1, free now, below the kernel's ephemeral range: port 0 and outgoing
+/// connections take theirs from that range, so no other test takes this one.
+func portBelowTheEphemeralRange() throws -> Int {
+    let range = (readWholeFile("/proc/sys/net/ipv4/ip_local_port_range") ?? "").split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
+    let ceiling = min(range.first ?? 32768, 32768)
+    let lowest = ceiling > 21000 ? 20000 : 1024
+    guard ceiling > lowest + 100 else { throw HarnessFailure("the ephemeral range starts at \(ceiling): no room below it") }
+    for _ in 0..<100 {
+        let port = Int.random(in: lowest..<ceiling)
+        // A plain socket: closed at once, unlike a libzmq listener, which its I/O thread closes later.
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { throw HarnessFailure("socket: errno \(errno)") }
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if bound == 0 { return port }
+    }
+    throw HarnessFailure("no free port between \(lowest) and \(ceiling)")
 }
 
 /// Root with `ip netns`: a worker can be put behind a link the test cuts.
