@@ -128,6 +128,9 @@ struct CoordinatorCommand: ParsableCommand {
             throw ValidationError("--batch-windows must be 1 … \(ClusterWire.Limits.maxBatchWindows)")
         }
         guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
+        try checkEndpoint(bind, option: "--bind", example: "tcp://*:5555")
+        if let statusBind { try checkEndpoint(statusBind, option: "--status-bind", example: "tcp://*:5556") }
+        if let trainer { try checkEndpoint(trainer, option: "--trainer", example: "tcp://trainer-host:5557") }
         if let problem = CoordinatorConfiguration.schedulerSliceProblem(microseconds: schedulerSlice) { throw ValidationError(problem) }
         guard heartbeatMs >= 10, UInt64(heartbeatMs) <= ClusterWire.Limits.maxHeartbeatMilliseconds else {
             throw ValidationError("--heartbeat-ms must be 10 … \(ClusterWire.Limits.maxHeartbeatMilliseconds)")

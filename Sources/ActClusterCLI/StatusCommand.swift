@@ -35,6 +35,7 @@ struct StatusCommand: ParsableCommand {
     var curveKey: String?
 
     func validate() throws {
+        try checkEndpoint(connect, option: "--connect", example: "tcp://coordinator:5556")
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
         if curveKey != nil, curveServerKey == nil { throw ValidationError("--curve-key needs --curve-server-key") }
     }

@@ -58,6 +58,7 @@ struct TrainerCommand: ParsableCommand {
 
     func validate() throws {
         guard dictionary.hook != nil else { throw ValidationError("give --hook: the trainer keeps the batches of one hook, e.g. --hook blocks.3.hook_resid_post") }
+        try checkEndpoint(bind, option: "--bind", example: "tcp://*:5557")
         guard idleTimeout >= 0, idleTimeout.isFinite else { throw ValidationError("--idle-timeout cannot be negative") }
         if let queueTokens, queueTokens <= 0 { throw ValidationError("--queue-tokens must be positive") }
         if curveAllow != nil, curveSecretKey == nil { throw ValidationError("--curve-allow needs --curve-secret-key") }

@@ -61,10 +61,7 @@ struct WorkerCommand: ParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
-        let schemes = ["tcp://", "ipc://", "inproc://"]
-        guard schemes.contains(where: { connect.hasPrefix($0) && connect.count > $0.count }) else {
-            throw ValidationError("--connect needs a ZeroMQ endpoint such as tcp://coordinator:5555, not '\(connect)'")
-        }
+        try checkEndpoint(connect, option: "--connect", example: "tcp://coordinator:5555")
         let maxThreads = ClusterWire.Limits.maxThreads, maxName = ClusterWire.Limits.maxNameBytes
         guard (1...maxThreads).contains(threads) else { throw ValidationError("--threads must be 1 … \(maxThreads), not \(threads)") }
         if let name {

@@ -76,3 +76,30 @@ import ZeroMQ
         #expect(isListening(endpoint))
     }
 }
+
+@Suite struct EndpointOptions {
+    /// An endpoint typo stops the command before it starts anything: a coordinator would
+    /// otherwise hand a bad --trainer to every worker, and every unit would fail.
+    @Test func typosAreRefusedBeforeAnythingStarts() throws {
+        let directory = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let out = directory + "/out"
+        let collection = ["--corpus", directory + "/c.jsonl", "--format", "jsonl", "--model", directory, "--hook", "blocks.0.hook_resid_post", "--out", out]
+        let cases: [([String], String)] = [
+            (["coordinator"] + collection + ["--bind", "tcp://127.0.0.1:0", "--trainer", "trainer-host:5557"], "--trainer needs a ZeroMQ endpoint"),
+            (["coordinator"] + collection + ["--bind", "tcp://*"], "--bind needs a ZeroMQ endpoint such as tcp://*:5555"),
+            (["coordinator"] + collection + ["--bind", "tcp://*:5555", "--status-bind", "tcp://*:70000"], "--status-bind needs a ZeroMQ endpoint"),
+            (["status", "--connect", "nonsense"], "--connect needs a ZeroMQ endpoint such as tcp://coordinator:5556"),
+            (["worker", "--connect", "ipc://"], "--connect needs a ZeroMQ endpoint"),
+            (["trainer", "--bind", "5557", "--hook", "blocks.0.hook_resid_post", "--out", out], "--bind needs a ZeroMQ endpoint such as tcp://*:5557"),
+        ]
+        for (arguments, sentence) in cases {
+            let run = try runActcluster(arguments)
+            #expect(run.status != 0 && run.stderr.contains(sentence), "\(arguments): \(run.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: out), "a refused command wrote its output folder")
+        // The forms the README uses pass the check (and fail later, for want of a corpus).
+        let accepted = try runActcluster(["coordinator"] + collection + ["--bind", "tcp://*:0", "--trainer", "tcp://[::1]:5557", "--status-bind", "ipc://\(directory)/s"])
+        #expect(!accepted.stderr.contains("needs a ZeroMQ endpoint"), "\(accepted.stderr)")
+    }
+}
