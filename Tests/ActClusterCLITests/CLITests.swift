@@ -58,8 +58,7 @@ import ZeroMQ
         #expect(isListening(endpoint), "\(endpoint)")
         socket.close()
         // libzmq's I/O thread closes the listener a moment later.
-        let deadline = Date().addingTimeInterval(5)
-        while isListening(endpoint) && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        try waitUntil("the listener on \(endpoint) closes", timeout: .seconds(5)) { !isListening(endpoint) }
         #expect(!isListening(endpoint), "\(endpoint) after close")
         #expect(!isListening("tcp://127.0.0.1:notaport"))
     }
