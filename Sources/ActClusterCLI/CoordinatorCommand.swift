@@ -23,11 +23,10 @@ struct CoordinatorCommand: ParsableCommand {
             Every finished, failed or expired unit is journaled and fsynced in \
             --out/coordinator.journal before anything acts on it (a unit handed out just before \
             a crash is simply handed out again). After a crash, run the same command again: \
-            finished units are never \
-            redone, and workers reconnect on their own. A worker that stops sending heartbeats \
-            loses its lease after --liveness intervals and the unit goes to another worker; a \
-            unit that fails --max-attempts times is recorded as failed, with its reasons, in \
-            the manifest and the summary.
+            finished units are never redone, and workers reconnect on their own. A worker that \
+            stops sending heartbeats loses its lease after --liveness intervals and the unit \
+            goes to another worker; a unit that fails --max-attempts times is recorded as \
+            failed, with its reasons, in the manifest and the summary.
 
             SIGINT or SIGTERM drains: no new leases, workers finish their units, and the \
             coordinator exits once they report (or after --drain-timeout seconds, releasing \
